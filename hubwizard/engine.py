@@ -1,0 +1,338 @@
+"""The recipe engine: check -> diff -> apply -> verify, per step and host, journaled.
+
+A plan is the same code with apply switched off. Steps run in order; the hosts of a
+step run in parallel where the step allows it. Resume comes from the journal: a step
+journaled done whose inputs are unchanged and whose check still passes is skipped.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import uuid
+from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+import jinja2
+
+from hubwizard import actions
+from hubwizard.actions import CallResult, RunState, StepContext
+from hubwizard.config import Host, Site
+from hubwizard.connections import Connections
+from hubwizard.errors import ConfigError, UnreachableError
+from hubwizard.events import CheckResult, CommandStarted, Event, HostResult, OutputLine, Sink, StepFinished, StepStarted
+from hubwizard.journal import Journal
+from hubwizard.recipes import Item, Step
+from hubwizard.redact import Redactor
+from hubwizard.secrets import Secrets
+from hubwizard.templating import render_asset, render_command
+
+
+@dataclass
+class ItemOutcome:
+    ok: bool
+    label: str
+    output: str = ""
+    changed: bool = True
+    skipped: bool = False
+
+
+@dataclass
+class RunSummary:
+    """Per (step, host) status of a run, and the exit code it maps to."""
+
+    results: list[HostResult] = field(default_factory=list)
+    checks: list[CheckResult] = field(default_factory=list)
+
+    @property
+    def exit_code(self) -> int:
+        if any(r.status == "unreachable" for r in self.results):
+            return 3
+        if any(r.status == "failed" for r in self.results) or any(not c.ok and not c.skipped for c in self.checks):
+            return 1
+        return 0
+
+
+def redacting(sink: Sink, redactor: Redactor) -> Sink:
+    """Wrap a sink so no text field of any event can carry a secret."""
+
+    def emit(event: Event) -> None:
+        changes = {
+            f.name: redactor(getattr(event, f.name))
+            for f in dataclasses.fields(event)
+            if isinstance(getattr(event, f.name), str)
+        }
+        if isinstance(event, HostResult) and event.commands:
+            changes["commands"] = tuple(redactor(c) for c in event.commands)
+        sink(dataclasses.replace(event, **changes))
+
+    return emit
+
+
+class Engine:
+    """Runs steps of one site against its hosts."""
+
+    def __init__(
+        self,
+        site: Site,
+        steps: list[Step],
+        connections: Connections,
+        secrets: Secrets,
+        journal: Journal,
+        sink: Sink,
+        facts: Any = None,
+    ) -> None:
+        self.site, self.steps, self.conns, self.secrets, self.journal = site, steps, connections, secrets, journal
+        self.redactor = Redactor(secrets.all_values())
+        self.emit = redacting(sink, self.redactor)
+        self.state = RunState()
+        self.run_id = uuid.uuid4().hex[:12]
+        self._facts = facts
+
+    # -- context ----------------------------------------------------------------
+    @property
+    def facts(self):
+        if self._facts is None:
+            from hubwizard import facts
+
+            self._facts = facts.gather(self.site, self.conns)
+        return self._facts
+
+    def context(self, host: Host) -> dict[str, Any]:
+        from hubwizard.render import template_context
+
+        ctx = template_context(self.site, self.facts)
+        ctx["host"] = host
+        ctx["host_ip"] = self.facts.ips.get(host.name, host.address)
+        ctx["state"] = self.state.data
+        return ctx
+
+    def hosts_for(self, step: Step, only: set[str] | None = None) -> list[Host]:
+        return [h for h in self.site.targets(step.targets) if only is None or h.name in only]
+
+    # -- rendering --------------------------------------------------------------
+    def _when(self, expr: str | None, ctx: dict[str, Any]) -> bool:
+        if not expr:
+            return True
+        try:
+            return bool(jinja2.Environment(undefined=jinja2.StrictUndefined).compile_expression(expr)(**ctx))
+        except jinja2.UndefinedError as exc:
+            raise ConfigError(f"recipe condition {expr!r}: {exc.message}") from None
+
+    def _stdin(self, item: Item, ctx: dict[str, Any]) -> str | None:
+        if item.stdin is None:
+            return None
+        env = jinja2.Environment(undefined=jinja2.StrictUndefined)
+        return env.from_string(item.stdin).render(ctx, secret=lambda name: self._secret(name))
+
+    def _secret(self, name: str) -> str:
+        value = self.secrets.get(name) or ""
+        self.redactor.add(value)
+        return value
+
+    def rendered(self, step: Step, ctx: dict[str, Any]) -> list[tuple[Item, str]]:
+        """Every apply item with what it will do, as the admin would read it."""
+        out = []
+        for item in step.apply:
+            if not self._when(item.when, ctx):
+                continue
+            if item.run:
+                out.append((item, render_command(item.run, ctx)))
+            elif item.file:
+                out.append((item, f"write {item.path} (mode {item.mode:o}) from {item.file}"))
+            else:
+                out.append((item, f"{item.call}({json.dumps(item.args, sort_keys=True)})" if item.args else f"{item.call}()"))
+        return out
+
+    def digest(self, step: Step, ctx: dict[str, Any]) -> str:
+        """A hash of everything the step would do on this host: changes mean re-run."""
+        h = hashlib.sha256(step.id.encode())
+        for item, text in self.rendered(step, ctx):
+            h.update(text.encode())
+            if item.file:
+                h.update(render_asset(item.file, ctx).encode())
+        return h.hexdigest()[:16]
+
+    # -- items ------------------------------------------------------------------
+    def _exec(self, step: Step, host: Host, phase: str, item: Item, ctx: dict[str, Any]) -> ItemOutcome:
+        t = self.conns.get(host.name)
+        if item.run:
+            cmd = render_command(item.run, ctx)
+            self.emit(CommandStarted(step.id, host.name, phase, cmd))  # type: ignore[arg-type]
+
+            def line(stream: str, text: str) -> None:
+                self.emit(OutputLine(step.id, host.name, stream, text))
+
+            timeout = item.timeout or self.site.ssh.command_timeout
+            res = t.run(cmd, sudo=item.sudo, stdin=self._stdin(item, ctx), timeout=timeout, on_line=line)
+            return ItemOutcome(res.exit_code in item.ok_codes, cmd, self.redactor(res.output))
+        if item.file:
+            content = render_asset(item.file, ctx).encode()
+            want = hashlib.sha256(content).hexdigest()
+            have = t.run(f"sha256sum {_q(item.path)} 2>/dev/null", sudo=item.sudo).stdout.split()[:1]
+            label = f"file {item.path}"
+            if phase == "apply" and have != [want]:
+                self.emit(CommandStarted(step.id, host.name, "apply", f"write {item.path} from {item.file}"))
+                t.put(content, item.path, mode=item.mode, sudo=item.sudo)
+                return ItemOutcome(True, label)
+            return ItemOutcome(have == [want], label, "" if have == [want] else "content differs", changed=False)
+        fn = actions.get(item.call or "")
+        sc = StepContext(step.id, host, t, self.site, self.facts, self.secrets, self.state, self.emit,
+                         self.conns, ctx)
+        self.emit(CommandStarted(step.id, host.name, phase, f"{item.call}()"))  # type: ignore[arg-type]
+        res: CallResult = fn(sc, **item.args)
+        for v in self.secrets.all_values():
+            self.redactor.add(v)
+        return ItemOutcome(res.ok, item.label, self.redactor(res.message), res.changed, res.skipped)
+
+    def _phase(self, step: Step, host: Host, phase: str, ctx: dict[str, Any]) -> tuple[bool, ItemOutcome | None]:
+        """Run one phase's items in order; stop at the first failure."""
+        for item in getattr(step, phase):
+            if not self._when(item.when, ctx):
+                continue
+            out = self._exec(step, host, phase, item, ctx)
+            if phase == "verify":
+                self.emit(CheckResult(step.id, host.name, item.label, out.ok, _tail(out.output, 3), out.skipped))
+            if not out.ok and not out.skipped:
+                return False, out
+        return True, None
+
+    # -- one step on one host ------------------------------------------------------
+    def _host(self, step: Step, host: Host, mode: str) -> HostResult:
+        try:
+            return self._host_inner(step, host, mode)
+        except UnreachableError as exc:
+            if mode == "apply":
+                self.journal.record(self.run_id, step.id, host.name, "failed", message=str(exc))
+            return HostResult(step.id, host.name, "unreachable", exc.message, fix=exc.fix)
+        except ConfigError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - a host's failure is reported, never a traceback
+            if mode == "apply":
+                self.journal.record(self.run_id, step.id, host.name, "failed", message=self.redactor(str(exc)))
+            return HostResult(step.id, host.name, "failed", self.redactor(f"{type(exc).__name__}: {exc}"))
+
+    def _host_inner(self, step: Step, host: Host, mode: str) -> HostResult:
+        ctx = self.context(host)
+        if not self._when(step.when, ctx):
+            return HostResult(step.id, host.name, "skipped", "not needed for this site")
+        if mode == "verify":
+            ok, bad = self._phase(step, host, "verify", ctx)
+            return self._result(step, host, "ok" if ok else "failed", bad)
+        digest = self.digest(step, ctx)
+        prev = self.journal.latest().get((step.id, host.name))
+        same = prev is not None and prev.phase == "done" and prev.digest == digest
+        changed_inputs = prev is not None and prev.phase == "done" and prev.digest != digest
+        check_ok = bool(step.check) and self._phase(step, host, "check", ctx)[0]
+        converged = (check_ok and not changed_inputs) or (not step.check and same)
+        if mode == "plan":
+            if converged:
+                return HostResult(step.id, host.name, "unchanged", "already in the desired state")
+            why = "inputs changed since last apply" if changed_inputs else "not in the desired state"
+            return HostResult(step.id, host.name, "would-change", why,
+                              commands=tuple(t for _, t in self.rendered(step, ctx)))
+        if converged:
+            if not same:
+                self.journal.record(self.run_id, step.id, host.name, "done", digest, "already in the desired state")
+            return HostResult(step.id, host.name, "unchanged", "already in the desired state")
+        self.journal.record(self.run_id, step.id, host.name, "started", digest)
+        ok, bad = self._phase(step, host, "apply", ctx)
+        if ok:
+            ok, bad = self._phase(step, host, "verify", ctx)
+        result = self._result(step, host, "changed" if ok else "failed", bad)
+        self.journal.record(self.run_id, step.id, host.name, "done" if ok else "failed", digest,
+                            result.message if not ok else "")
+        return result
+
+    def _result(self, step: Step, host: Host, status: str, bad: ItemOutcome | None) -> HostResult:
+        if bad is None:
+            return HostResult(step.id, host.name, status)  # type: ignore[arg-type]
+        tail = _tail(bad.output, 15)
+        return HostResult(step.id, host.name, status, f"failed: {bad.label}", bad.label, tail,  # type: ignore[arg-type]
+                          step.fix_for(bad.output))
+
+    # -- runs ---------------------------------------------------------------------
+    def run(
+        self,
+        mode: str = "apply",
+        *,
+        start: str | None = None,
+        only: str | None = None,
+        hosts: set[str] | None = None,
+        steps: Iterable[Step] | None = None,
+    ) -> RunSummary:
+        """mode: plan | apply | verify. Stops after the first step that fails anywhere."""
+        chosen = self._select(list(steps or self.steps), start, only)
+        summary = RunSummary()
+        listener = _Collector(summary, self.emit)
+        emit, self.emit = self.emit, listener
+        try:
+            for step in chosen:
+                targets = self.hosts_for(step, hosts)
+                if not targets:
+                    continue
+                if mode == "verify" and not step.verify:
+                    continue
+                self.emit(StepStarted(step.id, step.title, tuple(h.name for h in targets)))
+                results = self._run_hosts(step, targets, mode)
+                for r in results:
+                    self.emit(r)
+                bad = [r for r in results if r.status in ("failed", "unreachable")]
+                self.emit(StepFinished(step.id, "failed" if bad else _overall(results)))
+                if bad and (mode == "apply" or any(r.status == "unreachable" for r in bad)):
+                    break
+        finally:
+            self.emit = emit
+        return summary
+
+    def _run_hosts(self, step: Step, targets: list[Host], mode: str) -> list[HostResult]:
+        if step.parallel and len(targets) > 1:
+            with ThreadPoolExecutor(max_workers=len(targets)) as pool:
+                return list(pool.map(lambda h: self._host(step, h, mode), targets))
+        return [self._host(step, h, mode) for h in targets]
+
+    def _select(self, steps: list[Step], start: str | None, only: str | None) -> list[Step]:
+        ids = [s.id for s in steps]
+        for name, flag in ((start, "--from"), (only, "--only")):
+            if name is not None and name not in ids:
+                raise ConfigError(f"{flag} {name!r}: no such step", fix=f"steps are: {', '.join(ids)}")
+        if only:
+            return [s for s in steps if s.id == only]
+        if start:
+            return steps[ids.index(start):]
+        return steps
+
+
+class _Collector:
+    """Keeps results for the summary while passing events on."""
+
+    def __init__(self, summary: RunSummary, sink: Sink) -> None:
+        self.summary, self.sink = summary, sink
+
+    def __call__(self, event: Event) -> None:
+        if isinstance(event, HostResult):
+            self.summary.results.append(event)
+        elif isinstance(event, CheckResult):
+            self.summary.checks.append(event)
+        self.sink(event)
+
+
+def _overall(results: list[HostResult]) -> str:
+    statuses = {r.status for r in results}
+    for s in ("changed", "would-change", "ok", "unchanged"):
+        if s in statuses:
+            return s
+    return "skipped"
+
+
+def _tail(text: str, n: int) -> str:
+    return "\n".join(text.strip().splitlines()[-n:])
+
+
+def _q(path: str | None) -> str:
+    import shlex
+
+    return shlex.quote(path or "")

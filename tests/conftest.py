@@ -1,0 +1,50 @@
+"""Shared fixtures: real sshd "hosts" on 127.0.0.1, and a site file pointing at them."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from tests.sshd import keygen, known_hosts_line, start_sshd
+
+ROOT = Path(__file__).resolve().parent.parent
+BASIC_RECIPES = ROOT / "tests" / "data" / "recipes_basic"
+
+
+@pytest.fixture(scope="session")
+def ssh_env(tmp_path_factory):
+    """Two sshd servers and a client key; torn down at the end of the session."""
+    if not shutil.which("sshd") and not Path("/usr/sbin/sshd").exists():
+        pytest.skip("openssh-server is not installed (the README's test command installs it)")
+    root = tmp_path_factory.mktemp("ssh")
+    key = keygen(root / "id_ed25519")
+    authorized = root / "authorized_keys"
+    authorized.write_text((root / "id_ed25519.pub").read_text())
+    servers = [start_sshd(root, authorized) for _ in range(2)]
+    yield {"root": root, "key": key, "servers": servers}
+    for s in servers:
+        s.stop()
+
+
+def write_site(tmp_path: Path, ssh_env, *, domain: str = "hub.example.org", known: bool = True,
+               extra: str = "") -> Path:
+    """A site whose hosts are the test sshd servers; storage.path is a fresh work dir."""
+    work = tmp_path / "work"
+    work.mkdir(exist_ok=True)
+    kh = tmp_path / "known_hosts"
+    kh.write_text("".join(known_hosts_line(s) for s in ssh_env["servers"]) if known else "")
+    hosts = ""
+    for i, s in enumerate(ssh_env["servers"]):
+        role = "hub" if i == 0 else "node"
+        name = "hub" if i == 0 else f"node{i}"
+        hosts += (f'[[hosts]]\nname = "{name}"\naddress = "127.0.0.1"\nport = {s.port}\nrole = "{role}"\n'
+                  f'user = "root"\nkey = "{ssh_env["key"]}"\ninternal_address = "127.0.0.1"\n\n')
+    site = tmp_path / "site.toml"
+    site.write_text(
+        f'[site]\nname = "t"\ndomain = "{domain}"\nemail = "a@example.org"\nsubnet = "127.0.0.0/8"\n\n'
+        f'[ssh]\nknown_hosts = "{kh}"\nconfig = "{tmp_path}/no-ssh-config"\n\n'
+        f'[storage]\npath = "{work}"\n\n{extra}\n{hosts}'
+    )
+    return site
