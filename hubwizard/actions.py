@@ -64,7 +64,13 @@ class StepContext:
 
 Call = Callable[..., CallResult]
 _REGISTRY: dict[str, Call] = {}
-_MODULES = ("hubwizard.probes", "hubwizard.swarm_actions", "hubwizard.classic_actions", "hubwizard.checks")
+_MODULES = (
+    "hubwizard.probes",
+    "hubwizard.swarm_actions",
+    "hubwizard.hub_actions",
+    "hubwizard.classic_actions",
+    "hubwizard.doctor_checks",
+)
 
 
 def register(name: str) -> Callable[[Call], Call]:

@@ -1,0 +1,36 @@
+"""The Docker SDK through our own SSH connection (docker system dial-stdio on a channel)."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+
+import pytest
+
+from hubwizard.dockerapi import client_for
+from hubwizard.transport import HostKeyPolicy, SshTarget, SshTransport
+
+
+def _engine() -> bool:
+    return shutil.which("docker") is not None and subprocess.run(
+        ["docker", "version"], capture_output=True, timeout=20).returncode == 0
+
+
+@pytest.mark.skipif(not _engine(), reason="no Docker engine answers (scripts/dockerd.sh start)")
+def test_sdk_over_our_connection(ssh_env, tmp_path):
+    from tests.sshd import known_hosts_line
+
+    s = ssh_env["servers"][0]
+    kh = tmp_path / "kh"
+    kh.write_text(known_hosts_line(s))
+    t = SshTransport(SshTarget("h", "127.0.0.1", s.port, "root", (str(ssh_env["key"]),)), HostKeyPolicy(kh))
+    client = client_for(t)
+    try:
+        assert client.ping()
+        assert client.version()["Version"]
+        for _ in range(5):
+            client.containers.list()
+        assert t._client is not None  # the same paramiko connection carried it all
+    finally:
+        client.close()
+        t.close()
