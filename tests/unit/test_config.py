@@ -86,3 +86,12 @@ def test_missing_site_file(tmp_path):
     res = subprocess.run([sys.executable, "-m", "hubwizard.cli", "status", "-c", str(tmp_path / "nope.toml")],
                          capture_output=True, text=True, timeout=60)
     assert res.returncode == 2 and "no such site file" in res.stderr and "hubwizard init" in res.stderr
+
+
+def test_example_site_is_valid():
+    from pathlib import Path
+
+    from hubwizard.config import load_site
+
+    site = load_site(Path(__file__).resolve().parents[2] / "examples" / "site.toml")
+    assert len(site.nodes) == 2 and site.nodes[0].jump == "hub"
