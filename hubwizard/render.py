@@ -174,9 +174,7 @@ def generated_files(site: Site, facts: Facts) -> list[GeneratedFile]:
     prefix = "classic/" if classic else ""
 
     out.append(_file("Dockerfile.j2", ctx, "hub", f"{build}/Dockerfile", 0o644, "hub image: JupyterHub + spawner"))
-    out.append(
-        _file("requirements.txt.j2", ctx, "hub", f"{build}/requirements.txt", 0o644, "pip packages of the hub image")
-    )
+    out.append(_file("requirements.txt.j2", ctx, "hub", f"{build}/requirements.txt", 0o644, "pip packages of the hub image"))
     out.append(
         _file(
             f"{prefix}jupyterhub_config.py.j2",
@@ -187,9 +185,7 @@ def generated_files(site: Site, facts: Facts) -> list[GeneratedFile]:
             "JupyterHub configuration (copied into the hub image)",
         )
     )
-    out.append(
-        _file("daemon.json.j2", ctx, "all", p["daemon_json"], 0o644, "dockerd settings (registries, logs, TLS)")
-    )
+    out.append(_file("daemon.json.j2", ctx, "all", p["daemon_json"], 0o644, "dockerd settings (registries, logs, TLS)"))
     if classic and (site.classic.docker_tls or site.classic.allow_plain_tcp):
         # dockerd listens on each host's own internal address: one drop-in per host
         for host in site.active_hosts:
@@ -229,19 +225,13 @@ def generated_files(site: Site, facts: Facts) -> list[GeneratedFile]:
     if classic:
         if site.storage.kind in ("nfs", "autofs"):
             out.append(_file("classic/exports.j2", ctx, "hub", p["exports"], 0o644, "NFS export of /home to the nodes"))
-            out.append(
-                _file("classic/auto.master.j2", ctx, "nodes", p["auto_master"], 0o644, "autofs: /home from the map")
-            )
-            out.append(
-                _file("classic/auto.home.j2", ctx, "nodes", p["auto_home"], 0o644, "autofs map: /home/USER from the hub")
-            )
+            out.append(_file("classic/auto.master.j2", ctx, "nodes", p["auto_master"], 0o644, "autofs: /home from the map"))
+            out.append(_file("classic/auto.home.j2", ctx, "nodes", p["auto_home"], 0o644, "autofs map: /home/USER from the hub"))
         return out
 
     if site.storage.kind == "nfs":
         if site.storage.implementation == "ganesha":
-            out.append(
-                _file("ganesha.conf.j2", ctx, "nfs", p["ganesha_conf"], 0o644, "nfs-ganesha export of the user folders")
-            )
+            out.append(_file("ganesha.conf.j2", ctx, "nfs", p["ganesha_conf"], 0o644, "nfs-ganesha export of the user folders"))
         elif site.storage.implementation == "kernel":
             out.append(_file("exports.j2", ctx, "nfs", p["exports"], 0o644, "kernel NFS export of the user folders"))
         else:  # auto: the storage step picks the one the kernel supports
@@ -257,9 +247,7 @@ def generated_files(site: Site, facts: Facts) -> list[GeneratedFile]:
                 )
             )
     if site.quotas.enabled:
-        out.append(
-            _file("set_quota.sh.j2", ctx, "nfs", p["set_quota"], 0o755, "XFS project quota for one user folder")
-        )
+        out.append(_file("set_quota.sh.j2", ctx, "nfs", p["set_quota"], 0o755, "XFS project quota for one user folder"))
     return out
 
 

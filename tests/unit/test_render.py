@@ -7,6 +7,7 @@ are exercised in tests/integration/test_consumers.py.
 from __future__ import annotations
 
 import ast
+import contextlib
 import json
 import re
 import shlex
@@ -42,7 +43,7 @@ HOSTILE = [
     "a; touch /tmp/hubwizard-pwned",
     "$(touch /tmp/hubwizard-pwned)",
     "`touch /tmp/hubwizard-pwned`",
-    "it's \"quoted\"",
+    'it\'s "quoted"',
     "two\nlines",
     "x'; import os; os.system('touch /tmp/hubwizard-pwned'); '",
     "\\'\\\"",
@@ -288,10 +289,8 @@ def _assignments(source: str) -> dict[str, object]:
     out = {}
     for node in ast.parse(source).body:
         if isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name):
-            try:
+            with contextlib.suppress(ValueError):
                 out[node.targets[0].id] = ast.literal_eval(node.value)
-            except ValueError:
-                pass
     return out
 
 
@@ -356,8 +355,8 @@ def test_every_provider_renders_its_authenticator():
             ast.parse(config)
             assert f"c.JupyterHub.authenticator_class = {expected[provider]}" in config
             if provider != "dummy":
-                assert "oauth_callback_url = f\"{PUBLIC_URL}/hub/oauth_callback\"" in config
-                assert "c.{}.client_id = 'Iv1.0123456789abcdef'".format(expected[provider]) in config
+                assert 'oauth_callback_url = f"{PUBLIC_URL}/hub/oauth_callback"' in config
+                assert f"c.{expected[provider]}.client_id = 'Iv1.0123456789abcdef'" in config
             reqs = files_by_path(site)["/srv/hubwizard/hub/requirements.txt"].content
             assert ("oauthenticator" in reqs) == (provider != "dummy")
 
@@ -376,9 +375,7 @@ def test_swarm_config_spawner_volume_and_quota_hook():
     assert "QUOTA = '5G'" in config and "SET_QUOTA = '/usr/local/sbin/hubwizard-set-quota'" in config
     assert "c.SwarmSpawner.extra_placement_spec" in config  # servers on the workers
     # an NFS server other than the hub: the hook cannot reach its filesystem, no quota call
-    other = make_site(
-        extra='\n[[hosts]]\nname = "store"\naddress = "10.0.0.20"\nrole = "nfs"\n[storage]\nserver = "store"\n'
-    )
+    other = make_site(extra='\n[[hosts]]\nname = "store"\naddress = "10.0.0.20"\nrole = "nfs"\n[storage]\nserver = "store"\n')
     config = files_by_path(other)["/srv/hubwizard/hub/jupyterhub_config.py"].content
     assert "NFS_IP = '10.0.0.20'" in config and "set_quota" not in config
 
