@@ -30,6 +30,7 @@ class Secrets:
 
     values: dict[str, str] = field(default_factory=dict)
     prompt: Callable[[str], str] | None = None
+    path: Path | None = None  # the secrets file, for secrets generated at run time (hub_api_token)
 
     def get(self, name: str, *, required: bool = True) -> str | None:
         if name in self.values:
@@ -79,7 +80,7 @@ def load_secrets(site_path: str | Path, prompt: Callable[[str], str] | None = No
             if not isinstance(value, str):
                 raise ConfigError(f"{path}: {key} must be a string")
             values[key] = value
-    return Secrets(values=values, prompt=prompt)
+    return Secrets(values=values, prompt=prompt, path=path)
 
 
 def write_secrets(site_path: str | Path, values: dict[str, str]) -> Path:
