@@ -216,6 +216,9 @@ class ClassicSection(_Strict):
     swarm_image: Image = "swarm:1.2.9"
     docker_tls: bool = True
     allow_plain_tcp: bool = False  # plain 2375, loudly warned, bound to the internal IP
+    # lab only: where the consul/swarm images cannot be pulled (no Docker Hub), run stand-ins:
+    # a Consul status endpoint on :8500, and :4000 relayed to the hub's own dockerd TLS port
+    lab_stand_ins: bool = False
 
 
 class Site(_Strict):

@@ -88,7 +88,8 @@ class Engine:
         self.site, self.steps, self.conns, self.secrets, self.journal = site, steps, connections, secrets, journal
         self.redactor = Redactor(secrets.all_values())
         self.emit = redacting(sink, self.redactor)
-        self.state = RunState()
+        # state_dir: the site's .hubwizard/NAME folder, for calls that keep local state (e.g. the classic TLS CA)
+        self.state = RunState(data={"state_dir": str(journal.path.parent)})
         self.run_id = uuid.uuid4().hex[:12]
         self._facts = facts
 
