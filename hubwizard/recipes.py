@@ -131,7 +131,12 @@ def parse_recipe(text: str, source: str) -> list[Step]:
 def load_steps(track: str, extra_dirs: list[str] | None = None) -> list[Step]:
     """Every step of ``track``, in order; ``extra_dirs`` adds recipe folders (tests)."""
     steps: list[Step] = []
-    root = resources.files("hubwizard.recipes")
+    try:
+        root = resources.files("hubwizard.recipes")
+    except TypeError:  # this module shadows the data package in a source tree: use the folder
+        from pathlib import Path
+
+        root = Path(__file__).resolve().parent.parent / "recipes"  # type: ignore[assignment]
     for entry in sorted(root.iterdir(), key=lambda e: e.name):
         if entry.name.endswith(".yaml"):
             steps += parse_recipe(entry.read_text(encoding="utf-8"), entry.name)
