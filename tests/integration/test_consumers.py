@@ -1,0 +1,588 @@
+"""Rendered files checked by the programs that read them.
+
+- nginx: `nginx -t` on the rendered sites, in a temporary prefix (never /etc/nginx).
+- JupyterHub: the rendered jupyterhub_config.py loaded by JupyterHub itself
+  (`JupyterHub.initialize`, database in a temp folder) for every provider and both tracks, and
+  its spawn hook run on a real spawner object.
+- bash/sh: `-n` on every script, and the scripts run against stand-ins for the host tools.
+- dockerd's daemon.json: `python -m json.tool`; the systemd drop-in: `systemd-analyze verify`.
+- ganesha.conf: a structural parse (nfs-ganesha has no check mode and is not installed here).
+
+JupyterHub and its plugins come from the test interpreter when it has them, else from a venv
+made once under ~/.cache/hubwizard-test/hubenv (HUBWIZARD_TEST_HUBENV overrides; pip needed).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from hubwizard.config import parse_site
+from hubwizard.render import PATHS, Facts, generated_files, template_context
+from hubwizard.templating import render_asset
+
+DATA = Path(__file__).resolve().parents[1] / "data"
+SITE_TEXT = (DATA / "render-site.toml").read_text(encoding="utf-8")
+PROVIDERS = ["dummy", "github", "google", "cilogon", "globus", "generic"]
+HUB_PACKAGES = ["jupyterhub", "dockerspawner", "oauthenticator", "jupyterhub-idle-culler"]
+HUB_MODULES = "import jupyterhub, dockerspawner, oauthenticator, jupyterhub_idle_culler"
+AUTH_CLASSES = {
+    "dummy": "DummyAuthenticator",
+    "github": "GitHubOAuthenticator",
+    "google": "GoogleOAuthenticator",
+    "cilogon": "CILogonOAuthenticator",
+    "globus": "GlobusOAuthenticator",
+    "generic": "GenericOAuthenticator",
+}
+
+
+def make_site(track: str = "swarm-mode", provider: str = "github", extra: str = ""):
+    text = SITE_TEXT.replace('track = "swarm-mode"', f'track = "{track}"')
+    text = text.replace('provider = "github"', f'provider = "{provider}"')
+    if provider == "generic":
+        text += (
+            'authorize_url = "https://id.example.org/auth"\n'
+            'token_url = "https://id.example.org/token"\n'
+            'userdata_url = "https://id.example.org/userinfo"\n'
+        )
+    return parse_site(text + extra)
+
+
+def rendered(site, path: str) -> str:
+    (f,) = [f for f in generated_files(site, Facts.offline(site)) if f.path == path and f.host in (None, "node1")]
+    return f.content
+
+
+def run(cmd, **kw) -> subprocess.CompletedProcess:
+    kw.setdefault("capture_output", True)
+    kw.setdefault("text", True)
+    kw.setdefault("timeout", 120)
+    return subprocess.run(cmd, check=False, **kw)
+
+
+# -- nginx ----------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def nginx_bin() -> str:
+    path = shutil.which("nginx") or ("/usr/sbin/nginx" if Path("/usr/sbin/nginx").exists() else None)
+    if path is None:
+        pytest.skip("nginx is not installed (apt-get install nginx-light)")
+    return path
+
+
+def _nginx_test(nginx_bin: str, tmp_path: Path, asset: str) -> subprocess.CompletedProcess:
+    """Render ``asset`` with the letsencrypt and webroot paths moved into tmp_path, then nginx -t."""
+    site = make_site()
+    ctx = template_context(site, Facts.offline(site))
+    live = tmp_path / "letsencrypt" / "live"
+    ctx["paths"] = {**ctx["paths"], "letsencrypt_live": str(live), "acme_webroot": str(tmp_path / "webroot")}
+    site_conf = tmp_path / "sites-enabled" / "jupyterhub"
+    site_conf.parent.mkdir(parents=True)
+    site_conf.write_text(render_asset(asset, ctx), encoding="utf-8")
+    (tmp_path / "webroot").mkdir()
+
+    cert_dir = live / site.site.domain
+    cert_dir.mkdir(parents=True)
+    made = run(
+        [
+            "openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+            "-keyout", str(cert_dir / "privkey.pem"), "-out", str(cert_dir / "fullchain.pem"),
+            "-subj", f"/CN={site.site.domain}", "-addext", f"subjectAltName=DNS:{site.site.domain}",
+        ]
+    )  # fmt: skip
+    assert made.returncode == 0, made.stderr
+
+    for sub in ("logs", "tmp"):
+        (tmp_path / sub).mkdir()
+    main = tmp_path / "nginx.conf"
+    main.write_text(
+        textwrap.dedent(
+            f"""\
+            # the test's main config: everything in {tmp_path}, the rendered site included
+            pid {tmp_path}/nginx.pid;
+            error_log {tmp_path}/logs/error.log;
+            events {{}}
+            http {{
+                access_log {tmp_path}/logs/access.log;
+                client_body_temp_path {tmp_path}/tmp/body;
+                proxy_temp_path {tmp_path}/tmp/proxy;
+                fastcgi_temp_path {tmp_path}/tmp/fastcgi;
+                uwsgi_temp_path {tmp_path}/tmp/uwsgi;
+                scgi_temp_path {tmp_path}/tmp/scgi;
+                include {site_conf};
+            }}
+            """
+        ),
+        encoding="utf-8",
+    )
+    return run([nginx_bin, "-t", "-p", str(tmp_path), "-c", str(main), "-e", str(tmp_path / "logs" / "error.log")])
+
+
+@pytest.mark.parametrize("asset", ["nginx.conf.j2", "nginx-http.conf.j2"])
+def test_nginx_accepts_the_rendered_site(nginx_bin, tmp_path, asset):
+    result = _nginx_test(nginx_bin, tmp_path, asset)
+    assert result.returncode == 0, result.stderr
+    assert "syntax is ok" in result.stderr and "test is successful" in result.stderr
+
+
+def test_nginx_refuses_a_missing_certificate(nginx_bin, tmp_path):
+    """The reason the HTTP-only bootstrap site exists: the HTTPS site cannot load without a cert."""
+    result = _nginx_test(nginx_bin, tmp_path, "nginx.conf.j2")
+    assert result.returncode == 0
+    for pem in (tmp_path / "letsencrypt").rglob("fullchain.pem"):
+        pem.unlink()
+    main = tmp_path / "nginx.conf"
+    again = run([nginx_bin, "-t", "-p", str(tmp_path), "-c", str(main), "-e", str(tmp_path / "logs" / "error.log")])
+    assert again.returncode != 0 and "fullchain.pem" in again.stderr
+
+
+# -- JupyterHub ----------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def hub_python() -> str:
+    """A Python with JupyterHub, dockerspawner, oauthenticator and the idle culler."""
+    if run([sys.executable, "-c", HUB_MODULES]).returncode == 0:
+        return sys.executable
+    venv = Path(os.environ.get("HUBWIZARD_TEST_HUBENV", Path.home() / ".cache" / "hubwizard-test" / "hubenv"))
+    python = venv / "bin" / "python"
+    if python.exists() and run([str(python), "-c", HUB_MODULES]).returncode == 0:
+        return str(python)
+    made = run([sys.executable, "-m", "venv", str(venv)])
+    if made.returncode != 0:
+        pytest.skip(f"cannot create a venv for JupyterHub: {made.stderr[-500:]}")
+    pip = run([str(python), "-m", "pip", "install", "-q", *HUB_PACKAGES], timeout=900)
+    if pip.returncode != 0:
+        pytest.skip(f"cannot install {' '.join(HUB_PACKAGES)} with pip: {pip.stderr[-500:]}")
+    return str(python)
+
+
+# Runs inside hub_python: initializes JupyterHub from the config, runs alice's spawn hook, and
+# prints what it found as JSON on the last line.
+PROBE = r"""
+import asyncio, inspect, json, os, sys
+from jupyterhub import orm
+from jupyterhub.app import JupyterHub
+
+async def main():
+    app = JupyterHub()
+    await app.initialize(["-f", sys.argv[1]])
+    auth = app.authenticator
+    user = app.users[orm.User.find(app.db, "alice")]
+    spawner = user.spawner
+    result = {
+        "spawner": type(spawner).__name__,
+        "image": spawner.image,
+        "network": spawner.network_name,
+        "cpu_limit": spawner.cpu_limit,
+        "mem_limit": spawner.mem_limit,
+        "notebook_dir": spawner.notebook_dir,
+        "client_kwargs": spawner.client_kwargs,
+        "tls_config": {k: list(v) if isinstance(v, tuple) else v for k, v in spawner.tls_config.items()},
+        "placement": getattr(spawner, "extra_placement_spec", None),
+        "volumes": spawner.volumes,
+        "authenticator": type(auth).__name__,
+        "client_id": getattr(auth, "client_id", None),
+        "client_secret": getattr(auth, "client_secret", None),
+        "callback": getattr(auth, "oauth_callback_url", None),
+        "allowed": sorted(auth.allowed_users),
+        "admins": sorted(auth.admin_users),
+        "hub_ip": app.hub_ip,
+        "hub_connect_ip": app.hub_connect_ip,
+        "public_url": app.public_url,
+        "services": {s.name: list(s.command) for s in app._service_map.values()},
+        "roles": {r.name: sorted(r.scopes) for r in app.db.query(orm.Role)},
+        "service_tokens": sorted(s.name for s in app.db.query(orm.Service) if s.api_tokens),
+    }
+    hook = spawner.pre_spawn_hook
+    result["hook"] = hook.__name__ if hook else None
+    if hook:
+        out = hook(spawner)
+        if inspect.isawaitable(out):
+            await out
+        spec = getattr(spawner, "extra_container_spec", {}) or spawner.extra_host_config
+        result["mounts"] = [dict(m) for m in spec.get("mounts", [])]
+    print(json.dumps(result))
+
+asyncio.run(main())
+"""
+
+
+def _load_in_jupyterhub(hub_python: str, tmp_path: Path, config: str, secret: str | None) -> tuple[dict, str]:
+    (tmp_path / "jupyterhub_config.py").write_text(config, encoding="utf-8")
+    (tmp_path / "probe.py").write_text(PROBE, encoding="utf-8")
+    for sub in ("secrets", "data", "nfs", "home"):
+        (tmp_path / sub).mkdir()
+    if secret is not None:
+        (tmp_path / "secrets" / "oauth_client_secret").write_text(secret + "\n", encoding="utf-8")
+    (tmp_path / "secrets" / "hubwizard_api_token").write_text("check-token-0123456789\n", encoding="utf-8")
+    env = {
+        **os.environ,
+        "HUBWIZARD_SECRETS_DIR": str(tmp_path / "secrets"),
+        "HUBWIZARD_DATA_DIR": str(tmp_path / "data"),
+        "HUBWIZARD_NFS_ROOT": str(tmp_path / "nfs"),
+        "HUBWIZARD_HOME_ROOT": str(tmp_path / "home"),
+        "DOCKER_HOST": f"unix://{tmp_path}/no-docker.sock",  # the quota helper must find no engine
+    }
+    env.pop("HUBWIZARD_API_TOKEN", None)
+    result = run(
+        [hub_python, str(tmp_path / "probe.py"), str(tmp_path / "jupyterhub_config.py")],
+        env=env,
+        cwd=tmp_path,
+        timeout=180,
+    )
+    assert result.returncode == 0, result.stderr[-4000:]
+    return json.loads(result.stdout.strip().splitlines()[-1]), result.stderr
+
+
+@pytest.mark.parametrize("provider", PROVIDERS)
+def test_jupyterhub_loads_the_swarm_mode_config(hub_python, tmp_path, provider):
+    site = make_site("swarm-mode", provider)
+    config = rendered(site, "/srv/hubwizard/hub/jupyterhub_config.py")
+    found, log = _load_in_jupyterhub(hub_python, tmp_path, config, secret="the-client-secret")
+
+    assert "not recognized" not in log, log  # every option is one JupyterHub knows
+    assert found["spawner"] == "SwarmSpawner"
+    assert found["image"] == "jupyter/base-notebook:latest"
+    assert found["network"] == "jupyterhub"
+    assert found["cpu_limit"] == 2.0 and found["mem_limit"] == 4 * 1024**3
+    assert found["placement"] == {"constraints": ["node.role == worker"]}
+    assert found["hub_ip"] == "0.0.0.0" and found["hub_connect_ip"] == "jupyterhub"
+    assert found["public_url"] == "https://hub.example.org/"
+    assert found["authenticator"] == AUTH_CLASSES[provider]
+    if provider == "dummy":
+        assert found["callback"] is None
+    else:
+        assert found["callback"] == "https://hub.example.org/hub/oauth_callback"
+        assert found["client_id"] == "Iv1.0123456789abcdef"
+        assert found["client_secret"] == "the-client-secret"  # read from the secret file
+    assert {"bob", "carol"} <= set(found["allowed"]) and found["admins"] == ["alice"]
+
+    culler = found["services"]["idle-culler"]
+    assert culler[1:] == ["-m", "jupyterhub_idle_culler", "--timeout=1800"]
+    assert found["roles"]["idle-culler"] == ["delete:servers", "list:users", "read:servers", "read:users:activity"]
+    assert "hubwizard-check" in found["service_tokens"]  # the end-to-end check's token, from its file
+    assert "admin:servers" in found["roles"]["hubwizard-check"]
+
+    # the spawn hook: alice's folder on the NFS root, owned by jovyan, and her NFS volume
+    assert found["hook"] == "prepare_user_folder"
+    folder = tmp_path / "nfs" / "alice"
+    assert folder.is_dir()
+    if os.geteuid() == 0:
+        assert (folder.stat().st_uid, folder.stat().st_gid) == (1000, 100)
+    (mount,) = found["mounts"]
+    assert mount["Source"] == "jupyterhub-user-alice" and mount["Type"] == "volume"
+    assert mount["Target"] == "/home/jovyan/work"
+    driver = mount["VolumeOptions"]["DriverConfig"]
+    assert driver["Name"] == "local"
+    assert driver["Options"] == {"type": "nfs", "o": "addr=10.0.0.10,rw,nfsvers=4", "device": ":/var/nfs/alice"}
+    # no Docker engine here: the quota helper fails, the spawn goes on, the log says why
+    assert "quota '5G'" in log or "quota 5G" in log
+
+
+def test_jupyterhub_refuses_to_start_without_the_oauth_secret(hub_python, tmp_path):
+    site = make_site("swarm-mode", "github")
+    config = rendered(site, "/srv/hubwizard/hub/jupyterhub_config.py")
+    with pytest.raises(AssertionError, match="oauth_client_secret is missing"):
+        _load_in_jupyterhub(hub_python, tmp_path, config, secret=None)
+
+
+@pytest.mark.parametrize("provider", ["dummy", "github", "generic"])
+def test_jupyterhub_loads_the_classic_config(hub_python, tmp_path, provider):
+    site = make_site("classic", provider)
+    config = rendered(site, "/srv/hubwizard/hub/jupyterhub_config.py")
+    found, log = _load_in_jupyterhub(hub_python, tmp_path, config, secret="the-client-secret")
+
+    assert "not recognized" not in log, log
+    assert found["spawner"] == "DockerSpawner"
+    assert found["client_kwargs"] == {"base_url": "tcp://10.0.0.10:4000"}
+    assert found["tls_config"] == {
+        "client_cert": ["/etc/docker/tls/client/cert.pem", "/etc/docker/tls/client/key.pem"],
+        "ca_cert": "/etc/docker/tls/client/ca.pem",
+        "verify": True,
+    }
+    assert found["volumes"] == {"/home/{username}": "/home/jovyan/work"}
+    assert found["hub_ip"] == "10.0.0.10"
+    assert found["authenticator"] == AUTH_CLASSES[provider]
+    assert "idle-culler" in found["services"]
+    assert found["hook"] == "prepare_home" and (tmp_path / "home" / "alice").is_dir()
+
+
+# -- shell scripts ---------------------------------------------------------------------------
+
+
+def _scripts(site) -> dict[str, str]:
+    return {f.path: f.content for f in generated_files(site, Facts.offline(site)) if f.mode & 0o111}
+
+
+def test_every_rendered_script_parses():
+    for track in ("swarm-mode", "classic"):
+        scripts = _scripts(make_site(track))
+        assert scripts
+        for path, content in scripts.items():
+            shell = content.splitlines()[0].removeprefix("#!")
+            assert shell in ("/bin/sh", "/bin/bash"), path
+            for interpreter in {shell, "bash"}:
+                result = run([interpreter, "-n"], input=content)
+                assert result.returncode == 0, f"{interpreter} -n {path}: {result.stderr}"
+
+
+def _fake_tools(bin_dir: Path, tools: dict[str, str]) -> dict[str, str]:
+    bin_dir.mkdir(parents=True, exist_ok=True)
+    for name, body in tools.items():
+        tool = bin_dir / name
+        tool.write_text("#!/bin/sh\n" + body + "\n", encoding="utf-8")
+        tool.chmod(0o755)
+    return {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}"}
+
+
+def test_reload_hook_reloads_nginx_only_for_our_domain(tmp_path):
+    site = make_site()
+    script = tmp_path / "reload-nginx.sh"
+    script.write_text(rendered(site, PATHS["certbot_deploy_hook"]), encoding="utf-8")
+    calls = tmp_path / "calls"
+    env = _fake_tools(
+        tmp_path / "bin",
+        {
+            "nginx": f'echo "nginx $*" >> {calls}',
+            "systemctl": f'echo "systemctl $*" >> {calls}',
+        },
+    )
+    other = run(["sh", str(script)], env={**env, "RENEWED_DOMAINS": "other.example.org"})
+    assert other.returncode == 0 and not calls.exists()
+    ours = run(["sh", str(script)], env={**env, "RENEWED_DOMAINS": "www.example.org hub.example.org"})
+    assert ours.returncode == 0, ours.stderr
+    assert calls.read_text().splitlines() == ["nginx -t -q", "systemctl is-active --quiet nginx", "systemctl reload nginx"]
+
+
+def _quota_script(tmp_path: Path, storage: Path) -> Path:
+    site = make_site()
+    site = site.model_copy(update={"storage": site.storage.model_copy(update={"path": str(storage)})})
+    script = tmp_path / "set_quota.sh"
+    script.write_text(render_asset("set_quota.sh.j2", template_context(site, Facts.offline(site))), encoding="utf-8")
+    script.chmod(0o755)
+    return script
+
+
+def _quota_env(tmp_path: Path, *, fstype="xfs", options="rw,relatime,attr2,inode64,prjquota", xfs_quota=True):
+    log = tmp_path / "xfs_quota.log"
+    tools = {
+        "zcat": "echo CONFIG_XFS_QUOTA=y",
+        "findmnt": (
+            'case "$*" in *TARGET*) echo /srv/xfs ;; *FSTYPE*) echo ' + fstype + " ;; *OPTIONS*) echo " + options + " ;; esac"
+        ),
+    }
+    if xfs_quota:
+        tools["xfs_quota"] = f'echo "xfs_quota $*" >> {log}'
+    env = _fake_tools(tmp_path / "bin", tools)
+    env["HUBWIZARD_PROJID"] = str(tmp_path / "projid")
+    env["HUBWIZARD_PROJECTS"] = str(tmp_path / "projects")
+    return env, log
+
+
+def test_set_quota_records_the_project_and_sets_the_limit(tmp_path):
+    storage = tmp_path / "nfs"
+    (storage / "alice").mkdir(parents=True)
+    (storage / "bob").mkdir()
+    script = _quota_script(tmp_path, storage)
+    env, log = _quota_env(tmp_path)
+
+    first = run(["bash", str(script), str(storage / "alice")], env=env)
+    assert first.returncode == 0, first.stderr
+    (projid,) = (tmp_path / "projid").read_text().splitlines()
+    name, pid = projid.split(":")
+    assert name == "hubwizard-alice" and int(pid) >= 100000
+    assert (tmp_path / "projects").read_text().splitlines() == [f"{pid}:{storage}/alice"]
+    calls = log.read_text().splitlines()
+    assert calls[0].endswith("-c project -s hubwizard-alice /srv/xfs")
+    assert calls[1].endswith("-c limit -p bhard=5G hubwizard-alice /srv/xfs")
+    assert f"-D {tmp_path}/projects -P {tmp_path}/projid" in calls[0]
+
+    again = run(["bash", str(script), str(storage / "alice"), "7G"], env=env)  # idempotent, new size
+    assert again.returncode == 0, again.stderr
+    assert (tmp_path / "projid").read_text().splitlines() == [projid]
+    assert len((tmp_path / "projects").read_text().splitlines()) == 1
+    assert log.read_text().splitlines()[-1].endswith("-c limit -p bhard=7G hubwizard-alice /srv/xfs")
+
+    assert run(["bash", str(script), str(storage / "bob")], env=env).returncode == 0
+    ids = [line.split(":")[1] for line in (tmp_path / "projid").read_text().splitlines()]
+    assert len(set(ids)) == 2
+
+
+@pytest.mark.parametrize(
+    ("fstype", "options", "code", "message"),
+    [
+        ("ext4", "rw,relatime", 3, "not XFS"),
+        ("xfs", "rw,relatime,attr2,inode64,noquota", 3, "add pquota to its options in /etc/fstab"),
+    ],
+)
+def test_set_quota_refuses_a_filesystem_without_project_quotas(tmp_path, fstype, options, code, message):
+    storage = tmp_path / "nfs"
+    (storage / "alice").mkdir(parents=True)
+    script = _quota_script(tmp_path, storage)
+    env, log = _quota_env(tmp_path, fstype=fstype, options=options)
+    result = run(["bash", str(script), str(storage / "alice")], env=env)
+    assert result.returncode == code and message in result.stderr
+    assert not log.exists()
+
+
+def test_set_quota_refuses_bad_arguments(tmp_path):
+    storage = tmp_path / "nfs"
+    (storage / "alice").mkdir(parents=True)
+    (storage / "Bad Name").mkdir()
+    script = _quota_script(tmp_path, storage)
+    env, _ = _quota_env(tmp_path)
+    for args in ([], [str(storage / "Bad Name")], [str(storage / "alice"), "lots"], ["/etc"], [str(storage / "nobody")]):
+        result = run(["bash", str(script), *args], env=env)
+        assert result.returncode == 2, (args, result.stderr)
+        assert "hubwizard-set-quota:" in result.stderr
+
+
+def test_set_quota_on_this_kernel_says_what_is_missing(tmp_path):
+    """The real tools of this host: on a kernel without XFS quota support (the lab's), exit 4."""
+    config = Path("/proc/config.gz")
+    if not config.exists() or not shutil.which("findmnt"):
+        pytest.skip("no /proc/config.gz or findmnt here")
+    kernel = run(["sh", "-c", "zcat /proc/config.gz | grep XFS_QUOTA"]).stdout
+    storage = tmp_path / "nfs"
+    (storage / "alice").mkdir(parents=True)
+    script = _quota_script(tmp_path, storage)
+    env = {**os.environ, "HUBWIZARD_PROJID": str(tmp_path / "projid"), "HUBWIZARD_PROJECTS": str(tmp_path / "p")}
+    result = run(["bash", str(script), str(storage / "alice")], env=env)
+    if "# CONFIG_XFS_QUOTA is not set" in kernel:
+        assert result.returncode == 4 and "no XFS quota support" in result.stderr
+    else:  # tmp is not an XFS filesystem with pquota here
+        assert result.returncode == 3, result.stderr
+
+
+def test_a_hostile_storage_path_stays_one_word_when_the_script_runs(tmp_path):
+    marker = tmp_path / "pwned"
+    site = make_site()
+    value = f"/x$(touch {marker});touch {marker}"
+    bad = site.model_copy(update={"storage": site.storage.model_copy(update={"path": value})})
+    script = tmp_path / "q.sh"
+    script.write_text(render_asset("set_quota.sh.j2", template_context(bad, Facts.offline(site))), encoding="utf-8")
+    result = run(["bash", str(script)])
+    assert result.returncode == 2 and not marker.exists()
+
+
+# -- dockerd, systemd -----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("track", ["swarm-mode", "classic"])
+def test_daemon_json_is_json(tmp_path, track):
+    path = tmp_path / "daemon.json"
+    path.write_text(rendered(make_site(track), PATHS["daemon_json"]), encoding="utf-8")
+    result = run([sys.executable, "-m", "json.tool", str(path)])
+    assert result.returncode == 0, result.stderr
+    allowed = {"log-driver", "log-opts", "insecure-registries", "tlsverify", "tlscacert", "tlscert", "tlskey"}
+    assert set(json.loads(path.read_text())) <= allowed
+
+
+def test_systemd_accepts_the_docker_dropin(tmp_path):
+    if not shutil.which("systemd-analyze"):
+        pytest.skip("systemd-analyze not installed")
+    packaged = Path("/lib/systemd/system/docker.service")
+    if packaged.exists() and Path("/lib/systemd/system/docker.socket").exists():
+        unit = packaged.read_text(encoding="utf-8")
+    else:  # the shape of Debian's unit
+        unit = "[Unit]\nDescription=Docker\n[Service]\nType=notify\nExecStart=/bin/true -H fd://\n"
+    if not Path("/usr/sbin/dockerd").exists():
+        pytest.skip("dockerd not installed: systemd-analyze verify checks that ExecStart exists")
+    (tmp_path / "hwtest-docker.service").write_text(unit, encoding="utf-8")
+    dropins = tmp_path / "hwtest-docker.service.d"
+    dropins.mkdir()
+    (dropins / "hubwizard.conf").write_text(rendered(make_site("classic"), PATHS["docker_dropin"]), encoding="utf-8")
+    result = run(["systemd-analyze", "verify", str(tmp_path / "hwtest-docker.service")])
+    assert result.returncode == 0, result.stderr
+    assert "hubwizard.conf" not in result.stderr
+
+
+# -- NFS and autofs --------------------------------------------------------------------------
+
+
+def parse_ganesha(text: str) -> dict:
+    """ganesha's config grammar, small: ``NAME { key = value; ... NAME { ... } }``; '#' comments."""
+    tokens = re.findall(r"[A-Za-z_][A-Za-z0-9_]*|\{|\}|=|;|[^\s{};=#]+|#[^\n]*", text)
+    tokens = [t for t in tokens if not t.startswith("#")]
+    pos = 0
+
+    def block() -> dict:
+        nonlocal pos
+        out: dict = {}
+        while pos < len(tokens) and tokens[pos] != "}":
+            name = tokens[pos]
+            pos += 1
+            assert pos < len(tokens), f"{name} ends the file"
+            if tokens[pos] == "{":
+                pos += 1
+                out.setdefault(name, []).append(block())
+                assert pos < len(tokens) and tokens[pos] == "}", f"unclosed block {name}"
+                pos += 1
+            else:
+                assert tokens[pos] == "=", f"expected '=' after {name}, got {tokens[pos]!r}"
+                pos += 1
+                value = []
+                while pos < len(tokens) and tokens[pos] != ";":
+                    assert tokens[pos] not in "{}=", f"bad value for {name}"
+                    value.append(tokens[pos])
+                    pos += 1
+                assert pos < len(tokens), f"{name}: missing ';'"
+                pos += 1
+                assert name not in out, f"{name} set twice"
+                out[name] = " ".join(value).replace(" ,", ",")
+        return out
+
+    tree = block()
+    assert pos == len(tokens), "unbalanced braces"
+    return tree
+
+
+def test_ganesha_conf_structure():
+    conf = parse_ganesha(rendered(make_site(), PATHS["ganesha_conf"]))
+    (export,) = conf["EXPORT"]
+    assert export["Path"] == "/var/nfs" and export["Pseudo"] == "/var/nfs"
+    assert export["Protocols"] == "3, 4" and conf["NFS_CORE_PARAM"][0]["Protocols"] == "3, 4"
+    assert export["Squash"] == "No_Root_Squash"
+    assert export["Access_Type"] == "None" and conf["EXPORT_DEFAULTS"][0]["Access_Type"] == "None"
+    assert export["FSAL"] == [{"Name": "VFS"}]
+    (client,) = export["CLIENT"]
+    assert client == {"Clients": "10.0.0.0/24", "Access_Type": "RW"}
+    assert conf["NFS_CORE_PARAM"][0]["Enable_RQUOTA"] == "false"
+    with pytest.raises(AssertionError):
+        parse_ganesha("EXPORT { Path = /x; ")
+
+
+EXPORT_LINE = re.compile(r"^(/[^\s]*)((?: [0-9a-zA-Z.:/-]+\([a-z_,]+\))+)$")
+
+
+@pytest.mark.parametrize("track", ["swarm-mode", "classic"])
+def test_exports_have_the_exports5_shape(track):
+    content = rendered(make_site(track), PATHS["exports"])
+    lines = [line for line in content.splitlines() if line and not line.startswith("#")]
+    (line,) = lines
+    match = EXPORT_LINE.match(line)
+    assert match, line
+    for client in match.group(2).split():
+        host, opts = client[:-1].split("(")
+        assert host == "10.0.0.0/24"
+        assert {"rw", "sync", "no_subtree_check"} <= set(opts.split(","))
+
+
+def test_autofs_maps_have_the_autofs5_shape():
+    site = make_site("classic")
+    master = [x for x in rendered(site, PATHS["auto_master"]).splitlines() if x and not x.startswith("#")]
+    assert master == ["/home /etc/auto.home --timeout=600"]
+    home = [x for x in rendered(site, PATHS["auto_home"]).splitlines() if x and not x.startswith("#")]
+    (entry,) = home
+    key, options, location = entry.split()
+    assert key == "*" and options.startswith("-fstype=nfs,") and location == "10.0.0.10:/home/&"
