@@ -113,7 +113,7 @@ def classic_tls_certs(ctx: StepContext, check: bool = False) -> CallResult:
     site = ctx.site
     if not site.classic.docker_tls:
         if site.classic.allow_plain_tcp:
-            return CallResult(True, f"WARNING: Docker listens on plain TCP {docker_port(site)} without TLS "
+            return CallResult(False, f"WARNING: Docker listens on plain TCP {docker_port(site)} without TLS "
                               "([classic] docker_tls = false, allow_plain_tcp = true): anyone on the cluster "
                               "network controls Docker on every host. No certificates are made.", skipped=True)
         return CallResult(False, "[classic] docker_tls = false without allow_plain_tcp = true: the classic "
@@ -392,7 +392,7 @@ def classic_uids(ctx: StepContext) -> CallResult:
     hosts = [h.name for h in ctx.site.active_hosts]
     users = site_users(ctx.site) or _home_users(ctx.connections.get(hub))
     if not users:
-        return CallResult(True, "no users listed ([hub] allowed_users/admin_users) and none in the hub's /home",
+        return CallResult(False, "no users listed ([hub] allowed_users/admin_users) and none in the hub's /home",
                           skipped=True)
     cmd = "getent passwd " + " ".join(shlex.quote(u) for u in users) + " || true"
     by_host = {h: parse_passwd(ctx.connections.get(h).run(cmd, sudo=False).stdout) for h in hosts}
