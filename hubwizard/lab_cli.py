@@ -144,9 +144,7 @@ def _status(args: argparse.Namespace) -> int:
     print(f"lab {args.name!r}  site: {report['site'] or '(unknown)'}")
     print(f"  {'NAME':<9}{'ROLE':<9}{'IP':<16}{'STATE':<10}{'SSHD':<6}DOCKERD")
     for m in report["machines"]:
-        print(
-            f"  {m['name']:<9}{m['role']:<9}{m['ip']:<16}{m['state']:<10}{m.get('sshd', '-'):<6}{m.get('dockerd', '-')}"
-        )
+        print(f"  {m['name']:<9}{m['role']:<9}{m['ip']:<16}{m['state']:<10}{m.get('sshd', '-'):<6}{m.get('dockerd', '-')}")
     return EXIT_OK
 
 

@@ -276,9 +276,7 @@ def _debootstrap(tarball: Path, progress: Progress) -> None:
         root = Path(tmp) / "root"
         log = tarball.parent / "debootstrap.log"
         with open(log, "w") as fh:
-            done = subprocess.run(
-                ["debootstrap", *DEBOOTSTRAP_ARGS, str(root), MIRROR], stdout=fh, stderr=subprocess.STDOUT
-            )
+            done = subprocess.run(["debootstrap", *DEBOOTSTRAP_ARGS, str(root), MIRROR], stdout=fh, stderr=subprocess.STDOUT)
         if done.returncode != 0:
             raise RuntimeError(f"debootstrap failed (exit {done.returncode}); see {log}")
         _customise_rootfs(root)

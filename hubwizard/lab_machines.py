@@ -25,6 +25,8 @@ ROLE_LABEL = "io.hubwizard.lab.role"
 HOST_LABEL = "io.hubwizard.lab.host"
 SHAPE_LABEL = "io.hubwizard.lab.shape"
 
+NFS_PATH = "/var/nfs"  # the site file's default [storage] path
+
 RUN_FLAGS: dict[str, Any] = {
     "cap_add": ["ALL"],
     "cap_drop": ["SYS_RESOURCE"],
@@ -122,13 +124,19 @@ def create(client: Any, lab: str, spec: MachineSpec, image: str, network: str, l
     """Create, configure and start one machine; return the container (booting, not yet ready)."""
     name = container_name(lab, spec.host)
     volume = client.volumes.create(name=f"{name}-docker", labels={LABEL: lab})
+    mounts = {"/sys/fs/cgroup": {"bind": "/sys/fs/cgroup", "mode": "rw"}, volume.name: {"bind": "/var/lib/docker"}}
+    if spec.role == "hub":
+        # nfs-ganesha exports through file handles, which the container's overlayfs root cannot
+        # give ("Operation not supported"): the export path must sit on a real filesystem.
+        nfs = client.volumes.create(name=f"{name}-nfs", labels={LABEL: lab})
+        mounts[nfs.name] = {"bind": NFS_PATH}
     endpoint = client.api.create_endpoint_config(aliases=[spec.host])
     container = client.containers.create(
         image,
         name=name,
         hostname=spec.host,
         labels={**labels, LABEL: lab, ROLE_LABEL: spec.role, HOST_LABEL: spec.host},
-        volumes={"/sys/fs/cgroup": {"bind": "/sys/fs/cgroup", "mode": "rw"}, volume.name: {"bind": "/var/lib/docker"}},
+        volumes=mounts,
         network=network,
         networking_config={network: endpoint},
         detach=True,

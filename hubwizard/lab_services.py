@@ -11,6 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import ipaddress
 import json
+import os
 import ssl
 import time
 import urllib.request
@@ -71,9 +72,7 @@ PEBBLE_JSON = {
 def ssh_keypair(path: Path) -> str:
     """Write a fresh ed25519 key pair (OpenSSH format, 0600) and return the public key line."""
     key = ed25519.Ed25519PrivateKey.generate()
-    private = key.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.OpenSSH, serialization.NoEncryption()
-    )
+    private = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.OpenSSH, serialization.NoEncryption())
     public = key.public_key().public_bytes(serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH)
     path.write_bytes(b"")
     path.chmod(0o600)
@@ -96,8 +95,12 @@ def _support(client: Any, lab: str, host: str, image: str, network: str, **kwarg
     )
 
 
-def start_registry(client: Any, lab: str, image: str, network: str, password: str) -> Any:
-    """The lab's registry: :5000 on the lab network, and on a free 127.0.0.1 port for the host."""
+def start_registry(client: Any, lab: str, image: str, network: str, password: str, seed: Path | None = None) -> Any:
+    """The lab's registry: :5000 on the lab network, and on a free 127.0.0.1 port for the host.
+
+    ``seed``: a tarball of another lab registry's storage holding the same stand-in images;
+    unpacking it costs seconds where pushing costs minutes of gzip on a busy machine.
+    """
     container = _support(
         client,
         lab,
@@ -110,8 +113,21 @@ def start_registry(client: Any, lab: str, image: str, network: str, password: st
     hashed = bcrypt.hashpw(password.encode(), bcrypt.gensalt(rounds=10)).decode()
     files = {f"{CONF}/registry.yml": (REGISTRY_YML, 0o644), f"{CONF}/htpasswd": (f"{REGISTRY_USER}:{hashed}\n", 0o644)}
     container.put_archive("/", _tar(files))
+    if seed is not None:
+        with open(seed, "rb") as fh:
+            container.put_archive("/var/lib", fh)
     container.start()
     return container
+
+
+def save_registry(container: Any, out: Path) -> None:
+    """Snapshot the registry's storage (after the stand-ins were pushed) for the next labs."""
+    stream, _ = container.get_archive("/var/lib/docker-registry")
+    part = out.with_name(out.name + f".{os.getpid()}.part")
+    with open(part, "wb") as fh:
+        for chunk in stream:
+            fh.write(chunk)
+    part.rename(out)
 
 
 def published_port(container: Any, port: str = "5000/tcp") -> int:
