@@ -217,7 +217,7 @@ asyncio.run(main())
 """
 
 
-def _load_in_jupyterhub(hub_python: str, tmp_path: Path, config: str, secret: str | None) -> tuple[dict, str]:
+def _load_in_jupyterhub(hub_python: str, tmp_path: Path, config: str, secret: str | None, **extra_env: str) -> tuple[dict, str]:
     (tmp_path / "jupyterhub_config.py").write_text(config, encoding="utf-8")
     (tmp_path / "probe.py").write_text(PROBE, encoding="utf-8")
     for sub in ("secrets", "data", "nfs", "home"):
@@ -234,6 +234,7 @@ def _load_in_jupyterhub(hub_python: str, tmp_path: Path, config: str, secret: st
         "DOCKER_HOST": f"unix://{tmp_path}/no-docker.sock",  # the quota helper must find no engine
     }
     env.pop("HUBWIZARD_API_TOKEN", None)
+    env.update(extra_env)
     result = run(
         [hub_python, str(tmp_path / "probe.py"), str(tmp_path / "jupyterhub_config.py")],
         env=env,
@@ -287,6 +288,19 @@ def test_jupyterhub_loads_the_swarm_mode_config(hub_python, tmp_path, provider):
     assert driver["Options"] == {"type": "nfs", "o": "addr=10.0.0.10,rw,nfsvers=4", "device": ":/var/nfs/alice"}
     # no Docker engine here: the quota helper fails, the spawn goes on, the log says why
     assert "quota '5G'" in log or "quota 5G" in log
+
+
+def test_jupyterhub_loads_the_docker_spawner_variant_without_nfs_volumes(hub_python, tmp_path):
+    """[hub] spawner = "docker" on the swarm-mode track; a lab whose nodes cannot mount NFS."""
+    text = SITE_TEXT.replace('provider = "github"', 'provider = "dummy"')
+    site = parse_site(text.replace("idle_timeout = 1800", 'idle_timeout = 1800\nspawner = "docker"'))
+    config = rendered(site, "/srv/hubwizard/hub/jupyterhub_config.py")
+    found, log = _load_in_jupyterhub(hub_python, tmp_path, config, secret=None, HUBWIZARD_NFS_VOLUMES="0")
+    assert "not recognized" not in log, log
+    assert found["spawner"] == "DockerSpawner" and found["network"] == "jupyterhub"
+    assert found["placement"] is None
+    assert found["mounts"] == [] and (tmp_path / "nfs" / "alice").is_dir()
+    assert "nodes cannot mount NFS" in log
 
 
 def test_jupyterhub_refuses_to_start_without_the_oauth_secret(hub_python, tmp_path):
