@@ -1,0 +1,212 @@
+"""The Textual app: the wizard (start, inventory, settings, plan, run, doctor) and the monitor.
+
+It drives the same engine as the CLI and adds no logic of its own: every decision is made in
+hubwizard.* modules; screens only show events and ask the admin. Blocking work runs in thread
+workers; a worker that needs an answer (an unknown host key) waits on a modal through ``ask``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from textual.app import App
+from textual.binding import Binding
+from textual.screen import Screen
+from textual.worker import get_current_worker
+
+from hubwizard import monitor as monitor_model
+from hubwizard.screens.modals import HostKeyModal
+
+
+class HubwizardApp(App):
+    """One app for the wizard and the monitor; ``start`` names the first screen."""
+
+    TITLE = "hubwizard"
+    BINDINGS = [Binding("ctrl+q", "quit", "Quit", priority=True), Binding("question_mark", "help", "Keys")]
+
+    def __init__(self, site_path: str | Path | None = None, *, start: str = "start", interval: float = 2.0,
+                 source_factory: Callable[[], monitor_model.Source] | None = None,
+                 accept_new_host_keys: bool = False, recipes_dir: str | None = None) -> None:
+        super().__init__()
+        self.recipes_dir = recipes_dir
+        self.site_path = Path(site_path) if site_path else None
+        self.start = start
+        self.interval = interval
+        self.accept_new_host_keys = accept_new_host_keys
+        self._source_factory = source_factory
+        self._session: Any = None
+        self._closers: list[Callable[[], None]] = []
+        self._draft: dict[str, Any] | None = None
+
+    # -- the site being edited (inventory, settings) -------------------------------
+    def draft(self) -> dict[str, Any]:
+        """The site as a dict the forms edit; read from the site file when there is one."""
+        if self._draft is None:
+            from hubwizard.config import load_site
+
+            if self.site_path is not None and self.site_path.exists():
+                site = load_site(self.site_path)
+                self._draft = site.model_dump(exclude_defaults=True)
+                self._draft["site"] = site.site.model_dump(exclude_defaults=True) | {"name": site.site.name}
+                self._draft["hosts"] = [h.model_dump(exclude_defaults=True) | {"name": h.name, "address": h.address,
+                                                                                "role": h.role} for h in site.hosts]
+            else:
+                stem = (self.site_path.stem if self.site_path else "site").lower()
+                name = "".join(c if c.isalnum() or c == "-" else "-" for c in stem).strip("-") or "site"
+                self._draft = {"site": {"name": name if name[0].isalpha() else "site-" + name}, "hosts": []}
+        return self._draft
+
+    def save_draft(self) -> str | None:
+        """Write the draft to the site file if the whole site validates; else the reason."""
+        from hubwizard import sitefile
+
+        error = sitefile.site_error(self.draft())
+        if error:
+            return error
+        path = self.site_path or Path("site.toml")
+        sitefile.write(path, self.draft())
+        self.site_path = path
+        self._session = None
+        return None
+
+    # -- session -----------------------------------------------------------------
+    def session(self, reload: bool = False) -> Any:
+        """The site opened as the CLI opens it (no terminal prompt: secrets come from the file/env)."""
+        from hubwizard.session import open_site
+
+        if self._session is None or reload:
+            if self.site_path is None:
+                raise FileNotFoundError("no site file chosen")
+            self._session = open_site(self.site_path, recipes_dir=self.recipes_dir, prompt=None)
+        return self._session
+
+    def site_and_secrets(self) -> tuple[Any, Any]:
+        """Site and secrets only (the monitor needs no recipes nor journal)."""
+        if self._session is not None:
+            return self._session.site, self._session.secrets
+        from hubwizard.config import load_site
+        from hubwizard.secrets import load_secrets
+
+        if self.site_path is None:
+            raise FileNotFoundError("no site file chosen")
+        return load_site(self.site_path), load_secrets(self.site_path)
+
+    def engine(self, sink: Callable[[Any], None]) -> Any:
+        """An Engine whose unknown host keys are confirmed in a modal."""
+        engine = self.session().engine(sink, accept_new_host_keys=self.accept_new_host_keys,
+                                       confirm=self.confirm_host_key)
+        self._closers.append(engine.conns.close)
+        return engine
+
+    def connections(self, site: Any = None) -> Any:
+        """Connections for ``site`` (default: the saved site), host keys confirmed in a modal."""
+        from hubwizard.connections import Connections
+        from hubwizard.secrets import Secrets, load_secrets
+
+        if site is None:
+            site, secrets = self.site_and_secrets()
+        else:
+            exists = self.site_path is not None and self.site_path.exists()
+            secrets = load_secrets(self.site_path) if exists else Secrets()
+        conns = Connections(site, secrets, accept_new_host_keys=self.accept_new_host_keys,
+                            confirm=self.confirm_host_key)
+        self._closers.append(conns.close)
+        return conns
+
+    def monitor_source(self) -> monitor_model.Source:
+        """Called in the poll worker: connects to the hub's Docker API (may ask for a host key)."""
+        if self._source_factory is not None:
+            return self._source_factory()
+        site, secrets = self.site_and_secrets()
+        source, conns = monitor_model.connect(site, secrets, confirm=self.confirm_host_key,
+                                              accept_new_host_keys=self.accept_new_host_keys)
+        self._closers.append(conns.close)
+        return source
+
+    # -- a worker thread asks the admin --------------------------------------------
+    def ask(self, screen: Screen) -> Any:
+        """From a worker thread: show ``screen`` (a modal) and block until it is dismissed."""
+        done = threading.Event()
+        answer: dict[str, Any] = {}
+
+        def got(value: Any) -> None:
+            answer["value"] = value
+            done.set()
+
+        self.call_from_thread(self.push_screen, screen, got)
+        worker = get_current_worker()
+        while not done.wait(0.2):
+            if worker.is_cancelled or not self.is_running:
+                return None
+        return answer.get("value")
+
+    def confirm_host_key(self, host: str, fingerprint: str) -> bool:
+        return bool(self.ask(HostKeyModal(host, fingerprint)))
+
+    # -- screens --------------------------------------------------------------------
+    def make_screen(self, name: str) -> Screen:
+        if name == "monitor":
+            from hubwizard.screens.monitor import MonitorScreen
+
+            title = self.site_path.stem if self.site_path else ""
+            return MonitorScreen(self.monitor_source, interval=self.interval, title=title)
+        if name == "doctor":
+            from hubwizard.screens.doctor import DoctorScreen
+
+            return DoctorScreen()
+        if name == "inventory":
+            from hubwizard.screens.inventory import InventoryScreen
+
+            return InventoryScreen()
+        if name == "settings":
+            from hubwizard.screens.settings import SettingsScreen
+
+            return SettingsScreen()
+        if name == "plan":
+            from hubwizard.screens.plan import PlanScreen
+
+            return PlanScreen()
+        if name == "run":
+            from hubwizard.screens.run import RunScreen
+
+            return RunScreen()
+        from hubwizard.screens.start import StartScreen
+
+        return StartScreen()
+
+    def open(self, name: str) -> None:
+        self.push_screen(self.make_screen(name))
+
+    def on_mount(self) -> None:
+        self.push_screen(self.make_screen(self.start))
+
+    def on_unmount(self) -> None:
+        for close in self._closers:
+            with contextlib.suppress(Exception):  # closing on exit: nothing left to tell
+                close()
+
+
+def run_monitor(args: argparse.Namespace) -> int:
+    """`hubwizard monitor -c SITE`: the monitor screen alone."""
+    from hubwizard.config import load_site
+    from hubwizard.secrets import load_secrets
+
+    load_site(args.config)  # bad input fails here with exit code 2, before the screen
+    load_secrets(args.config)
+    app = HubwizardApp(args.config, start="monitor", interval=max(0.2, args.interval),
+                       accept_new_host_keys=getattr(args, "accept_new_host_keys", False),
+                       recipes_dir=getattr(args, "recipes", None))
+    app.run()
+    return 0
+
+
+def run_wizard(args: argparse.Namespace) -> int:
+    """`hubwizard [wizard] [-c SITE]`: a new site, or resume one from its journal."""
+    app = HubwizardApp(getattr(args, "config", None), start="start", recipes_dir=getattr(args, "recipes", None))
+    app.run()
+    return 0

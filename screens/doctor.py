@@ -1,0 +1,138 @@
+"""Doctor: every troubleshooting check of hubwizard.doctor with its diagnosis; a fix runs
+only after the admin confirmed it, with its commands shown first."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from hubwizard.screens.modals import ConfirmModal
+from rich.text import Text
+from textual import on, work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.message import Message
+from textual.screen import Screen
+from textual.widgets import DataTable, Footer, Header, Static
+
+
+def _verdict(d: Any) -> Text:
+    if d.skipped:
+        return Text("cannot check", style="dim")
+    return Text("ok", style="green") if d.ok else Text("PROBLEM", style="bold red")
+
+
+class DoctorScreen(Screen):
+    """The checks, their verdicts, and the fixes on offer."""
+
+    CSS_PATH = Path(__file__).with_suffix(".tcss")
+    BINDINGS = [Binding("f", "fix", "Fix…"), Binding("r", "rerun", "Re-check"), Binding("escape", "back", "Back")]
+
+    class Diagnosed(Message):
+        def __init__(self, diagnoses: list[Any], error: str = "") -> None:
+            super().__init__()
+            self.diagnoses, self.error = diagnoses, error
+
+    class Fixed(Message):
+        def __init__(self, index: int, diagnosis: Any) -> None:
+            super().__init__()
+            self.index, self.diagnosis = index, diagnosis
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.diagnoses: list[Any] = []
+
+    def compose(self) -> ComposeResult:
+        yield Header()
+        yield Static("running the checks…", id="doctor-status")
+        yield DataTable(id="checks", cursor_type="row", zebra_stripes=True)
+        yield Static("", id="detail")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.sub_title = "doctor"
+        table = self.query_one("#checks", DataTable)
+        table.add_columns("CHECK", "HOST", "VERDICT", "SUMMARY")
+        table.focus()
+        self.diagnose()
+
+    @work(thread=True, exclusive=True, group="doctor")
+    def diagnose(self) -> None:
+        from hubwizard import doctor
+
+        try:
+            found = doctor.run_doctor(self.app.session(), self.app.connections())
+        except Exception as exc:  # noqa: BLE001 - shown on the screen
+            self.post_message(self.Diagnosed([], f"{type(exc).__name__}: {exc}"))
+            return
+        self.post_message(self.Diagnosed(found))
+
+    def on_doctor_screen_diagnosed(self, message: Diagnosed) -> None:
+        self.diagnoses = list(message.diagnoses)
+        status = self.query_one("#doctor-status", Static)
+        if message.error:
+            status.update(Text(f"doctor could not run: {message.error}", style="bold red"))
+        else:
+            bad = sum(1 for d in self.diagnoses if not d.ok and not d.skipped)
+            status.update(f"{len(self.diagnoses)} checks, {bad} problems. Select a problem and press [b]f[/b] "
+                          "to see its fix.")
+        self.fill()
+
+    def fill(self) -> None:
+        table = self.query_one("#checks", DataTable)
+        table.clear()
+        for i, d in enumerate(self.diagnoses):
+            table.add_row(d.check, d.host, _verdict(d), Text(d.summary), key=str(i))
+
+    @on(DataTable.RowHighlighted)
+    def _show(self, event: DataTable.RowHighlighted) -> None:
+        d = self._current()
+        if d is None:
+            return
+        text = d.detail or ""
+        if d.fix_title:
+            text += f"\nfix: {d.fix_title}"
+        self.query_one("#detail", Static).update(Text(text.strip()))
+
+    def _current(self) -> Any:
+        table = self.query_one("#checks", DataTable)
+        if not table.row_count or table.cursor_row < 0 or table.cursor_row >= len(self.diagnoses):
+            return None
+        return self.diagnoses[table.cursor_row]
+
+    def action_fix(self) -> None:
+        d = self._current()
+        if d is None or d.ok or d.skipped:
+            self.notify("select a problem first", severity="warning")
+            return
+        if not d.fix_title and not d.fix_commands:
+            self.notify("no automatic fix for this one; the detail says what to do", severity="warning")
+            return
+        index = self.query_one("#checks", DataTable).cursor_row
+        body = (d.fix_title or "") + "\n\n" + "\n".join(f"$ {c}" for c in d.fix_commands)
+        self.app.push_screen(ConfirmModal(f"Fix {d.check} on {d.host}?", body.strip()),
+                             lambda yes: self.fix(index, d) if yes else None)
+
+    @work(thread=True, group="doctor-fix")
+    def fix(self, index: int, diagnosis: Any) -> None:
+        from hubwizard import doctor
+
+        try:
+            after = doctor.apply_fix(self.app.session(), self.app.connections(), diagnosis)
+        except Exception as exc:  # noqa: BLE001
+            after = type(diagnosis)(diagnosis.check, diagnosis.host, False, f"the fix failed: {exc}")
+        self.post_message(self.Fixed(index, after))
+
+    def on_doctor_screen_fixed(self, message: Fixed) -> None:
+        self.diagnoses[message.index] = message.diagnosis
+        self.fill()
+        d = message.diagnosis
+        self.notify(f"{d.check} on {d.host}: {'fixed' if d.ok else d.summary}",
+                    severity="information" if d.ok else "error")
+
+    def action_rerun(self) -> None:
+        self.query_one("#doctor-status", Static).update("running the checks…")
+        self.diagnose()
+
+    def action_back(self) -> None:
+        self.app.pop_screen()

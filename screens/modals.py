@@ -1,0 +1,138 @@
+"""Modal dialogs: confirm an unknown host key, act on a failed step, confirm an action.
+
+Each answers through ``dismiss(value)``; workers wait for that answer without touching
+widgets (the app's ``ask`` bridges a thread to a modal)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.screen import ModalScreen
+from textual.widgets import Button, Input, Label, Static
+
+CSS = Path(__file__).with_suffix(".tcss")
+
+
+class HostKeyModal(ModalScreen[bool]):
+    """An unknown SSH host key: trust it only when the admin compared the fingerprint."""
+
+    CSS_PATH = CSS
+    BINDINGS = [Binding("y", "answer(True)", "Trust"), Binding("n,escape", "answer(False)", "Refuse")]
+
+    def __init__(self, host: str, fingerprint: str) -> None:
+        super().__init__()
+        self.host, self.fingerprint = host, fingerprint
+
+    def compose(self) -> ComposeResult:
+        with Vertical(classes="dialog"):
+            yield Label("Unknown host key", classes="title")
+            yield Static(f"[b]{self.host}[/b] is not in known_hosts. It presents:")
+            yield Static(self.fingerprint, id="fingerprint", classes="mono")
+            yield Static("Compare with `ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub` on its console.",
+                         classes="hint")
+            with Horizontal(classes="buttons"):
+                yield Button("Trust (y)", id="yes", variant="warning")
+                yield Button("Refuse (n)", id="no", variant="primary")
+
+    def on_mount(self) -> None:
+        self.query_one("#no", Button).focus()
+
+    def on_button_pressed(self, event: Button.Pressed) -> None:
+        self.dismiss(event.button.id == "yes")
+
+    def action_answer(self, value: bool) -> None:
+        self.dismiss(value)
+
+
+class FailureModal(ModalScreen[str]):
+    """A step failed on a host: what, where, the output tail and the fix; Retry / Skip / Abort."""
+
+    CSS_PATH = CSS
+    BINDINGS = [Binding("r", "answer('retry')", "Retry"), Binding("s", "answer('skip')", "Skip"),
+                Binding("a,escape", "answer('abort')", "Abort")]
+
+    def __init__(self, step: str, host: str, command: str, output_tail: str, fix: str | None,
+                 message: str = "") -> None:
+        super().__init__()
+        self.step, self.host, self.command, self.tail, self.fix, self.message = (
+            step, host, command, output_tail, fix, message)
+
+    def compose(self) -> ComposeResult:
+        with Vertical(classes="dialog error"):
+            yield Label(f"Step {self.step} failed on {self.host}", classes="title")
+            if self.message:
+                yield Static(self.message, markup=False)
+            if self.command:
+                yield Static(f"$ {self.command}", classes="mono", markup=False)
+            with VerticalScroll(classes="tail"):
+                yield Static(self.tail or "(no output)", id="tail", markup=False)
+            yield Static(f"fix: {self.fix}" if self.fix else "no known fix for this output", id="fix",
+                         classes="hint", markup=False)
+            with Horizontal(classes="buttons"):
+                yield Button("Retry (r)", id="retry", variant="primary")
+                yield Button("Skip (s)", id="skip")
+                yield Button("Abort (a)", id="abort", variant="error")
+
+    def on_mount(self) -> None:
+        self.query_one("#retry", Button).focus()
+
+    def on_button_pressed(self, event: Button.Pressed) -> None:
+        self.dismiss(event.button.id or "abort")
+
+    def action_answer(self, value: str) -> None:
+        self.dismiss(value)
+
+
+class ConfirmModal(ModalScreen[bool]):
+    """Yes/no before anything changes the cluster (drain, remove, a doctor fix)."""
+
+    CSS_PATH = CSS
+    BINDINGS = [Binding("y", "answer(True)", "Yes"), Binding("n,escape", "answer(False)", "No")]
+
+    def __init__(self, title: str, body: str = "") -> None:
+        super().__init__()
+        self.title_text, self.body = title, body
+
+    def compose(self) -> ComposeResult:
+        with Vertical(classes="dialog"):
+            yield Label(self.title_text, classes="title", markup=False)
+            if self.body:
+                with VerticalScroll(classes="tail"):
+                    yield Static(self.body, classes="mono", markup=False)
+            with Horizontal(classes="buttons"):
+                yield Button("Yes (y)", id="yes", variant="warning")
+                yield Button("No (n)", id="no", variant="primary")
+
+    def on_mount(self) -> None:
+        self.query_one("#no", Button).focus()
+
+    def on_button_pressed(self, event: Button.Pressed) -> None:
+        self.dismiss(event.button.id == "yes")
+
+    def action_answer(self, value: bool) -> None:
+        self.dismiss(value)
+
+
+class AskModal(ModalScreen[str | None]):
+    """One value (the replica count of a scale): Enter accepts, Escape cancels."""
+
+    CSS_PATH = CSS
+    BINDINGS = [Binding("escape", "cancel", "Cancel")]
+
+    def __init__(self, title: str, value: str = "", restrict: str | None = None) -> None:
+        super().__init__()
+        self.title_text, self.value, self.restrict = title, value, restrict
+
+    def compose(self) -> ComposeResult:
+        with Vertical(classes="dialog"):
+            yield Label(self.title_text, classes="title", markup=False)
+            yield Input(self.value, restrict=self.restrict, id="value")
+
+    def on_input_submitted(self, event: Input.Submitted) -> None:
+        self.dismiss(event.value)
+
+    def action_cancel(self) -> None:
+        self.dismiss(None)

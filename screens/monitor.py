@@ -1,0 +1,459 @@
+"""The live cluster monitor: nodes, services, tasks, hub users, events, service logs.
+
+One poll worker fetches a snapshot (a fixed number of Docker API calls, see
+hubwizard.monitor); when it has been rendered the next poll is scheduled with set_timer, so
+polls never overlap. Only the visible tab is rendered, and nothing is fetched or rendered
+while another screen or a modal is on top: the monitor catches up when it is shown again.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable
+from pathlib import Path
+
+from hubwizard.screens.modals import AskModal, ConfirmModal
+from textual import on, work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.message import Message
+from textual.screen import Screen
+from textual.timer import Timer
+from textual.widgets import DataTable, Footer, Header, Input, Static, TabbedContent, TabPane
+
+from hubwizard import monitor as model
+
+COLUMNS = {
+    "nodes": ("HOSTNAME", "ROLE", "MANAGER", "AVAILABILITY", "STATE", "ENGINE", "CPU", "MEMORY"),
+    "services": ("NAME", "REPLICAS", "MODE", "IMAGE", "UPDATED"),
+    "tasks": ("TASK", "NODE", "DESIRED", "CURRENT", "ERROR"),
+    "users": ("USER", "ADMIN", "SERVERS", "LAST ACTIVITY"),
+    "events": ("TIME", "TYPE", "ACTION", "NAME"),
+    "logs": ("TIME", "NODE", "TASK", "LINE"),
+}
+
+
+class MonitorScreen(Screen):
+    """k9s/dry-like views of one swarm, through its manager's Docker API."""
+
+    CSS_PATH = Path(__file__).with_suffix(".tcss")
+    BINDINGS = [
+        Binding("slash", "filter", "Filter"),
+        Binding("escape", "back", "Back", show=False),
+        Binding("r", "refresh", "Refresh"),
+        Binding("d", "drain", "Drain"),
+        Binding("a", "activate", "Activate"),
+        Binding("s", "scale", "Scale"),
+        Binding("f", "force_update", "Force upd."),
+        Binding("x", "remove", "Remove"),
+        Binding("l", "logs", "Logs"),
+        Binding("w", "warnings", "Warnings", show=False),
+        Binding("1", "tab('nodes')", "Nodes", show=False),
+        Binding("2", "tab('services')", "Services", show=False),
+        Binding("3", "tab('tasks')", "Tasks", show=False),
+        Binding("4", "tab('users')", "Users", show=False),
+        Binding("5", "tab('events')", "Events", show=False),
+        Binding("6", "tab('logs')", "Logs", show=False),
+    ]
+
+    class Fetched(Message):
+        def __init__(self, snapshot: model.Snapshot) -> None:
+            super().__init__()
+            self.snapshot = snapshot
+
+    class Drilled(Message):
+        def __init__(self, title: str, tasks: list[model.TaskRow]) -> None:
+            super().__init__()
+            self.title, self.tasks = title, tasks
+
+    class LogsLoaded(Message):
+        def __init__(self, title: str, lines: list[model.LogLine]) -> None:
+            super().__init__()
+            self.title, self.lines = title, lines
+
+    class Failed(Message):
+        def __init__(self, text: str) -> None:
+            super().__init__()
+            self.text = text
+
+    def __init__(self, source_factory: Callable[[], model.Source], interval: float = 2.0,
+                 title: str = "") -> None:
+        super().__init__()
+        self.source_factory = source_factory
+        self.source: model.Source | None = None
+        self.interval = interval
+        self.site_title = title
+        self.snapshot = model.Snapshot()
+        self.filter_text = ""
+        self.warnings_only = False
+        self.drill: tuple[str, list[model.TaskRow]] | None = None
+        self.log_view: tuple[str, list[model.LogLine]] = ("", [])
+        self.dirty: set[str] = set(COLUMNS)
+        self.renders = 0
+        self.polls = 0
+        self._timer: Timer | None = None
+        self._waiting = False  # a poll was due while hidden
+
+    def compose(self) -> ComposeResult:
+        yield Header()
+        yield Static("connecting…", id="status")
+        yield Input(placeholder="filter: words that must all appear (Esc clears)", id="filter", classes="hidden")
+        with TabbedContent(id="tabs", initial="nodes"):
+            for name in COLUMNS:
+                with TabPane(name.capitalize(), id=name):
+                    yield DataTable(id=f"{name}-table", cursor_type="row", zebra_stripes=True)
+        yield Footer()
+
+    def on_mount(self) -> None:
+        for name, cols in COLUMNS.items():
+            self.query_one(f"#{name}-table", DataTable).add_columns(*cols)
+        self.query_one("#nodes-table", DataTable).focus()
+        self.poll()
+
+    @property
+    def shown(self) -> bool:
+        """On top: not hidden by another screen, nor under a modal (Textual's is_current says
+        yes under a modal, which still costs a render nobody can use)."""
+        try:
+            return self.app.screen is self
+        except Exception:  # noqa: BLE001 - no screen stack while shutting down
+            return False
+
+    # -- polling -------------------------------------------------------------------
+    def poll(self) -> None:
+        """Start one fetch unless hidden; the next is scheduled when this one is rendered."""
+        self._timer = None
+        if not self.shown:
+            self._waiting = True
+            return
+        self._waiting = False
+        self.fetch()
+
+    @work(thread=True, exclusive=True, group="monitor-poll")
+    def fetch(self) -> None:
+        try:
+            if self.source is None:
+                self.source = self.source_factory()
+            snap = self.source.fetch()
+        except Exception as exc:  # noqa: BLE001 - shown in the status line, polling goes on
+            snap = model.Snapshot(error=f"{type(exc).__name__}: {getattr(exc, 'message', exc)}")
+        self.post_message(self.Fetched(snap))
+
+    def on_monitor_screen_fetched(self, message: Fetched) -> None:
+        self.polls += 1
+        self.snapshot = message.snapshot
+        self.dirty |= {"nodes", "services", "tasks", "users", "events"}
+        self.render_visible()
+        if self._timer is None:
+            self._timer = self.set_timer(self.interval, self.poll)
+
+    def on_screen_resume(self) -> None:
+        if self._waiting:
+            self.poll()
+        else:
+            self.render_visible()
+
+    def action_refresh(self) -> None:
+        if self._timer is not None:
+            self._timer.stop()
+            self._timer = None
+        self.poll()
+
+    # -- rendering -------------------------------------------------------------------
+    @property
+    def active(self) -> str:
+        return self.query_one(TabbedContent).active or "nodes"
+
+    def rows(self, name: str) -> list[tuple[str, tuple[str, ...]]]:
+        """(row key, cells) of a view, filtered."""
+        s = self.snapshot
+        if name == "nodes":
+            rows = [(n.id, model.node_cells(n)) for n in s.nodes]
+        elif name == "services":
+            rows = [(v.id, model.service_cells(v)) for v in s.services]
+        elif name == "tasks":
+            tasks = self.drill[1] if self.drill else s.tasks
+            rows = [(t.id, model.task_cells(t)) for t in tasks]
+        elif name == "users":
+            rows = [(u.name, model.user_cells(u)) for u in s.users or []]
+        elif name == "events":
+            events = [e for e in s.events if e.warning or not self.warnings_only]
+            rows = [(f"{i}", model.event_cells(e)) for i, e in enumerate(events)]
+        else:
+            rows = [(f"{i}", (ln.time, ln.node, ln.task, ln.text)) for i, ln in enumerate(self.log_view[1])]
+        return [(k, c) for k, c in rows if model.matches(c, self.filter_text)]
+
+    def render_visible(self) -> None:
+        """Render the visible tab only; other tabs stay dirty until they are shown."""
+        if not self.shown:
+            return
+        self.renders += 1
+        self._status()
+        name = self.active
+        if name in self.dirty:
+            self.dirty.discard(name)
+            self._fill(name)
+
+    def _fill(self, name: str) -> None:
+        table = self.query_one(f"#{name}-table", DataTable)
+        keep = None
+        if table.row_count and table.cursor_row >= 0:
+            try:
+                keep = table.coordinate_to_cell_key(table.cursor_coordinate).row_key.value
+            except Exception:  # noqa: BLE001 - cursor beyond the rows: keep nothing
+                keep = None
+        table.clear()
+        rows = self.rows(name)
+        for key, cells in rows:
+            table.add_row(*cells, key=key)
+        if keep is not None:
+            with contextlib.suppress(Exception):  # that row is gone
+                table.move_cursor(row=table.get_row_index(keep), animate=False)
+        pane = self.query_one(TabbedContent).get_tab(name)
+        pane.label = self._label(name, len(rows))
+
+    def _label(self, name: str, count: int) -> str:
+        if name == "tasks" and self.drill:
+            return f"Tasks: {self.drill[0]} ({count})"
+        if name == "logs" and self.log_view[0]:
+            return f"Logs: {self.log_view[0]}"
+        if name == "users" and self.snapshot.users is None:
+            return "Users (?)"
+        return f"{name.capitalize()} ({count})"
+
+    def _status(self) -> None:
+        s = self.snapshot
+        if s.error:
+            text = f"[b red]cannot read the swarm:[/] {s.error}"
+        elif not s.fetched_at:
+            text = "connecting…"
+        else:
+            filt = f"  filter: {self.filter_text!r}" if self.filter_text else ""
+            text = (f"{self.site_title}  {len(s.nodes)} nodes, {len(s.services)} services, {len(s.tasks)} tasks  "
+                    f"{s.hub_status}  every {self.interval:g}s, {s.api_calls} API calls{filt}")
+        self.query_one("#status", Static).update(text)
+
+    @on(TabbedContent.TabActivated)
+    def _tab_shown(self) -> None:
+        self.render_visible()
+        self.query_one(f"#{self.active}-table", DataTable).focus()
+
+    # -- filter ------------------------------------------------------------------------
+    def action_filter(self) -> None:
+        box = self.query_one("#filter", Input)
+        box.remove_class("hidden")
+        box.focus()
+
+    @on(Input.Changed, "#filter")
+    def _filter_changed(self, event: Input.Changed) -> None:
+        self.filter_text = event.value.strip()
+        self.dirty |= set(COLUMNS)
+        self.render_visible()
+
+    @on(Input.Submitted, "#filter")
+    def _filter_done(self) -> None:
+        self.query_one(f"#{self.active}-table", DataTable).focus()
+
+    def action_back(self) -> None:
+        box = self.query_one("#filter", Input)
+        if self.filter_text or not box.has_class("hidden"):
+            box.value = ""
+            box.add_class("hidden")
+            self.filter_text = ""
+            self.dirty |= set(COLUMNS)
+            self.query_one(f"#{self.active}-table", DataTable).focus()
+        elif self.drill and self.active == "tasks":
+            self.drill = None
+            self.dirty.add("tasks")
+        elif len(self.app.screen_stack) > 2:
+            self.app.pop_screen()
+            return
+        self.render_visible()
+
+    def action_tab(self, name: str) -> None:
+        self.query_one(TabbedContent).active = name
+
+    def action_warnings(self) -> None:
+        self.warnings_only = not self.warnings_only
+        self.dirty.add("events")
+        self.render_visible()
+
+    # -- drill-down ----------------------------------------------------------------------
+    def _selected(self, name: str) -> str | None:
+        if self.active != name:
+            return None
+        table = self.query_one(f"#{name}-table", DataTable)
+        if not table.row_count:
+            return None
+        return table.coordinate_to_cell_key(table.cursor_coordinate).row_key.value
+
+    @on(DataTable.RowSelected)
+    def _enter(self, event: DataTable.RowSelected) -> None:
+        key = event.row_key.value
+        if event.data_table.id == "nodes-table" and key:
+            name = next((n.hostname for n in self.snapshot.nodes if n.id == key), key[:12])
+            self.load_tasks(f"node {name}", "node", key)
+        elif event.data_table.id == "services-table" and key:
+            name = next((v.name for v in self.snapshot.services if v.id == key), key[:12])
+            self.load_tasks(f"service {name}", "service", key)
+
+    @work(thread=True, exclusive=True, group="monitor-drill")
+    def load_tasks(self, title: str, kind: str, key: str) -> None:
+        try:
+            assert self.source is not None
+            tasks = self.source.tasks_of_node(key) if kind == "node" else self.source.tasks_of_service(key)
+        except Exception as exc:  # noqa: BLE001
+            self.post_message(self.Failed(f"cannot list the tasks of {title}: {exc}"))
+            return
+        self.post_message(self.Drilled(title, tasks))
+
+    def on_monitor_screen_drilled(self, message: Drilled) -> None:
+        self.drill = (message.title, message.tasks)
+        self.dirty.add("tasks")
+        self.action_tab("tasks")
+        self.render_visible()
+
+    def on_monitor_screen_failed(self, message: Failed) -> None:
+        self.notify(message.text, severity="error", timeout=8)
+
+    def on_monitor_screen_logs_loaded(self, message: LogsLoaded) -> None:
+        self.log_view = (message.title, message.lines)
+        self.dirty.add("logs")
+        self.action_tab("logs")
+        self.render_visible()
+
+    # -- actions (each confirmed) ---------------------------------------------------------
+    def _node(self) -> model.NodeRow | None:
+        key = self._selected("nodes")
+        node = next((n for n in self.snapshot.nodes if n.id == key), None)
+        if node is None:
+            self.notify("select a node in the Nodes tab first", severity="warning")
+        return node
+
+    def _service(self) -> model.ServiceRow | None:
+        key = self._selected("services")
+        svc = next((v for v in self.snapshot.services if v.id == key), None)
+        if svc is None:
+            self.notify("select a service in the Services tab first", severity="warning")
+        return svc
+
+    def _confirm_then(self, title: str, body: str, call: Callable[[], str]) -> None:
+        def answered(yes: bool | None) -> None:
+            if yes:
+                self.act(call)
+
+        self.app.push_screen(ConfirmModal(title, body), answered)
+
+    @work(thread=True, group="monitor-action")
+    def act(self, call: Callable[[], str]) -> None:
+        try:
+            text = call()
+        except Exception as exc:  # noqa: BLE001
+            self.post_message(self.Failed(f"{type(exc).__name__}: {exc}"))
+            return
+        self.app.call_from_thread(self.notify, text)
+        self.app.call_from_thread(self.action_refresh)
+
+    def action_drain(self) -> None:
+        node = self._node()
+        if node and self.source:
+            src = self.source
+            self._confirm_then(f"Drain node {node.hostname}?",
+                               "Its tasks move to other nodes and no new task is scheduled on it.",
+                               lambda: src.drain(node.id))
+
+    def action_activate(self) -> None:
+        node = self._node()
+        if node and self.source:
+            src = self.source
+            self._confirm_then(f"Activate node {node.hostname}?", "New tasks can be scheduled on it again.",
+                               lambda: src.activate(node.id))
+
+    def action_force_update(self) -> None:
+        svc = self._service()
+        if svc and self.source:
+            src = self.source
+            self._confirm_then(f"Force-update service {svc.name}?", "Every task is restarted, one after another.",
+                               lambda: src.force_update(svc.id))
+
+    def action_remove(self) -> None:
+        svc = self._service()
+        if svc and self.source:
+            src = self.source
+            self._confirm_then(f"Remove service {svc.name}?",
+                               "Its tasks stop and the service is deleted (a stuck one, usually).",
+                               lambda: src.remove(svc.id))
+
+    def action_scale(self) -> None:
+        svc = self._service()
+        if not (svc and self.source) or svc.mode != "replicated":
+            if svc:
+                self.notify("a global service runs one task per node; it cannot be scaled", severity="warning")
+            return
+        src = self.source
+
+        def answered(value: str | None) -> None:
+            if value and value.isdigit():
+                n = int(value)
+                self._confirm_then(f"Scale {svc.name} from {svc.desired} to {n} replicas?", "",
+                                   lambda: src.scale(svc.id, n))
+
+        self.app.push_screen(AskModal(f"Replicas of {svc.name}", str(svc.desired), restrict=r"[0-9]*"), answered)
+
+    def action_logs(self) -> None:
+        svc = self._service()
+        if svc:
+            self.load_logs(svc.name, svc.id)
+
+    @work(thread=True, exclusive=True, group="monitor-logs")
+    def load_logs(self, name: str, key: str) -> None:
+        try:
+            assert self.source is not None
+            lines = self.source.logs(key)
+        except Exception as exc:  # noqa: BLE001
+            self.post_message(self.Failed(f"cannot read the logs of {name}: {exc}"))
+            return
+        self.post_message(self.LogsLoaded(name, lines))
+
+
+def static_source(snapshot: model.Snapshot) -> model.Source:
+    """A Source answering from a fixed snapshot: screenshots and screen tests without a swarm."""
+    return _Static(snapshot)
+
+
+class _Static:
+    def __init__(self, snapshot: model.Snapshot) -> None:
+        self.snapshot = snapshot
+        self.done: list[str] = []
+
+    def fetch(self) -> model.Snapshot:
+        return self.snapshot
+
+    def tasks_of_node(self, node_id: str) -> list[model.TaskRow]:
+        return [t for t in self.snapshot.tasks if t.node_id == node_id]
+
+    def tasks_of_service(self, service_id: str) -> list[model.TaskRow]:
+        return [t for t in self.snapshot.tasks if t.service_id == service_id]
+
+    def logs(self, service_id: str, tail: int = 200) -> list[model.LogLine]:
+        return [model.LogLine(t.node, t.id[:12], "2026-11-22 03:00:00", f"{t.service} says hello")
+                for t in self.tasks_of_service(service_id)]
+
+    def _did(self, what: str) -> str:
+        self.done.append(what)
+        return what
+
+    def drain(self, node_id: str) -> str:
+        return self._did(f"drain {node_id}")
+
+    def activate(self, node_id: str) -> str:
+        return self._did(f"activate {node_id}")
+
+    def scale(self, service_id: str, replicas: int) -> str:
+        return self._did(f"scale {service_id} {replicas}")
+
+    def force_update(self, service_id: str) -> str:
+        return self._did(f"force-update {service_id}")
+
+    def remove(self, service_id: str) -> str:
+        return self._did(f"remove {service_id}")

@@ -1,0 +1,62 @@
+"""Fixed data for screen tests and screenshots: a small swarm as the monitor model parses it.
+
+The raw dicts have the shape of Docker Engine API 1.41 answers (GET /nodes, /services, /tasks)
+so they go through the same parsers as live data."""
+
+from __future__ import annotations
+
+from hubwizard import monitor
+
+NODES = [
+    {"ID": "n1hub00000000", "Spec": {"Role": "manager", "Availability": "active"},
+     "Description": {"Hostname": "hub", "Engine": {"EngineVersion": "20.10.24+dfsg1"},
+                     "Resources": {"NanoCPUs": 2_000_000_000, "MemoryBytes": 8 * 2**30}},
+     "Status": {"State": "ready", "Addr": "172.21.0.3"},
+     "ManagerStatus": {"Leader": True, "Reachability": "reachable", "Addr": "172.21.0.3:2377"}},
+    {"ID": "n2node1000000", "Spec": {"Role": "worker", "Availability": "active"},
+     "Description": {"Hostname": "node1", "Engine": {"EngineVersion": "20.10.24+dfsg1"},
+                     "Resources": {"NanoCPUs": 4_000_000_000, "MemoryBytes": 16 * 2**30}},
+     "Status": {"State": "ready", "Addr": "172.21.0.4"}},
+    {"ID": "n3node2000000", "Spec": {"Role": "worker", "Availability": "drain"},
+     "Description": {"Hostname": "node2", "Engine": {"EngineVersion": "20.10.24+dfsg1"},
+                     "Resources": {"NanoCPUs": 4_000_000_000, "MemoryBytes": 16 * 2**30}},
+     "Status": {"State": "down", "Addr": "172.21.0.5"}},
+]
+
+
+def _service(sid: str, name: str, image: str, replicas: int | None) -> dict:
+    mode = {"Global": {}} if replicas is None else {"Replicated": {"Replicas": replicas}}
+    return {"ID": sid, "UpdatedAt": "2026-11-22T02:10:00.123Z",
+            "Spec": {"Name": name, "Mode": mode, "TaskTemplate": {"ContainerSpec": {"Image": image + "@sha256:" + "a" * 64}}}}
+
+
+SERVICES = [
+    _service("s1hub", "jupyterhub", "172.21.0.2:5000/jupyterhub-hub:latest", 1),
+    _service("s2alice", "jupyter-alice", "172.21.0.2:5000/lab/singleuser:latest", 1),
+    _service("s3bob", "jupyter-bob", "172.21.0.2:5000/lab/singleuser:latest", 1),
+]
+
+
+def _task(tid: str, sid: str, nid: str, state: str, desired: str = "running", err: str = "", slot: int = 1) -> dict:
+    return {"ID": tid, "ServiceID": sid, "NodeID": nid, "Slot": slot, "DesiredState": desired,
+            "UpdatedAt": "2026-11-22T02:11:00Z", "Status": {"State": state, "Err": err}}
+
+
+TASKS = [
+    _task("t1", "s1hub", "n1hub00000000", "running"),
+    _task("t2", "s2alice", "n2node1000000", "running"),
+    _task("t3", "s3bob", "n2node1000000", "rejected", "shutdown", "No such image: lab/singleuser:latest"),
+    _task("t4", "s3bob", "n2node1000000", "preparing"),
+]
+
+
+def snapshot() -> monitor.Snapshot:
+    snap = monitor.build_snapshot(NODES, SERVICES, TASKS)
+    snap.users = [monitor.HubUser("alice", True, ("default: ready",), "2026-11-22T02:40:00"),
+                  monitor.HubUser("bob", False, ("default: spawn",), "2026-11-22T02:41:00")]
+    snap.hub_status = "2 users"
+    snap.events = [monitor.EventRow(1795000000.0, "service", "update", "jupyter-bob", True),
+                   monitor.EventRow(1794999990.0, "node", "update", "node2", True)]
+    snap.api_calls = 4
+    snap.fetched_at = 1795000000.0
+    return snap

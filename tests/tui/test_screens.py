@@ -1,0 +1,256 @@
+"""Pilot tests: each screen's behaviour at 80x24, keyboard only, against real sshd hosts."""
+
+from __future__ import annotations
+
+from hubwizard.screens.modals import ConfirmModal, FailureModal, HostKeyModal
+from hubwizard.screens.monitor import MonitorScreen, static_source
+from textual.widgets import DataTable, Input, RichLog, Static, Tree
+
+from hubwizard.config import load_site
+from tests.conftest import write_site
+from tests.tui.conftest import make_app, settle
+from tests.tui.fixtures import snapshot
+
+SIZE = (80, 24)
+
+
+async def test_start_screen_shows_the_journal(tmp_path, ssh_env):
+    site = write_site(tmp_path, ssh_env)
+    app = make_app(site)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot, app)
+        table = app.screen.query_one("#journal", DataTable)
+        assert table.row_count == 3
+        assert [str(c) for c in table.get_row("make-dir")] == ["make-dir", "·", "·"]
+        assert "0/5" in str(app.screen.query_one("#summary", Static).render())
+
+
+async def test_start_screen_new_site_points_to_inventory(tmp_path):
+    app = make_app(tmp_path / "new.toml")
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        assert "New site" in str(app.screen.query_one("#summary", Static).render())
+        await pilot.press("p")  # plan without a site: refused with a hint
+        await pilot.pause()
+        assert type(app.screen).__name__ == "StartScreen"
+        await pilot.press("i")
+        await pilot.pause()
+        assert type(app.screen).__name__ == "InventoryScreen"
+
+
+async def test_plan_screen_lists_steps_and_commands(tmp_path, ssh_env):
+    site = write_site(tmp_path, ssh_env)
+    app = make_app(site, start="plan")
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot, app)
+        tree = app.screen.query_one(Tree)
+        labels = [str(n.label) for n in tree.root.children]
+        assert any("make-dir" in x and "would-change" in x for x in labels)
+        leaves = []
+        stack = list(tree.root.children)
+        while stack:
+            n = stack.pop()
+            leaves.append(str(n.label))
+            stack += n.children
+        assert any(x.startswith("$ mkdir -p ") for x in leaves)
+        assert not (tmp_path / "work" / "hub").exists()  # a plan changes nothing
+
+
+async def test_run_screen_applies_and_resumes(tmp_path, ssh_env):
+    site = write_site(tmp_path, ssh_env)
+    app = make_app(site, start="run")
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        assert isinstance(app.screen, ConfirmModal)
+        await pilot.press("y")
+        for _ in range(40):
+            await settle(pilot, app, 1)
+            if not app.screen_stack[-1].running:
+                break
+        run = app.screen
+        assert "done" in str(run.query_one("#run-status", Static).render())
+        steps = run.query_one("#steps", DataTable)
+        assert str(steps.get_cell("make-dir", "node1")) == "changed"
+        log = run.query_one("#log", RichLog)
+        assert any("mkdir -p" in line.text for line in log.lines)
+    assert (tmp_path / "work" / "node1" / "domain").exists()
+    # quit and come back: the start screen reads the journal
+    app2 = make_app(site)
+    async with app2.run_test(size=SIZE) as pilot:
+        await settle(pilot, app2)
+        table = app2.screen.query_one("#journal", DataTable)
+        assert [str(c) for c in table.get_row("write-domain")] == ["write-domain", "done", "done"]
+
+
+async def test_run_screen_failure_panel_retry_skip(tmp_path, ssh_env, failing_recipes):
+    site = write_site(tmp_path, ssh_env)
+    app = make_app(site, start="run", recipes=failing_recipes)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("y")
+        for _ in range(40):
+            await settle(pilot, app, 1)
+            if isinstance(app.screen, FailureModal):
+                break
+        modal = app.screen
+        assert isinstance(modal, FailureModal)
+        assert modal.step == "broken" and modal.host == "hub"
+        assert "Unable to locate package" in modal.tail
+        assert "apt-get update" in str(modal.query_one("#fix", Static).render())
+        await pilot.press("r")  # retry: fails again, the panel comes back
+        for _ in range(40):
+            await settle(pilot, app, 1)
+            if isinstance(app.screen, FailureModal):
+                break
+        assert isinstance(app.screen, FailureModal)
+        await pilot.press("s")  # skip: the run goes on with the next step
+        for _ in range(40):
+            await settle(pilot, app, 1)
+            if not app.screen.running:
+                break
+        assert str(app.screen.query_one("#steps", DataTable).get_cell("slow", "hub")) == "changed"
+
+
+async def test_unknown_host_key_is_confirmed_in_a_modal(tmp_path, ssh_env):
+    site = write_site(tmp_path, ssh_env, known=False)
+    app = make_app(site, start="plan")
+    async with app.run_test(size=SIZE) as pilot:
+        for _ in range(50):
+            await pilot.pause(0.1)
+            if isinstance(app.screen, HostKeyModal):
+                break
+        modal = app.screen
+        assert isinstance(modal, HostKeyModal)
+        assert "SHA256:" in modal.fingerprint
+        await pilot.press("y")
+        for _ in range(50):
+            await pilot.pause(0.1)
+            if isinstance(app.screen, HostKeyModal):
+                await pilot.press("y")
+        await settle(pilot, app)
+    known = (tmp_path / "known_hosts").read_text()
+    assert known.count("ssh-ed25519") >= 1
+
+
+async def test_settings_validate_as_typed_and_save(tmp_path, ssh_env):
+    site = write_site(tmp_path, ssh_env)
+    app = make_app(site, start="settings")
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        domain = app.screen.query_one("#q-site-domain", Input)
+        domain.value = "not a domain!"
+        await pilot.pause()
+        assert domain.has_class("invalid")
+        assert "host name" in str(app.screen.query_one("#err-site-domain", Static).render())
+        await pilot.press("ctrl+s")
+        await pilot.pause()
+        assert "not saved" in str(app.screen.query_one("#verdict", Static).render())
+        domain.value = "hub.school.example"
+        await pilot.pause()
+        assert not domain.has_class("invalid")
+        await pilot.press("ctrl+s")
+        await pilot.pause()
+    assert load_site(site).site.domain == "hub.school.example"
+    assert len(load_site(site).hosts) == 2
+
+
+async def test_inventory_adds_and_probes_a_host(tmp_path, ssh_env):
+    site = write_site(tmp_path, ssh_env)
+    port = ssh_env["servers"][1].port
+    app = make_app(site, start="inventory")
+    async with app.run_test(size=(120, 40)) as pilot:
+        await pilot.pause()
+        scr = app.screen
+        scr.query_one("#f-name", Input).value = "Bad_Name"
+        await pilot.pause()
+        assert scr.query_one("#f-name", Input).has_class("invalid")
+        scr.query_one("#f-name", Input).value = "node2"
+        scr.query_one("#f-address", Input).value = "127.0.0.1"
+        scr.query_one("#f-port", Input).value = str(port)
+        await pilot.pause()
+        scr.action_add()
+        app.draft()["hosts"][-1]["key"] = str(ssh_env["key"])  # the form has no key field; ssh-agent/config do
+        await settle(pilot, app, 5)
+        report = scr.reports.get("node2")
+        assert report is not None
+        scr.probe_host("node2")
+        await settle(pilot, app, 5)
+        report = scr.reports["node2"]
+        assert report.reachable and report.sudo and report.cpus >= 1 and report.memory > 0, report
+        await pilot.press("ctrl+s")
+        await pilot.pause()
+    assert [h.name for h in load_site(site).hosts] == ["hub", "node1", "node2"]
+
+
+async def test_monitor_tabs_filter_drill_and_actions():
+    source = static_source(snapshot())
+    app = make_app(None, start="monitor", recipes=None, source_factory=lambda: source, interval=0.2)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot, app)
+        mon = app.screen
+        assert isinstance(mon, MonitorScreen)
+        nodes = mon.query_one("#nodes-table", DataTable)
+        assert [str(nodes.get_row_at(0)[i]) for i in (0, 2)] == ["hub", "Leader"]
+        # polls go on, never overlapping
+        await pilot.pause(0.7)
+        assert mon.polls >= 2
+        # hidden tabs are not rendered
+        assert "services" in mon.dirty
+        await pilot.press("2")
+        await pilot.pause()
+        assert "services" not in mon.dirty
+        svc = mon.query_one("#services-table", DataTable)
+        assert [str(c) for c in svc.get_row("s3bob")][:2] == ["jupyter-bob", "0/1"]
+        # Enter drills down into the service's tasks, loaded lazily
+        svc.move_cursor(row=svc.get_row_index("s3bob"))
+        await pilot.press("enter")
+        await settle(pilot, app)
+        tasks = mon.query_one("#tasks-table", DataTable)
+        assert mon.active == "tasks" and tasks.row_count == 2
+        assert any("No such image" in str(c) for c in tasks.get_row("t3"))
+        await pilot.press("escape")  # back to every task
+        await pilot.pause()
+        assert tasks.row_count == 4
+        # / filters
+        await pilot.press("slash", "a", "l", "i", "c", "e")
+        await pilot.pause()
+        assert tasks.row_count == 1
+        await pilot.press("escape")
+        await pilot.pause()
+        assert tasks.row_count == 4
+        # an action asks first; nothing renders while the modal is open
+        await pilot.press("1")
+        await pilot.pause()
+        nodes.move_cursor(row=2)
+        await pilot.press("d")
+        await pilot.pause()
+        assert isinstance(app.screen, ConfirmModal)
+        renders = mon.renders
+        await pilot.pause(0.6)
+        assert mon.renders == renders
+        await pilot.press("y")
+        await settle(pilot, app)
+        assert source.done == ["drain n3node2000000"]
+        # logs show the node of each line
+        await pilot.press("2")
+        await pilot.pause()
+        svc.move_cursor(row=svc.get_row_index("s2alice"))
+        await pilot.press("l")
+        await settle(pilot, app)
+        logs = mon.query_one("#logs-table", DataTable)
+        assert mon.active == "logs" and str(logs.get_row_at(0)[1]) == "node1"
+
+
+async def test_monitor_scale_asks_for_replicas():
+    source = static_source(snapshot())
+    app = make_app(None, start="monitor", recipes=None, source_factory=lambda: source)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot, app)
+        await pilot.press("2")
+        await pilot.pause()
+        await pilot.press("s")
+        await pilot.pause()
+        await pilot.press("backspace", "3", "enter")
+        await pilot.pause()
+        await pilot.press("y")
+        await settle(pilot, app)
+        assert source.done == ["scale s2alice 3"]  # the first service by name
