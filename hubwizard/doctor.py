@@ -14,6 +14,7 @@ import argparse
 import json
 import sys
 import threading
+import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
@@ -169,12 +170,21 @@ def apply_fix(session: Any, connections: Any, diagnosis: Diagnosis, sink: Sink |
                       diagnosis.fix_title, diagnosis.fix_commands)
         _emit(sink, d)
         return d
-    again = check.recheck(ctx, diagnosis) if check.recheck else _run_check(ctx, check)
-    mine = [d for d in again if d.host == diagnosis.host] or again
-    result = next((d for d in mine if not d.ok and not d.skipped), None) or (
-        mine[0] if mine else Diagnosis(diagnosis.check, diagnosis.host, True, "no longer reported"))
+    deadline = time.monotonic() + check.settle
+    while True:  # a restarted daemon or container needs a moment: re-check until it passes or settle ends
+        result = _recheck(ctx, check, diagnosis)
+        if result.ok or result.skipped or time.monotonic() >= deadline:
+            break
+        time.sleep(2)
     _emit(sink, result)
     return result
+
+
+def _recheck(ctx: DoctorContext, check: Any, diagnosis: Diagnosis) -> Diagnosis:
+    again = check.recheck(ctx, diagnosis) if check.recheck else _run_check(ctx, check)
+    mine = [d for d in again if d.host == diagnosis.host] or again
+    return next((d for d in mine if not d.ok and not d.skipped), None) or (
+        mine[0] if mine else Diagnosis(diagnosis.check, diagnosis.host, True, "no longer reported"))
 
 
 def _run_fix_commands(ctx: DoctorContext, diagnosis: Diagnosis) -> str | None:
@@ -219,6 +229,16 @@ def format_diagnosis(d: Diagnosis) -> str:
     return "\n".join(lines)
 
 
+def fixable(d: Diagnosis) -> bool:
+    """A fix hubwizard can run: commands to run, or a fixer of its check."""
+    from hubwizard import doctor_checks
+
+    try:
+        return bool(d.fix_commands) or doctor_checks.by_name(d.check).fix is not None
+    except KeyError:
+        return False
+
+
 def _ask(d: Diagnosis) -> bool:
     answer = input(f"Apply the fix for {d.check} on {d.host}? [y/N] ")
     return answer.strip().lower() in ("y", "yes")
@@ -261,7 +281,7 @@ def _fix_all(session: Any, conns: Any, diagnoses: list[Diagnosis], yes: bool,
     """Offer each failed check's fix (ask unless --yes); return the updated diagnoses."""
     out, fixes = [], []
     for d in diagnoses:
-        if d.ok or d.skipped or not d.fix_title or d.check == SSH_CHECK:
+        if d.ok or d.skipped or d.check == SSH_CHECK or not fixable(d):
             out.append(d)
             continue
         if not quiet:
