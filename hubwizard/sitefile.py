@@ -78,7 +78,8 @@ def section_error(section: str, values: dict[str, Any], key: str | None = None) 
     except ValidationError as exc:
         for err in exc.errors():
             loc = [str(p) for p in err["loc"]]
-            if key is None or (loc and loc[0] == key) or not loc:
+            model_level = not loc and (key is None or key in err["msg"])  # "provider 'github' needs client_id"
+            if key is None or (loc and loc[0] == key) or model_level:
                 msg = err["msg"].removeprefix("Value error, ")
                 return f"{'.'.join(loc) + ': ' if loc and key is None else ''}{msg}"
         return None
@@ -145,6 +146,9 @@ QUESTIONS: tuple[Question, ...] = (
                                                                                    "globus", "generic"))),
     Question("secrets", "oauth_client_secret", "OAuth client secret (kept in the 0600 secrets file)", "secret",
              when=("oauth", "provider", ("github", "google", "cilogon", "globus", "generic"))),
+    Question("oauth", "authorize_url", "OIDC authorize URL", when=("oauth", "provider", ("generic",))),
+    Question("oauth", "token_url", "OIDC token URL", when=("oauth", "provider", ("generic",))),
+    Question("oauth", "userdata_url", "OIDC userdata URL", when=("oauth", "provider", ("generic",))),
     Question("storage", "kind", "Shared home folders", "choice", _choices("storage", "kind")),
     Question("storage", "path", "Exported path on the NFS server", when=("storage", "kind", ("nfs", "autofs"))),
     Question("quotas", "enabled", "Per-user disk quotas (XFS project quotas)", "bool"),

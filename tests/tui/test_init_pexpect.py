@@ -1,0 +1,87 @@
+"""`hubwizard init` answered through a real pseudo-terminal (pexpect): bad answers are
+refused as typed with the site file's message, and the file it writes passes validation and
+gets past `hubwizard plan`'s input checks (exit code not 2)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pexpect
+
+from hubwizard.config import load_site
+from tests.conftest import BASIC_RECIPES
+
+CLEAR = "\x15"  # Ctrl-U: clear the default in a questionary text prompt
+
+
+def test_init_writes_a_site_that_plan_accepts(tmp_path):
+    site = tmp_path / "workshop.toml"
+    c = pexpect.spawn(sys.executable, ["-m", "hubwizard.cli", "init", "-c", str(site)], encoding="utf-8",
+                      timeout=20, dimensions=(40, 120), cwd=str(tmp_path))
+    try:
+        c.expect("Site name")
+        c.send(CLEAR + "workshop\r")
+        c.expect("Track")
+        c.send("\r")
+        c.expect("Domain")
+        c.send("not a domain!\r")
+        c.expect("not a valid host name")  # refused as typed, same words as load_site
+        c.send(CLEAR + "hub.example.org\r")
+        c.expect("e-mail")
+        c.send("admin@example.org\r")
+        c.expect("OAuth provider")
+        c.send("\x1b[A" * 5 + "\r")  # up from dummy (last) to github (first)
+        c.expect("OAuth client id")
+        c.send("my-client\r")
+        c.expect("client secret")
+        c.send("s3cret-value\r")
+        c.expect("Shared home")
+        c.send("\r")
+        c.expect("Exported path")
+        c.send("\r")
+        c.expect("quotas")
+        c.send("y")
+        c.expect("Default quota")
+        c.send(CLEAR + "10X\r")
+        c.expect("not a valid size")
+        c.send(CLEAR + "5G\r")
+        for prompt in ("Hub base image", "Single-user", r"Registry \(", "Registry user"):
+            c.expect(prompt)
+            c.send("\r")
+        c.expect("hub: address")
+        c.send("127.0.0.1\r")
+        c.expect("hub: SSH user")
+        c.send("\r")
+        c.expect("hub: SSH port")
+        c.send(CLEAR + "1\r")  # nothing listens: plan fails to connect, fast
+        c.expect("Add a node")
+        c.send("y")
+        c.expect("node name")
+        c.send("\r")
+        c.expect("node1: address")
+        c.send("127.0.0.1\r")
+        c.expect("node1: SSH user")
+        c.send("\r")
+        c.expect("node1: SSH port")
+        c.send(CLEAR + "2\r")
+        c.expect("jump")
+        c.send("\x1b[B\r")  # through the hub
+        c.expect("Add a node")
+        c.send("n")
+        c.expect(pexpect.EOF)
+    finally:
+        c.close()
+    assert c.exitstatus == 0, c.before
+    loaded = load_site(site)
+    assert loaded.site.domain == "hub.example.org" and loaded.quotas.enabled and loaded.quotas.default == "5G"
+    assert (loaded.oauth.provider, loaded.oauth.client_id) == ("github", "my-client")
+    assert [(h.name, h.port, h.jump) for h in loaded.hosts] == [("hub", 1, None), ("node1", 2, "hub")]
+    assert "s3cret-value" not in site.read_text()
+    secrets = site.with_name("workshop.secrets.toml")
+    assert "s3cret-value" in secrets.read_text() and (secrets.stat().st_mode & 0o777) == 0o600
+    plan = subprocess.run([sys.executable, "-m", "hubwizard.cli", "plan", "-c", str(site), "--recipes",
+                           str(BASIC_RECIPES)], capture_output=True, text=True, timeout=60,
+                          stdin=subprocess.DEVNULL, env={"HUBWIZARD_OAUTH_CLIENT_SECRET": "x", "PATH": "/usr/bin:/bin"})
+    assert plan.returncode not in (0, 2), plan.stderr  # past validation; fails only to reach 127.0.0.1:1
+    assert "bad input" not in plan.stderr
