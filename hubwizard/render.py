@@ -110,7 +110,7 @@ def derive_subnet(addresses: Any) -> str:
 
 def template_context(site: Site, facts: Facts) -> dict[str, Any]:
     """What every template and recipe command sees."""
-    clients = [facts.subnet] if facts.subnet else sorted({facts.ips[h.name] for h in site.active_hosts})
+    clients = nfs_clients(site, facts)
     return {
         "cfg": site,
         "hub_host": site.hub_host,
@@ -133,6 +133,28 @@ def template_context(site: Site, facts: Facts) -> dict[str, Any]:
         # pip packages of the hub image (requirements.txt)
         "hub_requirements": hub_requirements(site),
     }
+
+
+def nfs_clients(site: Site, facts: Facts) -> list[str]:
+    """Who may mount the exports: the cluster subnet, plus any host address outside it
+    (every host's address when the subnet is unknown). Never everyone."""
+    clients = [facts.subnet] if facts.subnet else []
+    network = None
+    if facts.subnet:
+        try:
+            network = ipaddress.ip_network(facts.subnet, strict=False)
+        except ValueError:
+            network = None  # not a CIDR: the token check of the templates refuses it
+    extra: set[str] = set()
+    for host in site.active_hosts:
+        addr = facts.ips.get(host.name) or host.internal_address or host.address
+        try:
+            if network is not None and ipaddress.ip_address(addr) in network:
+                continue
+        except ValueError:
+            pass  # a host name: listed as is
+        extra.add(addr)
+    return clients + sorted(extra)
 
 
 def hub_requirements(site: Site) -> list[str]:

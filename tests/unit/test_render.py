@@ -230,6 +230,18 @@ def test_exports_without_a_subnet_list_each_host():
     assert "Clients = 10.0.0.10, 10.0.1.5, 10.0.2.5;" in files[PATHS["ganesha_conf"]].content
 
 
+def test_exports_add_hosts_outside_the_subnet():
+    site = make_site()
+    facts = Facts(
+        hub_ip="10.0.0.10",
+        subnet="10.0.0.10/32",
+        ips={"hub": "10.0.0.10", "node1": "10.0.0.11", "node2": "10.0.0.12"},
+        nfs_ip="10.0.0.10",
+    )
+    files = files_by_path(site, facts)
+    assert _export_clients(files[PATHS["exports"]].content) == ["10.0.0.10/32", "10.0.0.11", "10.0.0.12"]
+
+
 # -- secrets never reach a file --------------------------------------------------------------
 
 
