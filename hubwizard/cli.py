@@ -187,7 +187,7 @@ def _summary_line(summary, mode: str) -> None:
     counts = Counter(r.status for r in summary.results)
     parts = [f"{n} {s}" for s, n in sorted(counts.items())]
     if summary.checks:
-        passed = sum(1 for c in summary.checks if c.ok)
+        passed = sum(1 for c in summary.checks if c.ok and not c.skipped)
         skipped = sum(1 for c in summary.checks if c.skipped)
         parts.append(f"checks: {passed} passed, {len(summary.checks) - passed - skipped} failed, {skipped} cannot run here")
     print(f"\n{mode}: " + (", ".join(parts) if parts else "nothing to do"))
