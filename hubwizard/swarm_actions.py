@@ -28,6 +28,7 @@ from hubwizard.quota import parse_report, project_name
 
 SWARM_PORT = 2377
 READY_TIMEOUT_S = 60.0
+GRACE_WAIT_S = 150.0  # nfs-ganesha refuses some writes for its grace period (90 s) after a start
 WORKER_TOKEN = "swarm_worker_token"
 MANAGER_TOKEN = "swarm_manager_token"
 
@@ -291,17 +292,28 @@ def nfs_test_write(ctx: StepContext) -> CallResult:
     Why libnfs: it needs no kernel NFS client, so the share is proven even on hosts that
     cannot mount it; and a read-back on the server proves it is *this* export that got it.
     """
-    name = f".hubwizard-test-{ctx.host.name}"
-    content = f"hubwizard test write from {ctx.host.name} {pysecrets.token_hex(8)}\n"
-    url = _storage_url(ctx, name)
-    cmd = (f"command -v nfs-cp >/dev/null || {{ echo 'nfs-cp not found: install libnfs-utils'; exit 127; }}; "
-           f"tmp=$(mktemp) && printf %s {shlex.quote(content)} > \"$tmp\" && "
-           f"nfs-cp \"$tmp\" {shlex.quote(url)}; rc=$?; rm -f \"$tmp\"; exit $rc")
-    res = ctx.run(cmd, sudo=True, timeout=60)
+    server = ctx.site.nfs_host.name
+    on_server = ctx.connections.get(server)
+    deadline = time.monotonic() + GRACE_WAIT_S
+    while True:
+        # a fresh name each time: nfs-cp creates exclusively, and a server's cache may still
+        # know a file removed behind its back (nfs-ganesha answers NFS3ERR_EXIST)
+        nonce = pysecrets.token_hex(6)
+        name = f".hubwizard-test-{ctx.host.name}-{nonce}"
+        content = f"hubwizard test write from {ctx.host.name} {nonce}\n"
+        url = _storage_url(ctx, name)
+        cmd = (f"command -v nfs-cp >/dev/null || {{ echo 'nfs-cp not found: install libnfs-utils'; exit 127; }}; "
+               f"tmp=$(mktemp) && printf %s {shlex.quote(content)} > \"$tmp\" && "
+               f"nfs-cp \"$tmp\" {shlex.quote(url)}; rc=$?; rm -f \"$tmp\"; exit $rc")
+        res = ctx.run(cmd, sudo=True, timeout=60)
+        # NFS3ERR_JUKEBOX = "try again later": a server that just (re)started is in its grace period
+        if res.ok or "JUKEBOX" not in res.output or time.monotonic() > deadline:
+            break
+        time.sleep(3)
     if not res.ok:
         return CallResult(False, f"test write to {url} failed: {res.output or 'exit ' + str(res.exit_code)}")
-    server = ctx.site.nfs_host.name
-    back = ctx.connections.get(server).run(f"cat {shlex.quote(ctx.site.storage.path + '/' + name)}", sudo=True)
+    target = shlex.quote(f"{ctx.site.storage.path}/{name}")
+    back = on_server.run(f"cat {target} && rm -f {target}", sudo=True)
     if back.stdout != content:
         return CallResult(False, f"wrote {url}, but {server} reads back {back.output[:80]!r}: "
                                  "the export is not the folder the server has")
