@@ -6,7 +6,8 @@
   its spawn hook run on a real spawner object.
 - bash/sh: `-n` on every script, and the scripts run against stand-ins for the host tools.
 - dockerd's daemon.json: `python -m json.tool`; the systemd drop-in: `systemd-analyze verify`.
-- ganesha.conf: a structural parse (nfs-ganesha has no check mode and is not installed here).
+- ganesha.conf: nfs-ganesha itself (installed, or Debian's packages unpacked into a cache)
+  reads it in private namespaces and must create the export; plus a structural parse.
 
 JupyterHub and its plugins come from the test interpreter when it has them, else from a venv
 made once under ~/.cache/hubwizard-test/hubenv (HUBWIZARD_TEST_HUBENV overrides; pip needed).
@@ -574,6 +575,69 @@ def test_ganesha_conf_structure():
     assert conf["NFS_CORE_PARAM"][0]["Enable_RQUOTA"] == "false"
     with pytest.raises(AssertionError):
         parse_ganesha("EXPORT { Path = /x; ")
+
+
+GANESHA_DEBS = ["nfs-ganesha", "nfs-ganesha-vfs", "libntirpc4.3", "libnfsidmap1", "liburcu8", "libwbclient0"]
+
+
+@pytest.fixture(scope="module")
+def ganesha_root() -> Path | None:
+    """Where ganesha.nfsd lives: / when installed, else Debian's packages unpacked (not installed)
+    into a cache folder with `apt-get download` + `dpkg -x`."""
+    if shutil.which("ganesha.nfsd"):
+        return Path("/")
+    if os.geteuid() != 0 or not shutil.which("apt-get") or not shutil.which("unshare"):
+        pytest.skip("nfs-ganesha is not installed and cannot be unpacked here (needs root, apt-get, unshare)")
+    cache = Path.home() / ".cache" / "hubwizard-test" / "ganesha"
+    root = cache / "root"
+    if not (root / "usr" / "bin" / "ganesha.nfsd").exists():
+        debs = cache / "debs"
+        debs.mkdir(parents=True, exist_ok=True)
+        got = run(["apt-get", "download", *GANESHA_DEBS], cwd=debs, timeout=300)
+        if got.returncode != 0:
+            pytest.skip(f"apt-get download nfs-ganesha failed: {got.stderr[-300:]}")
+        for deb in debs.glob("*.deb"):
+            assert run(["dpkg-deb", "-x", str(deb), str(root)]).returncode == 0
+    return root
+
+
+def test_ganesha_builds_the_rendered_export(ganesha_root, tmp_path):
+    """nfs-ganesha 4.x reads the rendered ganesha.conf and creates the export for the subnet.
+
+    It runs in its own network and mount namespaces (no port of this host is touched); it stops
+    at RPC registration (no rpcbind there), after it has read the exports.
+    """
+    site = make_site()
+    export = tmp_path / "export"
+    export.mkdir()
+    site = site.model_copy(update={"storage": site.storage.model_copy(update={"path": str(export)})})
+    conf = render_asset("ganesha.conf.j2", template_context(site, Facts.offline(site)))
+    installed = ganesha_root == Path("/")
+    libdir = ganesha_root / "usr" / "lib" / "x86_64-linux-gnu"
+    if not installed:
+        plugins = f"    Plugins_Dir = {libdir / 'ganesha'};"
+        conf = conf.replace("    Enable_RQUOTA = false;", "    Enable_RQUOTA = false;\n" + plugins)
+    conf += f"\nNFSV4 {{ RecoveryRoot = {tmp_path / 'recovery'}; Graceless = true; }}\nLOG {{ Default_Log_Level = INFO; }}\n"
+    (tmp_path / "ganesha.conf").write_text(conf, encoding="utf-8")
+    # libnfsidmap wants /etc/idmapd.conf and its plugins at a fixed path: give it both, privately
+    etc = tmp_path / "etc"
+    shutil.copytree("/etc", etc, symlinks=True, ignore_dangling_symlinks=True, dirs_exist_ok=True)
+    (etc / "idmapd.conf").write_text("[General]\nDomain = localdomain\n", encoding="utf-8")
+    setup = ["mount --make-rprivate /", f"mount --bind {etc} /etc"]
+    env = dict(os.environ)
+    if not installed:
+        setup.append(f"mount -t overlay overlay -o lowerdir={libdir}:/usr/lib/x86_64-linux-gnu /usr/lib/x86_64-linux-gnu")
+        env["LD_LIBRARY_PATH"] = f"{libdir}:{ganesha_root / 'usr' / 'lib' / 'ganesha'}"
+    daemon = ganesha_root / "usr" / "bin" / "ganesha.nfsd"
+    log = tmp_path / "ganesha.log"
+    script = " && ".join(setup) + f"; timeout 20 {daemon} -F -f {tmp_path}/ganesha.conf -L {log} -p {tmp_path}/pid"
+    run(["unshare", "-m", "-n", "sh", "-c", script], env=env, timeout=60)
+    text = log.read_text(encoding="utf-8")
+    assert "Configuration file successfully parsed" in text, text[-3000:]
+    assert "Config File" not in text, text  # ganesha names every unknown or bad line of the file
+    assert f"Export 1 created at pseudo ({export}) with path ({export})" in text, text[-3000:]
+    assert "no_root_squash" in text
+    assert "NETWORK_CLIENT: 10.0.0.0/24" in text
 
 
 EXPORT_LINE = re.compile(r"^(/[^\s]*)((?: [0-9a-zA-Z.:/-]+\([a-z_,]+\))+)$")
