@@ -6,8 +6,9 @@
   its spawn hook run on a real spawner object.
 - bash/sh: `-n` on every script, and the scripts run against stand-ins for the host tools.
 - dockerd's daemon.json: `python -m json.tool`; the systemd drop-in: `systemd-analyze verify`.
-- ganesha.conf: nfs-ganesha itself (installed, or Debian's packages unpacked into a cache)
-  reads it in private namespaces and must create the export; plus a structural parse.
+- NFS and autofs: nfs-ganesha, exportfs and `automount -m` themselves (installed, or Debian's
+  packages unpacked into ~/.cache/hubwizard-test, never installed) read the rendered files in
+  private mount and network namespaces (root needed); plus structural parses.
 
 JupyterHub and its plugins come from the test interpreter when it has them, else from a venv
 made once under ~/.cache/hubwizard-test/hubenv (HUBWIZARD_TEST_HUBENV overrides; pip needed).
@@ -577,67 +578,131 @@ def test_ganesha_conf_structure():
         parse_ganesha("EXPORT { Path = /x; ")
 
 
-GANESHA_DEBS = ["nfs-ganesha", "nfs-ganesha-vfs", "libntirpc4.3", "libnfsidmap1", "liburcu8", "libwbclient0"]
-
-
-@pytest.fixture(scope="module")
-def ganesha_root() -> Path | None:
-    """Where ganesha.nfsd lives: / when installed, else Debian's packages unpacked (not installed)
-    into a cache folder with `apt-get download` + `dpkg -x`."""
-    if shutil.which("ganesha.nfsd"):
-        return Path("/")
+def debian_tool(program: str, packages: list[str]) -> Path:
+    """The root folder holding ``program``: / when it is installed, else Debian's packages
+    unpacked (`apt-get download` + `dpkg-deb -x`, never installed) into a cache folder."""
+    for prefix in ("usr/sbin", "usr/bin", "sbin"):
+        if (Path("/") / prefix / program).exists():
+            return Path("/")
     if os.geteuid() != 0 or not shutil.which("apt-get") or not shutil.which("unshare"):
-        pytest.skip("nfs-ganesha is not installed and cannot be unpacked here (needs root, apt-get, unshare)")
-    cache = Path.home() / ".cache" / "hubwizard-test" / "ganesha"
+        pytest.skip(f"{program} is not installed and cannot be unpacked here (needs root, apt-get, unshare)")
+    cache = Path.home() / ".cache" / "hubwizard-test" / packages[0]
     root = cache / "root"
-    if not (root / "usr" / "bin" / "ganesha.nfsd").exists():
+    if not any((root / prefix / program).exists() for prefix in ("usr/sbin", "usr/bin", "sbin")):
         debs = cache / "debs"
         debs.mkdir(parents=True, exist_ok=True)
-        got = run(["apt-get", "download", *GANESHA_DEBS], cwd=debs, timeout=300)
+        got = run(["apt-get", "download", *packages], cwd=debs, timeout=300)
         if got.returncode != 0:
-            pytest.skip(f"apt-get download nfs-ganesha failed: {got.stderr[-300:]}")
+            pytest.skip(f"apt-get download {' '.join(packages)} failed: {got.stderr[-300:]}")
         for deb in debs.glob("*.deb"):
             assert run(["dpkg-deb", "-x", str(deb), str(root)]).returncode == 0
     return root
 
 
-def test_ganesha_builds_the_rendered_export(ganesha_root, tmp_path):
+def private_run(root: Path, etc: Path, command: str, *, tmpfs: tuple[str, ...] = (), **kw) -> subprocess.CompletedProcess:
+    """Run ``command`` in private mount and network namespaces: ``etc`` over /etc, the unpacked
+    libraries over the system's (for the plugins programs load from fixed paths), and a tmpfs
+    on each of ``tmpfs``. Nothing of this host changes, no port is opened on it."""
+    setup = ["mount --make-rprivate /", f"mount --bind {etc} /etc"]
+    env = dict(os.environ)
+    libdir = root / "usr" / "lib" / "x86_64-linux-gnu"
+    if root != Path("/") and libdir.is_dir():
+        setup.append(f"mount -t overlay overlay -o lowerdir={libdir}:/usr/lib/x86_64-linux-gnu /usr/lib/x86_64-linux-gnu")
+        env["LD_LIBRARY_PATH"] = f"{libdir}:{root / 'usr' / 'lib' / 'ganesha'}"
+    setup += [f"mount -t tmpfs tmpfs {path}" for path in tmpfs]
+    return run(["unshare", "-m", "-n", "sh", "-c", " && ".join(setup) + " && " + command], env=env, **kw)
+
+
+def copy_etc(tmp_path: Path) -> Path:
+    etc = tmp_path / "etc"
+    shutil.copytree("/etc", etc, symlinks=True, ignore_dangling_symlinks=True, dirs_exist_ok=True)
+    return etc
+
+
+def test_ganesha_builds_the_rendered_export(tmp_path):
     """nfs-ganesha 4.x reads the rendered ganesha.conf and creates the export for the subnet.
 
-    It runs in its own network and mount namespaces (no port of this host is touched); it stops
-    at RPC registration (no rpcbind there), after it has read the exports.
+    It stops at RPC registration (no rpcbind in its namespace), after it has read the exports.
     """
+    root = debian_tool(
+        "ganesha.nfsd", ["nfs-ganesha", "nfs-ganesha-vfs", "libntirpc4.3", "libnfsidmap1", "liburcu8", "libwbclient0"]
+    )
     site = make_site()
     export = tmp_path / "export"
     export.mkdir()
     site = site.model_copy(update={"storage": site.storage.model_copy(update={"path": str(export)})})
     conf = render_asset("ganesha.conf.j2", template_context(site, Facts.offline(site)))
-    installed = ganesha_root == Path("/")
-    libdir = ganesha_root / "usr" / "lib" / "x86_64-linux-gnu"
-    if not installed:
-        plugins = f"    Plugins_Dir = {libdir / 'ganesha'};"
+    if root != Path("/"):
+        plugins = f"    Plugins_Dir = {root / 'usr' / 'lib' / 'x86_64-linux-gnu' / 'ganesha'};"
         conf = conf.replace("    Enable_RQUOTA = false;", "    Enable_RQUOTA = false;\n" + plugins)
-    conf += f"\nNFSV4 {{ RecoveryRoot = {tmp_path / 'recovery'}; Graceless = true; }}\nLOG {{ Default_Log_Level = INFO; }}\n"
+    conf += f"\nNFSV4 {{ RecoveryRoot = {tmp_path / 'recovery'}; Graceless = true; }}\n"
+    conf += "LOG { Default_Log_Level = INFO; }\n"
     (tmp_path / "ganesha.conf").write_text(conf, encoding="utf-8")
-    # libnfsidmap wants /etc/idmapd.conf and its plugins at a fixed path: give it both, privately
-    etc = tmp_path / "etc"
-    shutil.copytree("/etc", etc, symlinks=True, ignore_dangling_symlinks=True, dirs_exist_ok=True)
+    etc = copy_etc(tmp_path)  # libnfsidmap wants /etc/idmapd.conf
     (etc / "idmapd.conf").write_text("[General]\nDomain = localdomain\n", encoding="utf-8")
-    setup = ["mount --make-rprivate /", f"mount --bind {etc} /etc"]
-    env = dict(os.environ)
-    if not installed:
-        setup.append(f"mount -t overlay overlay -o lowerdir={libdir}:/usr/lib/x86_64-linux-gnu /usr/lib/x86_64-linux-gnu")
-        env["LD_LIBRARY_PATH"] = f"{libdir}:{ganesha_root / 'usr' / 'lib' / 'ganesha'}"
-    daemon = ganesha_root / "usr" / "bin" / "ganesha.nfsd"
     log = tmp_path / "ganesha.log"
-    script = " && ".join(setup) + f"; timeout 20 {daemon} -F -f {tmp_path}/ganesha.conf -L {log} -p {tmp_path}/pid"
-    run(["unshare", "-m", "-n", "sh", "-c", script], env=env, timeout=60)
+    daemon = root / "usr" / "bin" / "ganesha.nfsd"
+    private_run(root, etc, f"timeout 20 {daemon} -F -f {tmp_path}/ganesha.conf -L {log} -p {tmp_path}/pid", timeout=60)
     text = log.read_text(encoding="utf-8")
     assert "Configuration file successfully parsed" in text, text[-3000:]
     assert "Config File" not in text, text  # ganesha names every unknown or bad line of the file
     assert f"Export 1 created at pseudo ({export}) with path ({export})" in text, text[-3000:]
     assert "no_root_squash" in text
     assert "NETWORK_CLIENT: 10.0.0.0/24" in text
+
+
+@pytest.mark.parametrize("track", ["swarm-mode", "classic"])
+def test_exportfs_accepts_the_rendered_exports(tmp_path, track):
+    """nfs-utils' exportfs reads the rendered /etc/exports.d file (kernel nfsd not needed)."""
+    root = debian_tool("exportfs", ["nfs-kernel-server"])
+    export = tmp_path / "export"
+    export.mkdir()
+    site = make_site(track)
+    if track == "swarm-mode":
+        site = site.model_copy(update={"storage": site.storage.model_copy(update={"path": str(export)})})
+    content = render_asset(
+        "exports.j2" if track == "swarm-mode" else "classic/exports.j2", template_context(site, Facts.offline(site))
+    )
+    etc = copy_etc(tmp_path)
+    (etc / "exports").write_text("", encoding="utf-8")
+    (etc / "exports.d").mkdir(exist_ok=True)
+    (etc / "exports.d" / "hubwizard.exports").write_text(content, encoding="utf-8")
+    exportfs = next(p for p in (root / "usr/sbin/exportfs", root / "sbin/exportfs") if p.exists())
+    result = private_run(root, etc, f"mkdir -p /var/lib/nfs && {exportfs} -ra && {exportfs} -v", tmpfs=("/var/lib",), timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert "exportfs:" not in result.stderr, result.stderr
+    path = str(export) if track == "swarm-mode" else "/home"
+    words = result.stdout.split()  # a long path puts the client on the next line
+    assert len(words) == 2 and words[0] == path and words[1].startswith("10.0.0.0/24("), result.stdout
+    line = words[1]
+    squash = "no_root_squash" if track == "swarm-mode" else "root_squash"
+    assert f",{squash}," in line and ",rw," in line and "sync" in line
+
+    # and it would say so if the file were wrong
+    (etc / "exports.d" / "hubwizard.exports").write_text(f"{path} 10.0.0.0/24(rw,bogus)\n", encoding="utf-8")
+    bad = private_run(root, etc, f"mkdir -p /var/lib/nfs && {exportfs} -ra", tmpfs=("/var/lib",), timeout=60)
+    assert bad.returncode != 0 and 'unknown keyword "bogus"' in bad.stderr
+
+
+def test_automount_reads_the_rendered_maps(tmp_path):
+    """autofs' `automount -m` dumps the maps it would use: /home from /etc/auto.home."""
+    root = debian_tool("automount", ["autofs"])
+    site = make_site("classic")
+    etc = copy_etc(tmp_path)
+    conffiles = root / "usr" / "share" / "autofs" / "conffiles"
+    if root != Path("/") or not (etc / "auto.master").exists():
+        shutil.copy(conffiles / "auto.master", etc / "auto.master")  # the distribution's: +dir:/etc/auto.master.d
+        shutil.copy(conffiles / "autofs.conf", etc / "autofs.conf")
+    (etc / "auto.master.d").mkdir(exist_ok=True)
+    for path in (PATHS["auto_master"], PATHS["auto_home"]):
+        target = etc / Path(path).relative_to("/etc")
+        target.write_text(rendered(site, path), encoding="utf-8")
+    automount = next(p for p in (root / "usr/sbin/automount", root / "sbin/automount") if p.exists())
+    result = private_run(root, etc, f"{automount} -m", timeout=60)
+    assert result.returncode == 0, result.stderr
+    dump = result.stdout
+    assert "Mount point: /home" in dump and "map: /etc/auto.home" in dump, dump
+    assert "* | -fstype=nfs,rw,hard,nosuid 10.0.0.10:/home/&" in dump, dump
 
 
 EXPORT_LINE = re.compile(r"^(/[^\s]*)((?: [0-9a-zA-Z.:/-]+\([a-z_,]+\))+)$")
