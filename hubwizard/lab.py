@@ -101,9 +101,31 @@ def network_name(name: str) -> str:
     return f"hwlab-{name}"
 
 
+INOTIFY = {"max_user_instances": 8192, "max_user_watches": 1048576}
+
+
+def raise_inotify_limits(progress: Progress) -> None:
+    """systemd in every machine takes several inotify instances from the host's one root budget;
+    Debian's default (128) stops booting machines at about the twentieth ("Too many open files").
+    """
+    for key, wanted in INOTIFY.items():
+        path = Path("/proc/sys/fs/inotify") / key
+        try:
+            current = int(path.read_text())
+            if current < wanted:
+                path.write_text(str(wanted))
+                progress(f"raised fs.inotify.{key} from {current} to {wanted} (systemd in each lab machine needs some)")
+        except (OSError, ValueError) as exc:
+            raise LabError(
+                f"fs.inotify.{key} is too low for many lab machines and could not be raised: {exc}",
+                fix=f"run as root: sysctl -w fs.inotify.{key}={wanted}",
+            ) from None
+
+
 def up(spec: LabSpec, site_path: Path, progress: Progress = print) -> dict[str, Any]:
     """Bring the lab up (or reuse the one with the same name and shape); return its record."""
     client = connect()
+    raise_inotify_limits(progress)
     existing = _objects(client, spec.name)
     if any(existing.values()):
         return _reuse(client, spec, site_path, existing, progress)

@@ -179,7 +179,8 @@ def wait_ready(container: Any, address: str, port: int, with_docker: bool, timeo
     while time.monotonic() < deadline:
         container.reload()
         if container.status != "running":
-            raise RuntimeError(f"{container.name} stopped while booting: {_tail_logs(container)}")
+            code = container.attrs["State"].get("ExitCode")
+            raise RuntimeError(f"{container.name} stopped while booting (exit {code}): {_tail_logs(container)}")
         _, state = _exec(container, ["systemctl", "is-system-running"])
         if state in ("running", "degraded") and ssh_banner(address, port) and _docker_ok(container, with_docker):
             return

@@ -29,7 +29,22 @@ our_pid() {
     case "$(cat "/proc/$pid/comm" 2>/dev/null)" in dockerd) echo "$pid" ;; *) return 1 ;; esac
 }
 
+raise_inotify() {
+    # systemd in every lab machine takes inotify instances from one host-wide root budget;
+    # Debian's 128 stops machines from booting at about the twentieth.
+    for kv in max_user_instances=8192 max_user_watches=1048576; do
+        key=${kv%%=*} want=${kv#*=}
+        have=$(cat "/proc/sys/fs/inotify/$key" 2>/dev/null || echo "$want")
+        if [ "$have" -lt "$want" ]; then
+            echo "$want" >"/proc/sys/fs/inotify/$key" 2>/dev/null &&
+                echo "dockerd: raised fs.inotify.$key from $have to $want" ||
+                echo "dockerd: fs.inotify.$key is $have; lab machines may not boot (sysctl -w fs.inotify.$key=$want)" >&2
+        fi
+    done
+}
+
 start() {
+    raise_inotify
     if answers; then
         echo "dockerd: an engine already answers on $SOCK"
         return 0
