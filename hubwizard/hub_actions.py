@@ -40,7 +40,7 @@ CA_BUNDLE = "/etc/ssl/certs/ca-certificates.crt"
 DATA_VOLUME = "jupyterhub-data"
 HUB_PORT = 8000
 E2E_USER = "hubwizard-e2e"
-USER_SERVICE_PREFIX = "jupyter-"  # DockerSpawner/SwarmSpawner's default prefix + "-"
+
 ACME_CA_ON_HUB = "/etc/hubwizard/acme-ca.pem"
 PORT_GUARD_UNIT = "/etc/systemd/system/hubwizard-hub-port.service"
 # Where OAuth providers send the browser to log in (generic OIDC: from the site file).
@@ -366,6 +366,8 @@ def service_args(site: Site, image_ref: str, secrets: dict[str, str], nfs_volume
     args = [
         "--name", HUB_SERVICE, "--detach", "--with-registry-auth",
         "--constraint", "node.role==manager",
+        # the name "jupyterhub" resolves to the task itself, no virtual IP (needs no IPVS)
+        "--endpoint-mode", "dnsrr",
         "--network", site.hub.network,
         # host mode: port 8000 exists on the hub only; the DOCKER-USER rule keeps it off the
         # public interfaces, nginx on the hub reaches it on 127.0.0.1
@@ -760,14 +762,18 @@ def _wait(ctx: StepContext, what: str, timeout: float, probe) -> Any:
         time.sleep(2)
 
 
-def _user_task_node(client: Any, user: str) -> tuple[str, str] | None:
-    """(hostname, role) of the node running the user's server task, once it runs."""
+def _user_task_node(client: Any, user: str) -> tuple[str, str, str] | None:
+    """(hostname, role) of the node running the user's server task, once it runs.
+
+    The service is found by the JUPYTERHUB_USER its spawner set, not by its name (escaped)."""
     for service in client.services.list():
-        if service.name.startswith(USER_SERVICE_PREFIX) and service.name.removeprefix(USER_SERVICE_PREFIX) == user:
-            for task in service.tasks(filters={"desired-state": "running"}):
-                if task.get("Status", {}).get("State") == "running" and task.get("NodeID"):
-                    node = client.nodes.get(task["NodeID"]).attrs
-                    return node["Description"]["Hostname"], node["Spec"]["Role"]
+        env = service.attrs["Spec"]["TaskTemplate"].get("ContainerSpec", {}).get("Env") or []
+        if f"JUPYTERHUB_USER={user}" not in env:
+            continue
+        for task in service.tasks(filters={"desired-state": "running"}):
+            if task.get("Status", {}).get("State") == "running" and task.get("NodeID"):
+                node = client.nodes.get(task["NodeID"]).attrs
+                return service.name, node["Description"]["Hostname"], node["Spec"]["Role"]
     return None
 
 
@@ -801,10 +807,10 @@ def e2e_steps(ctx: StepContext, token: str) -> Iterator[str]:
     _wait(ctx, "waiting for the test server", 360, lambda: _server_ready(site, token, user))
     yield f"{user}'s server is ready"
     client = _client(ctx)
-    host, role = _wait(ctx, "finding its Swarm task", 60, lambda: _user_task_node(client, user))
+    service, host, role = _wait(ctx, "finding its Swarm task", 60, lambda: _user_task_node(client, user))
     if site.nodes and role != "worker":
         raise RuntimeError(f"{user}'s server runs on {host} ({role}), not on a worker node")
-    yield f"it runs as Swarm service {USER_SERVICE_PREFIX}{user} on {host} ({role})"
+    yield f"it runs as Swarm service {service} on {host} ({role})"
     reply = https(site, "GET", f"/user/{user}/api", token=token)
     if reply.status != 200 or "version" not in (reply.json() or {}):
         raise RuntimeError(f"GET /user/{user}/api: {reply.status} {reply.body[:200]!r}")
