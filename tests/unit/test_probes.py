@@ -98,3 +98,35 @@ def test_quota_support_names_every_missing_piece_here():
     assert "not XFS" in res.message or "without project quotas" in res.message
     if probes.kernel_config_value(_ctx(), "CONFIG_XFS_QUOTA") == "n":
         assert "CONFIG_XFS_QUOTA is not set" in res.message
+
+
+@pytest.fixture
+def xfs_mount(tmp_path):
+    """A real XFS filesystem (loop device) mounted without quotas; skipped where that cannot be done."""
+    import os
+    import shutil
+    import subprocess
+
+    if os.geteuid() != 0 or not shutil.which("mkfs.xfs"):
+        pytest.skip("needs root and xfsprogs")
+    image, mnt = tmp_path / "xfs.img", tmp_path / "mnt"
+    mnt.mkdir()
+    subprocess.run(["truncate", "-s", "320M", str(image)], check=True)
+    subprocess.run(["mkfs.xfs", "-q", str(image)], check=True)
+    if subprocess.run(["mount", "-o", "loop", str(image), str(mnt)], capture_output=True).returncode != 0:
+        pytest.skip("cannot mount a loop device here")
+    try:
+        yield mnt
+    finally:
+        subprocess.run(["umount", str(mnt)], check=False)
+
+
+def test_quota_support_on_xfs_without_pquota(xfs_mount):
+    """XFS, but mounted without project quotas: say so, with the fstab fix (and the kernel, if it lacks them)."""
+    ctx = _ctx()
+    site = parse_site(SITE.replace("/var/tmp/hubwizard-test-nfs", f"{xfs_mount}/nfs"))
+    ctx = StepContext("quotas", site.host("hub"), ctx.transport, site, ctx.facts, Secrets(), RunState(), discard)
+    res = probes.quota_support(ctx)
+    assert not res.ok
+    assert f"{xfs_mount} (XFS) is mounted without project quotas" in res.message
+    assert "add pquota to the options" in res.message and "not XFS" not in res.message
