@@ -11,12 +11,13 @@ that, so labs with different names run side by side and never touch anything els
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import hashlib
 import json
 import secrets
 import shutil
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -122,10 +123,32 @@ def raise_inotify_limits(progress: Progress) -> None:
             ) from None
 
 
+@contextlib.contextmanager
+def name_lock(name: str) -> Iterator[None]:
+    """One `lab up`/`lab down` per lab name at a time, across processes.
+
+    Why: two concurrent `up --name X` would both find nothing, both create, and the loser's
+    cleanup would remove the winner's machines. With the lock the second one reuses or refuses.
+    """
+    locks = lab_images.home() / "lab"
+    locks.mkdir(parents=True, exist_ok=True)
+    with open(locks / f".{name}.lock", "w") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
 def up(spec: LabSpec, site_path: Path, progress: Progress = print) -> dict[str, Any]:
     """Bring the lab up (or reuse the one with the same name and shape); return its record."""
     client = connect()
     raise_inotify_limits(progress)
+    with name_lock(spec.name):
+        return _up_locked(client, spec, site_path, progress)
+
+
+def _up_locked(client: Any, spec: LabSpec, site_path: Path, progress: Progress) -> dict[str, Any]:
     existing = _objects(client, spec.name)
     if any(existing.values()):
         return _reuse(client, spec, site_path, existing, progress)
@@ -133,15 +156,28 @@ def up(spec: LabSpec, site_path: Path, progress: Progress = print) -> dict[str, 
     kinds = ["machine-docker" if spec.with_docker else "machine", "support"]
     if not seed.exists():
         kinds += [kind for kind, _, _ in STAND_INS]
-    tags = lab_images.ensure(client, kinds, progress, spec.base_image)
+    tags = _images(client, kinds, spec, progress)
     try:
         record = _create(client, spec, tags, site_path, progress, seed)
     except BaseException:
         progress(f"lab up failed: removing what it made for lab {spec.name!r}…")
-        down(spec.name, progress=lambda _m: None, client=client)
+        _down_locked(client, spec.name, lambda _m: None)
         raise
     progress(f"ready: lab {spec.name!r}")
     return record
+
+
+def _images(client: Any, kinds: list[str], spec: LabSpec, progress: Progress) -> dict[str, str]:
+    """Build or find the images; failures become one message with the log to read."""
+    import docker.errors
+
+    try:
+        return lab_images.ensure(client, kinds, progress, spec.base_image)
+    except (RuntimeError, docker.errors.APIError) as exc:
+        fix = "check the network to deb.debian.org and PyPI, then run `lab up` again (builds resume from the cache)"
+        if spec.base_image:
+            fix = f"check that {spec.base_image} can be pulled, or omit --base-image to build with debootstrap"
+        raise LabError(f"could not build the lab's images: {exc}", fix=fix) from None
 
 
 def _reuse(client: Any, spec: LabSpec, site_path: Path, existing: dict[str, list[Any]], progress: Progress) -> dict:
@@ -337,9 +373,14 @@ def load_record(name: str) -> dict | None:
 
 def down(name: str, progress: Progress = print, client: Any = None) -> dict[str, int]:
     """Remove exactly what carries io.hubwizard.lab=NAME (containers, volumes, network)."""
+    client = client or connect()
+    with name_lock(name):
+        return _down_locked(client, name, progress)
+
+
+def _down_locked(client: Any, name: str, progress: Progress) -> dict[str, int]:
     import docker.errors
 
-    client = client or connect()
     found = _objects(client, name)
     counts = {kind: len(objs) for kind, objs in found.items()}
     if found["containers"]:
@@ -379,7 +420,8 @@ def status(name: str) -> dict[str, Any]:
             row["sshd"] = "yes" if running and ip and lab_machines.ssh_banner(ip, port) else "no"
             row["dockerd"] = lab_machines.dockerd_answers(c) if running else "no"
         rows.append(row)
-    return {"name": name, "up": bool(rows), "site": record.get("site_path"), "machines": rows}
+    healthy = bool(rows) and all(r["state"] == "running" and r.get("sshd", "yes") == "yes" for r in rows)
+    return {"name": name, "up": bool(rows), "healthy": healthy, "site": record.get("site_path"), "machines": rows}
 
 
 def validate_name(name: str) -> None:

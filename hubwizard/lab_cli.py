@@ -53,7 +53,7 @@ def register(subparsers: Any) -> None:
     p_up.add_argument("--base-image", metavar="IMG", help="a pullable Debian bookworm image instead of debootstrap")
     p_down = sub.add_parser("down", help="remove every container, volume and network of a lab")
     p_down.add_argument("--name", default="lab")
-    p_status = sub.add_parser("status", help="machines, IPs, roles and health of a lab")
+    p_status = sub.add_parser("status", help="machines, IPs, roles and health of a lab (exit 1 unless all healthy)")
     p_status.add_argument("--name", default="lab")
     p_status.add_argument("--json", action="store_true", help="one JSON document on stdout")
     lab.set_defaults(func=run)
@@ -135,12 +135,13 @@ def _status(args: argparse.Namespace) -> int:
     from hubwizard import lab
 
     report = lab.status(args.name)
+    code = EXIT_OK if report["healthy"] else EXIT_FAILED  # scripts can wait on `lab status`
     if args.json:
         print(json.dumps(report, indent=2))
-        return EXIT_OK
+        return code
     if not report["up"]:
         print(f"lab {args.name!r} is not up")
-        return EXIT_OK
+        return code
     print(f"lab {args.name!r}  site: {report['site'] or '(unknown)'}")
     print(f"  {'NAME':<9}{'ROLE':<9}{'IP':<16}{'STATE':<10}{'SSHD':<6}DOCKERD")
     for m in report["machines"]:

@@ -25,7 +25,6 @@ from typing import Any
 
 HOST_CA_BUNDLE = Path("/etc/ssl/certs/ca-certificates.crt")
 MIRROR = "http://deb.debian.org/debian"
-REPO = "hubwizard-lab"
 IMAGE_LABEL = "io.hubwizard.lab.image"
 
 Progress = Callable[[str], None]
@@ -164,6 +163,11 @@ DEBOOTSTRAP_ARGS = (
 )
 
 
+def repo() -> str:
+    """Repository of the lab's images; $HUBWIZARD_LAB_REPO isolates a cold-cache benchmark."""
+    return os.environ.get("HUBWIZARD_LAB_REPO", "hubwizard-lab")
+
+
 def home() -> Path:
     """Where hubwizard keeps caches and lab state: $HUBWIZARD_HOME or ~/.cache/hubwizard."""
     env = os.environ.get("HUBWIZARD_HOME")
@@ -185,10 +189,10 @@ def image_tag(kind: str, base_image: str | None = None) -> str:
     recipe = RECIPES[kind]
     if recipe.parent is None:
         text = f"{base_image}\n{BASE_WRAP_DOCKERFILE}\n{_ca_digest()}" if base_image else ""
-        return f"{REPO}/base:{hashlib.sha256(text.encode()).hexdigest()[:12] if base_image else base_hash()}"
+        return f"{repo()}/base:{hashlib.sha256(text.encode()).hexdigest()[:12] if base_image else base_hash()}"
     parent = image_tag(recipe.parent, base_image)
     text = "\n".join([parent, recipe.dockerfile, *(f"{n}\n{c}" for n, c in recipe.files)])
-    return f"{REPO}/{kind}:{hashlib.sha256(text.encode()).hexdigest()[:12]}"
+    return f"{repo()}/{kind}:{hashlib.sha256(text.encode()).hexdigest()[:12]}"
 
 
 @contextlib.contextmanager
@@ -352,7 +356,7 @@ def remove_cached(client: Any, *, rootfs: bool = False) -> list[str]:
     import docker.errors
 
     removed = []
-    for image in client.images.list(filters={"reference": f"{REPO}/*"}):
+    for image in client.images.list(filters={"reference": f"{repo()}/*"}):
         for tag in image.tags:
             with contextlib.suppress(docker.errors.APIError):
                 client.images.remove(tag, force=True)

@@ -21,8 +21,6 @@ import pytest
 
 from tests.integration.lab_fixture import Lab, docker_client_or_skip, running_lab, unique_name
 
-pytestmark = pytest.mark.lab
-
 LABEL = "io.hubwizard.lab"
 
 
@@ -82,6 +80,7 @@ def docker_lab(tmp_path_factory: pytest.TempPathFactory) -> Any:
         yield up
 
 
+@pytest.mark.lab
 def test_site_file_validates_and_names_the_lab(docker_lab: Lab) -> None:
     site = docker_lab.site()
     record = docker_lab.record
@@ -98,6 +97,7 @@ def test_site_file_validates_and_names_the_lab(docker_lab: Lab) -> None:
     assert docker_lab.secrets["registry_password"] not in docker_lab.site_path.read_text()
 
 
+@pytest.mark.lab
 def test_ssh_into_every_machine_and_docker_answers(docker_lab: Lab) -> None:
     site = docker_lab.site()
     for host in site.hosts:
@@ -113,6 +113,7 @@ def test_ssh_into_every_machine_and_docker_answers(docker_lab: Lab) -> None:
             client.close()
 
 
+@pytest.mark.lab
 def test_registry_serves_stand_ins_to_machines(docker_lab: Lab) -> None:
     site = docker_lab.site()
     client = _ssh(site, "node1")
@@ -129,6 +130,7 @@ def test_registry_serves_stand_ins_to_machines(docker_lab: Lab) -> None:
         client.close()
 
 
+@pytest.mark.lab
 def test_status_reports_every_machine_healthy(docker_lab: Lab) -> None:
     done = _cli("status", "--name", docker_lab.name, "--json")
     assert done.returncode == 0, done.stderr
@@ -141,6 +143,7 @@ def test_status_reports_every_machine_healthy(docker_lab: Lab) -> None:
         assert machines[name]["dockerd"] == "yes"
 
 
+@pytest.mark.lab
 def test_second_up_reuses_same_shape_and_refuses_another(docker_lab: Lab, tmp_path: Path) -> None:
     again = _cli("up", "--name", docker_lab.name, "--with-docker", "-o", str(tmp_path / "again.toml"))
     assert again.returncode == 0, again.stderr
@@ -150,6 +153,7 @@ def test_second_up_reuses_same_shape_and_refuses_another(docker_lab: Lab, tmp_pa
     assert f"lab down --name {docker_lab.name}" in other.stderr
 
 
+@pytest.mark.lab
 def test_down_leaves_nothing_and_twice_is_fine(tmp_path: Path) -> None:
     name = unique_name("d")
     with running_lab(tmp_path, name=name, nodes=1) as up:
@@ -160,6 +164,7 @@ def test_down_leaves_nothing_and_twice_is_fine(tmp_path: Path) -> None:
     assert "nothing to remove" in again.stdout
 
 
+@pytest.mark.lab
 def test_non_root_sudo_password_port_and_jump(tmp_path: Path) -> None:
     options = {"nodes": 1, "spares": 1, "user": "admin", "sudo_password": True, "ssh_port": 2222, "jump": True}
     with running_lab(tmp_path, **options) as up:
@@ -189,6 +194,7 @@ def test_non_root_sudo_password_port_and_jump(tmp_path: Path) -> None:
             client.close()
 
 
+@pytest.mark.lab
 def test_failed_up_removes_what_it_made(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from hubwizard import lab, lab_machines
 
@@ -216,3 +222,40 @@ def test_no_engine_says_how_to_get_one(tmp_path: Path) -> None:
     done = _cli("up", "--name", "noengine", "-o", str(tmp_path / "x.toml"), env=env)
     assert done.returncode == 1
     assert "scripts/dockerd.sh start" in done.stderr and "docker.io" in done.stderr
+
+
+def test_site_file_of_a_record_validates_without_docker(tmp_path: Path) -> None:
+    """The site file's shape (jump, sudo, spares, registry, ACME) checked against config.py alone."""
+    from hubwizard.config import load_site
+    from hubwizard.lab import LabSpec
+    from hubwizard.lab_site import write_secrets, write_site
+
+    spec = LabSpec(name="x", nodes=1, spares=1, user="admin", sudo_password=True, ssh_port=2222, jump=True)
+    record = {
+        "name": "x",
+        "spec": {**spec.__dict__},
+        "subnet": "172.30.0.0/16",
+        "machines": {
+            "hub": {"ip": "172.30.0.3", "role": "hub"},
+            "node1": {"ip": "172.30.0.4", "role": "node"},
+            "spare1": {"ip": "172.30.0.5", "role": "spare"},
+        },
+        "registry": {"url": "172.30.0.2:5000"},
+        "acme": {"ip": "172.30.0.6"},
+        "key": "/keys/id_ed25519",
+        "known_hosts": "/keys/known_hosts",
+        "pebble_cert": "/keys/pebble-cert.pem",
+    }
+    site_path = tmp_path / "x.toml"
+    write_site(site_path, record)
+    write_secrets(site_path, {"registry_password": "s3cret", "sudo_password": "pw"})
+    site = load_site(site_path)
+    assert site.hub_host.address == "172.30.0.3" and site.hub_host.jump is None
+    assert [n.name for n in site.nodes] == ["node1"]
+    assert site.host("spare1").spare and site.host("spare1").jump == "hub"
+    assert all(h.sudo == "password" and h.port == 2222 and h.user == "admin" for h in site.hosts)
+    assert site.images.singleuser == "172.30.0.2:5000/lab/singleuser:latest"
+    assert site.storage.implementation == "ganesha" and site.oauth.provider == "dummy"
+    secrets_file = tmp_path / "x.secrets.toml"
+    assert stat.S_IMODE(secrets_file.stat().st_mode) == 0o600
+    assert "s3cret" not in site_path.read_text()
