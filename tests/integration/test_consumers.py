@@ -111,6 +111,7 @@ def _nginx_test(nginx_bin: str, tmp_path: Path, asset: str) -> subprocess.Comple
             f"""\
             # the test's main config: everything in {tmp_path}, the rendered site included
             pid {tmp_path}/nginx.pid;
+            user root;  # the workers read pytest's private temp folders
             error_log {tmp_path}/logs/error.log;
             events {{}}
             http {{
@@ -145,6 +146,120 @@ def test_nginx_refuses_a_missing_certificate(nginx_bin, tmp_path):
     main = tmp_path / "nginx.conf"
     again = run([nginx_bin, "-t", "-p", str(tmp_path), "-c", str(main), "-e", str(tmp_path / "logs" / "error.log")])
     assert again.returncode != 0 and "fullchain.pem" in again.stderr
+
+
+# Runs inside a private network namespace next to nginx: a stand-in hub on 127.0.0.1:8000
+# records what nginx forwards; the client side checks what a browser and certbot would see.
+NGINX_PROBE = r"""
+import http.client, http.server, json, socket, ssl, sys, threading, time
+domain, cert = sys.argv[1], sys.argv[2]
+seen = []
+
+class Hub(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        seen.append({**{k.lower(): v for k, v in self.headers.items()}, "path": self.path})
+        if self.headers.get("Upgrade", "").lower() == "websocket":
+            self.send_response(101)
+            self.send_header("Upgrade", "websocket")
+            self.send_header("Connection", "Upgrade")
+            self.end_headers()
+            return
+        self.send_response(200)
+        self.send_header("Content-Length", "3")
+        self.end_headers()
+        self.wfile.write(b"hub")
+
+    def log_message(self, *args):
+        pass
+
+server = http.server.ThreadingHTTPServer(("127.0.0.1", 8000), Hub)
+threading.Thread(target=server.serve_forever, daemon=True).start()
+for _ in range(100):
+    try:
+        socket.create_connection(("127.0.0.1", 80), timeout=1).close()
+        break
+    except OSError:
+        time.sleep(0.1)
+
+out = {}
+def http_get(path):
+    c = http.client.HTTPConnection("127.0.0.1", 80, timeout=5)
+    c.request("GET", path, headers={"Host": domain})
+    r = c.getresponse()
+    return [r.status, r.getheader("Location"), r.read().decode()]
+
+out["acme"] = http_get("/.well-known/acme-challenge/token123")
+out["http"] = http_get("/hub/login")
+
+def https(request):
+    ctx = ssl.create_default_context(cafile=cert)
+    try:
+        raw = socket.create_connection(("127.0.0.1", 443), timeout=5)
+    except OSError as exc:
+        return {"error": str(exc)}
+    with ctx.wrap_socket(raw, server_hostname=domain) as s:
+        s.sendall(request.encode())
+        data = b""
+        while b"\r\n\r\n" not in data:
+            chunk = s.recv(4096)
+            if not chunk:
+                break
+            data += chunk
+        return {"head": data.decode(errors="replace").split("\r\n\r\n")[0].split("\r\n"), "tls": s.version()}
+
+out["https"] = https(f"GET /hub/api HTTP/1.1\r\nHost: {domain}\r\nConnection: close\r\n\r\n")
+out["https_backend"] = seen[-1] if seen else None
+out["websocket"] = https(
+    f"GET /user/alice/api/kernels/k1/channels HTTP/1.1\r\nHost: {domain}\r\nUpgrade: websocket\r\n"
+    "Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+)
+out["websocket_backend"] = seen[-1] if seen else None
+print(json.dumps(out))
+"""
+
+
+def _nginx_behaviour(nginx_bin: str, tmp_path: Path, asset: str) -> dict:
+    if os.geteuid() != 0 or not shutil.which("unshare") or not shutil.which("ip"):
+        pytest.skip("needs root, unshare and ip to run nginx in a private network namespace")
+    assert _nginx_test(nginx_bin, tmp_path, asset).returncode == 0
+    challenge = tmp_path / "webroot" / ".well-known" / "acme-challenge"
+    challenge.mkdir(parents=True)
+    (challenge / "token123").write_text("token123.key-authorization", encoding="utf-8")
+    (tmp_path / "probe.py").write_text(NGINX_PROBE, encoding="utf-8")
+    cert = next((tmp_path / "letsencrypt").rglob("fullchain.pem"))
+    nginx = f"{nginx_bin} -p {tmp_path} -c {tmp_path}/nginx.conf -e {tmp_path}/logs/error.log"
+    # a private network (no port of this host is used) and pid namespace (nothing outlives it)
+    script = (
+        f"ip link set lo up && {nginx} -g 'daemon off;' & "
+        f"sleep 0.3; {sys.executable} {tmp_path}/probe.py {make_site().site.domain} {cert}"
+    )
+    result = run(["unshare", "-n", "-p", "-f", "--kill-child", "sh", "-c", script], timeout=60)
+    assert result.returncode == 0, result.stderr + (tmp_path / "logs" / "error.log").read_text()
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def test_nginx_serves_acme_redirects_and_proxies_websockets(nginx_bin, tmp_path):
+    """The rendered HTTPS site, running: what certbot, a browser and a kernel's websocket get."""
+    out = _nginx_behaviour(nginx_bin, tmp_path, "nginx.conf.j2")
+    assert out["acme"][0] == 200 and out["acme"][2] == "token123.key-authorization"
+    assert out["http"][:2] == [301, "https://hub.example.org/hub/login"]
+    head = out["https"]["head"]
+    assert head[0] == "HTTP/1.1 200 OK" and out["https"]["tls"] in ("TLSv1.2", "TLSv1.3")
+    assert any(h.lower().startswith("strict-transport-security:") for h in head)
+    backend = out["https_backend"]
+    assert backend["path"] == "/hub/api" and backend["host"] == "hub.example.org"
+    assert backend["x-forwarded-proto"] == "https" and backend["x-real-ip"] == "127.0.0.1"
+    assert out["websocket"]["head"][0] == "HTTP/1.1 101 Switching Protocols"
+    ws = out["websocket_backend"]
+    assert ws["upgrade"] == "websocket" and ws["connection"].lower() == "upgrade"
+
+
+def test_nginx_bootstrap_site_answers_acme_only(nginx_bin, tmp_path):
+    out = _nginx_behaviour(nginx_bin, tmp_path, "nginx-http.conf.j2")
+    assert out["acme"][0] == 200 and out["acme"][2] == "token123.key-authorization"
+    assert out["http"][0] == 503
+    assert "error" in out["https"]  # nothing listens on 443 yet
+    assert out["https_backend"] is None  # nothing reached the hub over plain HTTP
 
 
 # -- JupyterHub ----------------------------------------------------------------------------------
