@@ -378,7 +378,10 @@ def nfs_implementation(ctx: StepContext) -> CallResult:
     if fs in UNEXPORTABLE_FS:
         return CallResult(False, f"{path} is on {fs}, which NFS cannot export (no file handles): "
                                  "put storage.path on a real filesystem (a disk or volume)")
-    res = ctx.run("test -d /proc/fs/nfsd || grep -qw nfsd /proc/filesystems || modinfo nfsd >/dev/null 2>&1",
+    # /proc/fs/nfsd can exist empty on a kernel without nfsd: the filesystem list, a populated
+    # /proc/fs/nfsd, or a module on disk is what shows a kernel NFS server.
+    res = ctx.run("grep -qw nfsd /proc/filesystems || [ -n \"$(ls -A /proc/fs/nfsd 2>/dev/null)\" ] || "
+                  "modinfo nfsd >/dev/null 2>&1 || find /lib/modules/$(uname -r) -name 'nfsd.ko*' 2>/dev/null | grep -q .",
                   sudo=True)
     kernel = res.ok
     if wanted == "auto":

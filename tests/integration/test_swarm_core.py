@@ -48,8 +48,11 @@ def lab(tmp_path_factory):
     work = tmp_path_factory.mktemp("core")
     site = work / "site.toml"
     t0 = time.monotonic()
-    up = hubwizard("lab", "up", "--name", LAB, "--nodes", "2", "-o", str(site), timeout=1200)
     try:
+        for _attempt in range(2):  # a machine may miss the lab's boot deadline on a loaded host: once more
+            up = hubwizard("lab", "up", "--name", LAB, "--nodes", "2", "-o", str(site), timeout=1200)
+            if up.returncode == 0:
+                break
         assert up.returncode == 0, up.stdout + up.stderr
         print(f"\n[time] lab up: {time.monotonic() - t0:.0f} s")
         recipes = work / "recipes"

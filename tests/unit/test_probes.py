@@ -130,3 +130,43 @@ def test_quota_support_on_xfs_without_pquota(xfs_mount):
     assert not res.ok
     assert f"{xfs_mount} (XFS) is mounted without project quotas" in res.message
     assert "add pquota to the options" in res.message and "not XFS" not in res.message
+
+
+def _storage_ctx(implementation: str, path: str = "/var/tmp") -> StepContext:
+    site = parse_site(SITE.replace('path = "/var/tmp/hubwizard-test-nfs"',
+                                   f'path = "{path}"\nimplementation = "{implementation}"'))
+    base = _ctx()
+    return StepContext("storage", site.host("hub"), base.transport, site, base.facts, Secrets(), RunState(), discard)
+
+
+def _has_nfsd() -> bool:
+    import subprocess
+
+    return subprocess.run("grep -qw nfsd /proc/filesystems || [ -n \"$(ls -A /proc/fs/nfsd 2>/dev/null)\" ] || "
+                          "find /lib/modules/$(uname -r) -name 'nfsd.ko*' 2>/dev/null | grep -q .",
+                          shell=True, capture_output=True).returncode == 0
+
+
+def test_nfs_implementation_auto_follows_the_kernel():
+    ctx = _storage_ctx("auto")
+    res = probes.nfs_implementation(ctx)
+    assert res.ok, res.message
+    want = "kernel" if _has_nfsd() else "ganesha"
+    assert ctx.state.data["nfs_impl"] == want and res.message.startswith(want)
+
+
+def test_nfs_implementation_kernel_forced_without_nfsd_fails():
+    if _has_nfsd():  # pragma: no cover - a machine with kernel NFS
+        pytest.skip("this kernel has nfsd")
+    res = probes.nfs_implementation(_storage_ctx("kernel"))
+    assert not res.ok and "has no NFS server" in res.message
+
+
+def test_nfs_storage_on_overlayfs_is_refused():
+    import subprocess
+
+    fs = subprocess.run(["stat", "-f", "-c", "%T", "/"], capture_output=True, text=True).stdout.strip()
+    if fs not in probes.UNEXPORTABLE_FS:
+        pytest.skip(f"/ is {fs} here, not an overlay")
+    res = probes.nfs_implementation(_storage_ctx("auto", "/srv/hubwizard-nfs-test"))
+    assert not res.ok and "which NFS cannot export" in res.message
