@@ -27,12 +27,15 @@ class HubwizardApp(App):
     """One app for the wizard and the monitor; ``start`` names the first screen."""
 
     TITLE = "hubwizard"
-    BINDINGS = [Binding("ctrl+q", "quit", "Quit", priority=True), Binding("question_mark", "help", "Keys")]
+    BINDINGS = [Binding("ctrl+q", "quit", "Quit", priority=True, show=False),
+                Binding("question_mark", "show_help_panel", "Keys")]
 
     def __init__(self, site_path: str | Path | None = None, *, start: str = "start", interval: float = 2.0,
                  source_factory: Callable[[], monitor_model.Source] | None = None,
-                 accept_new_host_keys: bool = False, recipes_dir: str | None = None) -> None:
+                 accept_new_host_keys: bool = False, recipes_dir: str | None = None,
+                 screen: Screen | None = None) -> None:
         super().__init__()
+        self.first_screen = screen  # a prepared screen (tests, screenshots) instead of ``start``
         self.recipes_dir = recipes_dir
         self.site_path = Path(site_path) if site_path else None
         self.start = start
@@ -183,7 +186,7 @@ class HubwizardApp(App):
         self.push_screen(self.make_screen(name))
 
     def on_mount(self) -> None:
-        self.push_screen(self.make_screen(self.start))
+        self.push_screen(self.first_screen or self.make_screen(self.start))
 
     def on_unmount(self) -> None:
         for close in self._closers:

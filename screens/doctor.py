@@ -38,8 +38,9 @@ class DoctorScreen(Screen):
             super().__init__()
             self.index, self.diagnosis = index, diagnosis
 
-    def __init__(self) -> None:
+    def __init__(self, autostart: bool = True) -> None:
         super().__init__()
+        self.autostart = autostart  # False: events are posted by a test or the screenshot script
         self.diagnoses: list[Any] = []
 
     def compose(self) -> ComposeResult:
@@ -54,7 +55,8 @@ class DoctorScreen(Screen):
         table = self.query_one("#checks", DataTable)
         table.add_columns("CHECK", "HOST", "VERDICT", "SUMMARY")
         table.focus()
-        self.diagnose()
+        if self.autostart:
+            self.diagnose()
 
     @work(thread=True, exclusive=True, group="doctor")
     def diagnose(self) -> None:

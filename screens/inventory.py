@@ -31,7 +31,7 @@ class InventoryScreen(Screen):
     CSS_PATH = Path(__file__).with_suffix(".tcss")
     BINDINGS = [
         Binding("ctrl+a", "add", "Add host"),
-        Binding("ctrl+p", "probe", "Probe selected", priority=True),
+        Binding("ctrl+o", "probe", "Probe selected"),
         Binding("ctrl+r", "probe_all", "Probe all"),
         Binding("delete", "remove", "Remove host"),
         Binding("ctrl+s", "save", "Save", priority=True),
@@ -125,7 +125,7 @@ class InventoryScreen(Screen):
         for key, _label, _hint in FIELDS:
             self.query_one(f"#f-{key}", Input).value = ""
         self.query_one("#f-role", Select).value = "node"
-        self.query_one("#error", Static).update(f"added {host['name']}; ctrl+p probes it, ctrl+s saves")
+        self.query_one("#error", Static).update(f"added {host['name']}; ctrl+o probes it again, ctrl+s saves")
         self.refresh_table()
         self.probe_host(host["name"])
 

@@ -13,6 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from hubwizard.screens.modals import AskModal, ConfirmModal
+from rich.text import Text
 from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -31,6 +32,12 @@ COLUMNS = {
     "events": ("TIME", "TYPE", "ACTION", "NAME"),
     "logs": ("TIME", "NODE", "TASK", "LINE"),
 }
+
+
+_CELL_STYLE = {"Leader": "bold", "ready": "green", "running": "green", "active": "green", "drain": "yellow",
+               "pause": "yellow", "down": "bold red", "Unreachable": "bold red", "failed": "bold red",
+               "rejected": "bold red", "orphaned": "red", "pending": "yellow", "preparing": "yellow",
+               "starting": "yellow", "0/1": "bold red", "die": "red", "oom": "bold red", "kill": "red"}
 
 
 class MonitorScreen(Screen):
@@ -205,7 +212,7 @@ class MonitorScreen(Screen):
         table.clear()
         rows = self.rows(name)
         for key, cells in rows:
-            table.add_row(*cells, key=key)
+            table.add_row(*(Text(c, style=_CELL_STYLE.get(c, "")) for c in cells), key=key)
         if keep is not None:
             with contextlib.suppress(Exception):  # that row is gone
                 table.move_cursor(row=table.get_row_index(keep), animate=False)

@@ -38,8 +38,9 @@ class PlanScreen(Screen):
             super().__init__()
             self.code, self.error = code, error
 
-    def __init__(self) -> None:
+    def __init__(self, autostart: bool = True) -> None:
         super().__init__()
+        self.autostart = autostart  # False: events are posted by a test or the screenshot script
         self.steps: dict[str, TreeNode] = {}
         self.code: int | None = None
 
@@ -54,7 +55,8 @@ class PlanScreen(Screen):
         tree = self.query_one(Tree)
         tree.show_root = False
         tree.focus()
-        self.run_plan()
+        if self.autostart:
+            self.run_plan()
 
     @work(thread=True, exclusive=True, group="plan")
     def run_plan(self) -> None:

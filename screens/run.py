@@ -45,8 +45,9 @@ class RunScreen(Screen):
             super().__init__()
             self.code, self.error = code, error
 
-    def __init__(self, start: str | None = None, confirm: bool = True) -> None:
+    def __init__(self, start: str | None = None, confirm: bool = True, autostart: bool = True) -> None:
         super().__init__()
+        self.autostart = autostart  # False: events are posted by a test or the screenshot script
         self.start = start
         self.ask_first = confirm
         self.running = False
@@ -82,6 +83,8 @@ class RunScreen(Screen):
         for step in session.steps:
             table.add_row(step.id, *["" for _ in self.hosts], key=step.id)
         self.set_interval(0.1, self.flush)
+        if not self.autostart:
+            return
         if self.ask_first:
             self.app.push_screen(ConfirmModal("Apply the site now?",
                                               "Every step runs check -> apply -> verify on its hosts; steps already "
@@ -152,7 +155,7 @@ class RunScreen(Screen):
 
     def _cell(self, table: DataTable, step: str, host: str, status: str) -> None:
         if host in self.hosts and step in table.rows:
-            table.update_cell(step, host, Text(status, style=_STYLE.get(status, "")))
+            table.update_cell(step, host, Text(status, style=_STYLE.get(status, "")), update_width=True)
             if status == "running":
                 table.move_cursor(row=table.get_row_index(step))
 

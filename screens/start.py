@@ -68,7 +68,7 @@ class StartScreen(Screen):
         path = self.app.site_path
         if path is None or not Path(path).exists():
             summary.update(f"[b]New site[/b]: {path or 'site.toml'} does not exist yet.\n"
-                           "Press [b]i[/b] to add the hub and nodes, then [b]s[/b] for the settings.")
+                           "Press i to add the hub and nodes, then s for the settings.")
             return
         try:
             from hubwizard.session import status_table
@@ -87,7 +87,7 @@ class StartScreen(Screen):
         text = f"[b]{self.app.session().site.site.name}[/b]: {done}/{total} step-host pairs done"
         if failed:
             text += f", [b red]failed: {', '.join(failed[:3])}[/]"
-        text += ".  [b]a[/b] resumes the install (done steps that still check out are skipped)."
+        text += ". Press a to resume the install: done steps that still check out are skipped."
         summary.update(text)
 
     @staticmethod
