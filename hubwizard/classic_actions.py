@@ -318,12 +318,17 @@ def kernel_has(ctx_run, fs: str) -> bool:
 
 
 @register("classic_exportfs")
-def classic_exportfs(ctx: StepContext) -> CallResult:
-    """Publish /etc/exports.d with `exportfs -ra` where the kernel has an NFS server."""
+def classic_exportfs(ctx: StepContext, check: bool = False) -> CallResult:
+    """Publish /etc/exports.d with `exportfs -ra` where the kernel has an NFS server
+    (with ``check``: only whether /home is exported)."""
     if not kernel_has(ctx.run, "nfsd"):
         return CallResult(False, "cannot export here: the kernel has no NFS server (nfsd); the export file is "
                           "written and takes effect on a host whose kernel has one", skipped=True)
-    res = ctx.run("exportfs -ra && exportfs -v")
+    if check:
+        res = ctx.run("exportfs -v | grep -q '^/home'")
+        return CallResult(res.ok, "/home is exported" if res.ok else "/home is not exported")
+    res = ctx.run("command -v exportfs >/dev/null || DEBIAN_FRONTEND=noninteractive apt-get install -y -q "
+                  "nfs-kernel-server; exportfs -ra && exportfs -v", timeout=600)
     return CallResult(res.ok, res.output, changed=res.ok)
 
 
