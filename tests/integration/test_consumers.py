@@ -322,6 +322,15 @@ async def main():
     }
     hook = spawner.pre_spawn_hook
     result["hook"] = hook.__name__ if hook else None
+    if hook and os.environ.get("PROBE_FAKE_DOCKER"):
+        # record what the quota helper would ask the Docker engine to run
+        import docker
+
+        class Containers:
+            def run(self, image, command, **kwargs):
+                result["docker_run"] = {"image": image, "command": command, **kwargs}
+
+        docker.from_env = lambda: type("Client", (), {"containers": Containers()})()
     if hook:
         out = hook(spawner)
         if inspect.isawaitable(out):
@@ -405,6 +414,23 @@ def test_jupyterhub_loads_the_swarm_mode_config(hub_python, tmp_path, provider):
     assert driver["Options"] == {"type": "nfs", "o": "addr=10.0.0.10,rw,nfsvers=4", "device": ":/var/nfs/alice"}
     # no Docker engine here: the quota helper fails, the spawn goes on, the log says why
     assert "quota '5G'" in log or "quota 5G" in log
+
+
+def test_spawn_hook_runs_set_quota_on_the_host_through_docker(hub_python, tmp_path):
+    """The quota helper: a privileged, network-less container of the hub image enters the host's
+    mount namespace (PID 1) and runs the installed set_quota script for the user's folder."""
+    site = make_site("swarm-mode", "dummy")
+    config = rendered(site, "/srv/hubwizard/hub/jupyterhub_config.py")
+    found, log = _load_in_jupyterhub(hub_python, tmp_path, config, secret=None, PROBE_FAKE_DOCKER="1")
+    assert found["docker_run"] == {
+        "image": "10.0.0.10:5000/jupyterhub-hub:latest",
+        "command": ["nsenter", "--target", "1", "--mount", "--", PATHS["set_quota"], "/var/nfs/alice", "5G"],
+        "privileged": True,
+        "pid_mode": "host",
+        "network_mode": "none",
+        "remove": True,
+    }
+    assert "not applied" not in log
 
 
 def test_jupyterhub_loads_the_docker_spawner_variant_without_nfs_volumes(hub_python, tmp_path):
