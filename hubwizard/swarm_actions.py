@@ -278,6 +278,55 @@ def swarm_node_ready(ctx: StepContext, role: str = "worker", timeout: float = RE
                              f"(want ready as {role})")
 
 
+@api_call("swarm_left")
+def swarm_left(ctx: StepContext) -> CallResult:
+    """Check (teardown): this host's engine is in no swarm."""
+    with docker_client(ctx.transport) as client:
+        state = _swarm_info(client).get("LocalNodeState", "inactive")
+    return CallResult(state == "inactive", "not in a swarm" if state == "inactive" else f"swarm state {state!r}")
+
+
+@api_call("swarm_leave")
+def swarm_leave(ctx: StepContext, force: bool = False) -> CallResult:
+    """Leave the swarm (`docker swarm leave`), and drop a worker from the manager's node list.
+
+    A manager only leaves with ``force`` (it ends the swarm for everyone), so a teardown
+    has to say so explicitly.
+    """
+    with docker_client(ctx.transport) as client:
+        info = _swarm_info(client)
+        if info.get("LocalNodeState", "inactive") == "inactive":
+            return CallResult(True, "not in a swarm", changed=False)
+        node_id, manager = info.get("NodeID", ""), bool(info.get("ControlAvailable"))
+        if manager and not force:
+            return CallResult(False, f"{ctx.host.name} manages the swarm: leaving ends it (force needed)")
+        client.swarm.leave(force=force or manager)
+    if manager or ctx.host.name == ctx.site.hub_host.name:
+        return CallResult(True, "left the swarm (it is gone with its manager)", changed=True)
+    removed = _forget_node(ctx, node_id)
+    return CallResult(True, "left the swarm" + ("; removed from the manager's node list" if removed else ""),
+                      changed=True)
+
+
+def _forget_node(ctx: StepContext, node_id: str, timeout: float = 30.0) -> bool:
+    """`docker node rm` on the manager once it sees the node down (best effort: False if it cannot)."""
+    try:
+        with docker_client(ctx.connections.get(ctx.site.hub_host.name)) as hub:
+            deadline = time.monotonic() + timeout
+            while time.monotonic() < deadline:
+                try:
+                    node = hub.nodes.get(node_id)
+                except docker.errors.NotFound:
+                    return True
+                if node.attrs["Status"].get("State") == "down":
+                    hub.api.remove_node(node_id, force=True)
+                    return True
+                time.sleep(2)
+    except (docker.errors.DockerException, requests.exceptions.RequestException, OSError):
+        return False
+    return False
+
+
 # ---------------------------------------------------------------- shared storage
 
 
