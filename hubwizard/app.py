@@ -156,7 +156,10 @@ class HubwizardApp(App):
         if name == "monitor":
             from hubwizard.screens.monitor import MonitorScreen
 
-            title = self.site_path.stem if self.site_path else ""
+            try:
+                title = self.site_and_secrets()[0].site.name
+            except Exception:  # noqa: BLE001 - no site (tests, screenshots): no title
+                title = self.site_path.stem if self.site_path else ""
             return MonitorScreen(self.monitor_source, interval=self.interval, title=title)
         if name == "doctor":
             from hubwizard.screens.doctor import DoctorScreen

@@ -236,8 +236,8 @@ class MonitorScreen(Screen):
             text = "connecting…"
         else:
             filt = f"  filter: {self.filter_text!r}" if self.filter_text else ""
-            text = (f"{self.site_title}  {len(s.nodes)} nodes, {len(s.services)} services, {len(s.tasks)} tasks  "
-                    f"{s.hub_status}  every {self.interval:g}s, {s.api_calls} API calls{filt}")
+            text = (f"[b]{self.site_title}[/b] {len(s.nodes)} nodes, {len(s.services)} services, {len(s.tasks)} tasks, "
+                    f"{s.api_calls} API calls every {self.interval:g}s{filt} | {s.hub_status}")
         self.query_one("#status", Static).update(text)
 
     @on(TabbedContent.TabActivated)

@@ -1,0 +1,139 @@
+#!/usr/bin/env python3
+"""Monitor refresh cost on a lab swarm with 100 services and 300 tasks.
+
+What it measures: one refresh = the model's fetch (Docker API calls through the SSH
+connection, counted at the HTTP adapter) + the screen's render of the largest tables
+(services, tasks) in a headless Textual app. The call count must not grow with the number
+of services; the target is a refresh under 150 ms.
+
+Setup (idempotent, nothing pulled from Docker Hub): busybox-static from Debian on every
+machine, a FROM-scratch image `hwbench/busybox:1` built on each one, and N services of R
+replicas running `busybox sleep`, labelled io.hubwizard.bench=1.
+
+    hubwizard lab up --name tui --with-docker -o /tmp/tuilab/site.toml   # (and swarm init/join)
+    python bench/bench_monitor.py -c /tmp/tuilab/site.toml [--services 100 --replicas 3] [--cleanup]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import statistics
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+IMAGE = "hwbench/busybox:1"
+LABEL = "io.hubwizard.bench"
+BUILD = (
+    "command -v busybox >/dev/null || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "
+    "busybox-static >/dev/null); docker image inspect " + IMAGE + " >/dev/null 2>&1 || (mkdir -p /tmp/hwbench && "
+    "cp \"$(command -v busybox)\" /tmp/hwbench/busybox && printf 'FROM scratch\\nCOPY busybox /bin/busybox\\n"
+    "ENTRYPOINT [\"/bin/busybox\"]\\n' > /tmp/hwbench/Dockerfile && docker build -q -t " + IMAGE + " /tmp/hwbench)"
+)
+
+
+def prepare(conns, site, client, services: int, replicas: int) -> None:
+    """Image on every machine, then the services (created once, left running)."""
+    for host in site.active_hosts:
+        res = conns.get(host.name).run(BUILD, sudo=True, timeout=600)
+        if not res.ok:
+            raise SystemExit(f"{host.name}: cannot build {IMAGE}: {res.output[-500:]}")
+    from docker.types import ServiceMode
+
+    have = {s.name for s in client.services.list(filters={"label": LABEL})}
+    for i in range(services):
+        name = f"bench-{i:03d}"
+        if name not in have:
+            client.services.create(IMAGE, command=["sleep", "86400"], name=name, labels={LABEL: "1"},
+                                   mode=ServiceMode("replicated", replicas=replicas))
+    want = services * replicas
+    deadline = time.monotonic() + 900
+    while time.monotonic() < deadline:
+        running = sum(1 for t in client.api.tasks(filters={"label": LABEL, "desired-state": "running"})
+                      if t["Status"]["State"] == "running")
+        print(f"\r  {running}/{want} bench tasks running", end="", flush=True)
+        if running >= want:
+            print()
+            return
+        time.sleep(5)
+    print("\n  (not all tasks are running yet; measuring anyway)")
+
+
+def cleanup(client) -> None:
+    for s in client.services.list(filters={"label": LABEL}):
+        s.remove()
+    print("bench services removed")
+
+
+async def measure(model, rounds: int) -> dict[str, list[float]]:
+    """Fetch + render, ``rounds`` times, in a headless app at 120x40."""
+    from hubwizard.screens.monitor import MonitorScreen
+
+    from hubwizard.app import HubwizardApp
+
+    app = HubwizardApp(None, start="monitor", source_factory=lambda: model, interval=3600)
+    out: dict[str, list[float]] = {"fetch": [], "render_services": [], "render_tasks": [], "calls": []}
+    async with app.run_test(size=(120, 40)) as pilot:
+        await app.workers.wait_for_complete()
+        await pilot.pause()
+        screen = app.screen
+        assert isinstance(screen, MonitorScreen)
+        for _ in range(rounds):
+            t0 = time.perf_counter()
+            snap = model.fetch()
+            out["fetch"].append(time.perf_counter() - t0)
+            out["calls"].append(snap.api_calls)
+            screen.snapshot = snap
+            for tab in ("services", "tasks"):
+                t0 = time.perf_counter()
+                screen._fill(tab)
+                await pilot.pause()  # the frame is composed and drawn
+                out[f"render_{tab}"].append(time.perf_counter() - t0)
+        out["counts"] = [len(snap.nodes), len(snap.services), len(snap.tasks)]
+    return out
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description="time one monitor refresh on a lab swarm")
+    p.add_argument("-c", "--config", required=True, metavar="SITE")
+    p.add_argument("--services", type=int, default=100)
+    p.add_argument("--replicas", type=int, default=3)
+    p.add_argument("--rounds", type=int, default=10)
+    p.add_argument("--no-setup", action="store_true", help="measure what is there")
+    p.add_argument("--cleanup", action="store_true", help="remove the bench services and exit")
+    args = p.parse_args()
+
+    from hubwizard import monitor
+    from hubwizard.config import load_site
+    from hubwizard.secrets import load_secrets
+
+    site, secrets = load_site(args.config), load_secrets(args.config)
+    model, conns = monitor.connect(site, secrets)
+    try:
+        if args.cleanup:
+            cleanup(model.client)
+            return 0
+        if not args.no_setup:
+            prepare(conns, site, model.client, args.services, args.replicas)
+        model.fetch()  # warm: SSH channel open, events window read
+        res = asyncio.run(measure(model, args.rounds))
+    finally:
+        conns.close()
+    ms = {k: [v * 1000 for v in res[k]] for k in ("fetch", "render_services", "render_tasks")}
+    refresh = [f + max(s, t) for f, s, t in zip(ms["fetch"], ms["render_services"], ms["render_tasks"], strict=True)]
+    nodes, services, tasks = res["counts"]
+    print(f"swarm: {nodes} nodes, {services} services, {tasks} tasks; {args.rounds} rounds")
+    print(f"Docker API calls per refresh: {sorted(set(res['calls']))}")
+    for name, values in (*ms.items(), ("refresh (fetch + larger render)", refresh)):
+        print(f"  {name:<32} median {statistics.median(values):7.1f} ms   max {max(values):7.1f} ms")
+    ok = statistics.median(refresh) < 150 and len(set(res["calls"])) == 1
+    print("target (< 150 ms, fixed call count):", "met" if ok else "NOT met")
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
