@@ -645,6 +645,77 @@ def test_daemon_json_is_json(tmp_path, track):
     assert set(json.loads(path.read_text())) <= allowed
 
 
+def _openssl(*args: str) -> None:
+    result = run(["openssl", *args])
+    assert result.returncode == 0, result.stderr
+
+
+def _docker_tls_files(folder: Path) -> None:
+    """A CA, a server certificate for 127.0.0.1 and a client certificate, as the classic track's
+    TLS step makes them (file names of daemon.json and of the hub's client folder)."""
+    folder.mkdir(parents=True)
+    client = folder / "client"
+    client.mkdir()
+    _openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=test CA",
+             "-keyout", str(folder / "ca-key.pem"), "-out", str(folder / "ca.pem"))  # fmt: skip
+    for name, key, cert, ext in (
+        ("server", folder / "server-key.pem", folder / "server-cert.pem", "subjectAltName=IP:127.0.0.1"),
+        ("client", client / "key.pem", client / "cert.pem", "extendedKeyUsage=clientAuth"),
+    ):
+        csr = folder / f"{name}.csr"
+        _openssl("req", "-newkey", "rsa:2048", "-nodes", "-subj", f"/CN={name}", "-keyout", str(key), "-out", str(csr))
+        extfile = folder / f"{name}.ext"
+        extfile.write_text(ext + "\n", encoding="utf-8")
+        _openssl("x509", "-req", "-in", str(csr), "-CA", str(folder / "ca.pem"), "-CAkey", str(folder / "ca-key.pem"),
+                 "-CAcreateserial", "-days", "2", "-extfile", str(extfile), "-out", str(cert))  # fmt: skip
+    shutil.copy(folder / "ca.pem", client / "ca.pem")
+
+
+@pytest.mark.parametrize("track", ["swarm-mode", "classic"])
+def test_dockerd_starts_with_the_rendered_daemon_json(tmp_path, track):
+    """dockerd itself loads the rendered daemon.json (it refuses unknown keys and bad values),
+    in private namespaces with its own data folder; the classic track's TLS settings serve a
+    client holding a certificate of the CA and refuse one without."""
+    dockerd, docker = shutil.which("dockerd"), shutil.which("docker")
+    if not dockerd or not docker or os.geteuid() != 0 or not shutil.which("unshare"):
+        pytest.skip("needs dockerd, the docker client, root and unshare")
+    site = make_site(track)
+    ctx = template_context(site, Facts.offline(site))
+    tls = tmp_path / "tls"
+    ctx["paths"] = {**ctx["paths"], "docker_tls": str(tls)}
+    config = tmp_path / "daemon.json"
+    config.write_text(render_asset("daemon.json.j2", ctx), encoding="utf-8")
+    hosts = f"-H unix://{tmp_path}/docker.sock"
+    client = f"{docker} -H unix://{tmp_path}/docker.sock"
+    checks = f"{client} info --format '{{{{json .RegistryConfig.IndexConfigs}}}} {{{{.LoggingDriver}}}}'"
+    if track == "classic":
+        _docker_tls_files(tls)
+        hosts += " -H tcp://127.0.0.1:2376"  # as the drop-in's flag does with the internal address
+        c = tls / "client"
+        tcp = f"{docker} -H tcp://127.0.0.1:2376"
+        checks += (
+            f" && {tcp} --tlsverify --tlscacert {c}/ca.pem --tlscert {c}/cert.pem --tlskey {c}/key.pem version"
+            " --format 'TLS-CLIENT-OK {{.Server.Version}}'"
+            f" && ! {tcp} --tlsverify --tlscacert {c}/ca.pem version >/dev/null 2>&1 && echo NO-CERT-REFUSED"
+        )
+    daemon = (
+        f"{dockerd} --config-file {config} --data-root {tmp_path}/root --exec-root {tmp_path}/exec {hosts}"
+        f" --pidfile {tmp_path}/docker.pid --iptables=false --bridge=none --storage-driver=vfs"
+    )
+    script = (
+        f"mount --make-rprivate / && ip link set lo up && ({daemon} > {tmp_path}/dockerd.log 2>&1 &) ; "
+        f"for i in $(seq 1 120); do {client} version >/dev/null 2>&1 && break; sleep 0.5; done; {checks}"
+    )
+    result = run(["unshare", "-m", "-n", "-p", "-f", "--kill-child", "sh", "-c", script], timeout=120)
+    log = (tmp_path / "dockerd.log").read_text(encoding="utf-8", errors="replace")
+    assert result.returncode == 0, result.stdout + result.stderr + log[-3000:]
+    registries, driver = result.stdout.splitlines()[0].rsplit(" ", 1)
+    assert driver == "json-file"
+    assert json.loads(registries)["10.0.0.10:5000"]["Secure"] is False
+    if track == "classic":
+        assert "TLS-CLIENT-OK" in result.stdout and "NO-CERT-REFUSED" in result.stdout
+
+
 def test_systemd_accepts_the_docker_dropin(tmp_path):
     if not shutil.which("systemd-analyze"):
         pytest.skip("systemd-analyze not installed")
