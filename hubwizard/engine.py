@@ -28,7 +28,7 @@ from hubwizard.journal import Journal
 from hubwizard.recipes import Item, Step
 from hubwizard.redact import Redactor
 from hubwizard.secrets import Secrets
-from hubwizard.templating import render_asset, render_command
+from hubwizard.templating import environment, render_asset, render_command
 
 
 @dataclass
@@ -129,6 +129,16 @@ class Engine:
         env = jinja2.Environment(undefined=jinja2.StrictUndefined)
         return env.from_string(item.stdin).render(ctx, secret=lambda name: self._secret(name))
 
+    def _path(self, item: Item, ctx: dict[str, Any]) -> str:
+        """A file item's ``path:`` may use values (``{{ paths.daemon_json }}``): rendered as one
+        plain token (no shell, no spaces), so it lands where the recipe says, never literally."""
+        if not item.path or "{" not in item.path:
+            return item.path or ""
+        try:
+            return environment("token").from_string(item.path).render(ctx)
+        except jinja2.UndefinedError as exc:
+            raise ConfigError(f"file path {item.path!r}: unknown value: {exc.message}") from None
+
     def _secret(self, name: str) -> str:
         value = self.secrets.get(name) or ""
         self.redactor.add(value)
@@ -143,7 +153,7 @@ class Engine:
             if item.run:
                 out.append((item, render_command(item.run, ctx)))
             elif item.file:
-                out.append((item, f"write {item.path} (mode {item.mode:o}) from {item.file}"))
+                out.append((item, f"write {self._path(item, ctx)} (mode {item.mode:o}) from {item.file}"))
             else:
                 out.append((item, f"{item.call}({json.dumps(item.args, sort_keys=True)})" if item.args else f"{item.call}()"))
         return out
@@ -173,11 +183,12 @@ class Engine:
         if item.file:
             content = render_asset(item.file, ctx).encode()
             want = hashlib.sha256(content).hexdigest()
-            have = t.run(f"sha256sum {_q(item.path)} 2>/dev/null", sudo=item.sudo).stdout.split()[:1]
-            label = f"file {item.path}"
+            path = self._path(item, ctx)
+            have = t.run(f"sha256sum {_q(path)} 2>/dev/null", sudo=item.sudo).stdout.split()[:1]
+            label = f"file {path}"
             if phase == "apply" and have != [want]:
-                self.emit(CommandStarted(step.id, host.name, "apply", f"write {item.path} from {item.file}"))
-                t.put(content, item.path, mode=item.mode, sudo=item.sudo)
+                self.emit(CommandStarted(step.id, host.name, "apply", f"write {path} from {item.file}"))
+                t.put(content, path, mode=item.mode, sudo=item.sudo)
                 return ItemOutcome(True, label)
             return ItemOutcome(have == [want], label, "" if have == [want] else "content differs", changed=False)
         fn = actions.get(item.call or "")
@@ -253,7 +264,7 @@ class Engine:
             return HostResult(step.id, host.name, status)  # type: ignore[arg-type]
         tail = _tail(bad.output, 15)
         return HostResult(step.id, host.name, status, f"failed: {bad.label}", bad.label, tail,  # type: ignore[arg-type]
-                          step.fix_for(bad.output))
+                          step.fix_for(bad.output) or generic_fix(bad.output, host))
 
     # -- runs ---------------------------------------------------------------------
     def run(
@@ -327,6 +338,26 @@ def _overall(results: list[HostResult]) -> str:
         if s in statuses:
             return s
     return "skipped"
+
+
+# Failures any step can hit, whatever its recipe says: (substring of the output, fix).
+_GENERIC_FIXES = (
+    ("incorrect password attempt", "the sudo password of {user} on {host} was refused: correct sudo_password in the "
+     "secrets file (or HUBWIZARD_SUDO_PASSWORD), then run again"),
+    ("a password is required", "sudo on {host} asks {user} for a password: set sudo = \"password\" for this host in "
+     "the site file (the password is asked once, never stored in logs), or give {user} NOPASSWD sudo"),
+    ("is not in the sudoers file", "{user} may not use sudo on {host}: add it to sudoers (e.g. /etc/sudoers.d/), "
+     "or connect as a user that may"),
+)
+
+
+def generic_fix(output: str, host: Host) -> str | None:
+    """The fix for a failure that is about the host, not the step (sudo refused, ...)."""
+    low = output.lower()
+    for match, fix in _GENERIC_FIXES:
+        if match in low:
+            return fix.format(user=host.user, host=host.name)
+    return None
 
 
 def _tail(text: str, n: int) -> str:

@@ -391,7 +391,17 @@ class SshTransport:
                 time.sleep(0.01)
         code = 124 if timed_out else chan.recv_exit_status()
         chan.close()
-        return Result(self.name, command, code, out.close(), err.close())
+        stderr = err.close()
+        if code == -1:  # no exit status: the connection dropped, or the command died of a signal
+            if not _wait_inactive(client.get_transport()):
+                stderr += "\n(the command ended without an exit status: killed by a signal?)"
+            else:
+                raise UnreachableError(
+                    f"{self.name}: the SSH connection dropped while running: {command}",
+                    fix="check the host, its sshd and the network, then run again: finished steps are kept "
+                    "and this one starts over",
+                )
+        return Result(self.name, command, code, out.close(), stderr)
 
     def _sftp_client(self):
         if self._sftp is None:
@@ -426,6 +436,17 @@ class SshTransport:
         if self._jump is not None:
             self._jump.close()
             self._jump = None
+
+
+def _wait_inactive(transport, seconds: float = 1.0) -> bool:
+    """True once the SSH transport is down. paramiko closes a dead connection's channels a
+    moment before it marks the transport inactive, so give it that moment."""
+    deadline = time.monotonic() + seconds
+    while transport is not None and transport.is_active():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.02)
+    return True
 
 
 def _load_key(path: str):
