@@ -1,17 +1,21 @@
 """Rendered files checked by the programs that read them.
 
-- nginx: `nginx -t` on the rendered sites, in a temporary prefix (never /etc/nginx).
+- nginx: `nginx -t` on the rendered sites in a temporary prefix (never /etc/nginx), then nginx
+  running them in a private network namespace: ACME webroot, HTTP->HTTPS redirect, proxy
+  headers and the websocket upgrade to a stand-in hub on 127.0.0.1:8000.
 - JupyterHub: the rendered jupyterhub_config.py loaded by JupyterHub itself
   (`JupyterHub.initialize`, database in a temp folder) for every provider and both tracks, and
-  its spawn hook run on a real spawner object.
+  its spawn hook run on the real spawner object.
 - bash/sh: `-n` on every script, and the scripts run against stand-ins for the host tools.
-- dockerd's daemon.json: `python -m json.tool`; the systemd drop-in: `systemd-analyze verify`.
+- dockerd loads the rendered daemon.json (private namespaces, own data folder), classic TLS
+  included; `systemd-analyze verify` on the docker.service drop-in.
 - NFS and autofs: nfs-ganesha, exportfs and `automount -m` themselves (installed, or Debian's
   packages unpacked into ~/.cache/hubwizard-test, never installed) read the rendered files in
   private mount and network namespaces (root needed); plus structural parses.
 
 JupyterHub and its plugins come from the test interpreter when it has them, else from a venv
 made once under ~/.cache/hubwizard-test/hubenv (HUBWIZARD_TEST_HUBENV overrides; pip needed).
+Nothing here binds a port of this host or writes outside its temporary folders and caches.
 """
 
 from __future__ import annotations
