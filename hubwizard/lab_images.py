@@ -75,7 +75,8 @@ RUN printf '{POLICY_RC_D}' > /usr/sbin/policy-rc.d && chmod 755 /usr/sbin/policy
  && systemctl mask apt-daily.timer apt-daily-upgrade.timer getty@tty1.service \\
       systemd-remount-fs.service e2scrub_reap.service systemd-firstboot.service \\
  && rm -f /etc/ssh/ssh_host_* /usr/sbin/policy-rc.d \\
- && : > /etc/machine-id && rm -f /var/lib/dbus/machine-id
+ && : > /etc/machine-id && rm -f /var/lib/dbus/machine-id \\
+ && echo PIP_CERT=/etc/ssl/certs/ca-certificates.crt >> /etc/environment
 STOPSIGNAL SIGRTMIN+3
 CMD ["/sbin/init"]
 """
@@ -331,6 +332,9 @@ def _build_dockerfile(client: Any, recipe: Recipe, tag: str, parent_tag: str, pr
             forcerm=True,
             decode=True,
             labels={IMAGE_LABEL: recipe.kind},
+            # host network: builds only need the mirror and PyPI, and do not depend on the
+            # default bridge (docker0), which other tools on a shared engine may break.
+            network_mode="host",
         )
         for chunk in stream:
             if "stream" in chunk:
