@@ -65,7 +65,10 @@ class DoctorContext:
             if self._facts is None:
                 from hubwizard import facts
 
-                self._facts = facts.gather(self.site, self.connections)
+                # facts of the reachable hosts only: one dead node must not hide the others' diagnoses
+                alive = [h for h in self.site.hosts if h.name not in self.unreachable]
+                site = self.site if len(alive) == len(self.site.hosts) else self.site.model_copy(update={"hosts": alive})
+                self._facts = facts.gather(site, self.connections)
             return self._facts
 
     def ip(self, host: Host) -> str:
