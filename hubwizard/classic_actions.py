@@ -421,6 +421,29 @@ def clone_problems(transport) -> list[str]:
     return problems
 
 
+def engine_id(transport) -> str:
+    return transport.run("docker info --format '{{.ID}}' 2>/dev/null", sudo=True, timeout=30).stdout.strip()
+
+
+@register("classic_engine_id")
+def classic_engine_id(ctx: StepContext, check: bool = False) -> CallResult:
+    """This engine's ID differs from every other host's; else (a clone that kept
+    /etc/docker/key.json) give it a new one: stop dockerd, remove the key, start dockerd."""
+    mine = engine_id(ctx.transport)
+    others = {h.name: engine_id(ctx.connections.get(h.name)) for h in ctx.site.active_hosts
+              if h.name != ctx.host.name}
+    same = sorted(name for name, other in others.items() if mine and other == mine)
+    if not same:
+        return CallResult(True, f"engine ID {mine or '(dockerd not answering)'} is unique")
+    if check:
+        return CallResult(False, f"same engine ID as {', '.join(same)}: a clone that kept /etc/docker/key.json")
+    cmd = "systemctl stop docker.socket docker.service && rm -f /etc/docker/key.json && systemctl start docker"
+    ctx.emit(CommandStarted(ctx.step, ctx.host.name, "apply", cmd))
+    res = ctx.run(cmd, timeout=120)
+    return CallResult(res.ok, res.output if not res.ok else f"new engine ID {engine_id(ctx.transport)}",
+                      changed=res.ok)
+
+
 @register("classic_clone_ready")
 def classic_clone_ready(ctx: StepContext) -> CallResult:
     """Before a snapshot of this node: no containers, no /etc/docker/key.json."""

@@ -165,3 +165,29 @@ def test_clone_checks_before_a_snapshot(classic_lab):
         conns.close()
     assert any("key.json" in p for p in node)
     assert any("container(s) exist" in p for p in hub)
+
+
+def test_a_clone_that_kept_the_engine_key_gets_its_own(classic_lab):
+    """What `add-node` runs for a cloned node (the scale_out steps), with a copied key.json."""
+    from hubwizard.session import open_site
+
+    conns = classic_lab.connections()
+    try:
+        key = conns.get("node1").get("/etc/docker/key.json")
+        t = conns.get("node2")
+        t.run("systemctl stop docker.socket docker.service", sudo=True)
+        t.put(key, "/etc/docker/key.json", mode=0o600, sudo=True)
+        assert t.run("systemctl start docker", sudo=True, timeout=120).ok
+    finally:
+        conns.close()
+    session = open_site(classic_lab.site_path, prompt=None)
+    engine = session.engine(lambda e: None)
+    try:
+        summary = engine.run("apply", hosts={"node2"}, steps=[s for s in session.steps if s.scale_out])
+    finally:
+        engine.conns.close()
+    by_step = {r.step: r.status for r in summary.results}
+    assert by_step["classic-engine-id"] == "changed", summary.results
+    assert summary.exit_code == 0
+    ids = {h: ssh(classic_lab, h, "docker info --format '{{.ID}}'").stdout.strip() for h in ("node1", "node2")}
+    assert ids["node1"] != ids["node2"]
