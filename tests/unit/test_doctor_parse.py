@@ -211,3 +211,14 @@ def test_lab_stand_ins_replace_the_image_pulls():
     cmds = _rendered(SITE + "\n[classic]\nlab_stand_ins = true\n")
     assert cmds["classic-consul@hub"] == ['classic_stand_in({"role": "consul"})']
     assert not any("docker pull" in c for c in cmds["classic-manager@hub"])
+
+
+def test_fix_without_a_terminal_needs_yes(tmp_path, capsys):
+    """`doctor --fix` asks before each fix: with no TTY and no --yes it refuses (exit 2), before
+    any host is contacted (the site's host does not exist)."""
+    from hubwizard.cli import main
+
+    site = tmp_path / "s.toml"
+    site.write_text(SITE.replace("10.0.0.10", "192.0.2.1"))
+    assert main(["doctor", "-c", str(site), "--fix"]) == 2
+    assert "--yes" in capsys.readouterr().err
