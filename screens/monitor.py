@@ -40,6 +40,12 @@ _CELL_STYLE = {"Leader": "bold", "ready": "green", "running": "green", "active":
                "starting": "yellow", "0/1": "bold red", "die": "red", "oom": "bold red", "kill": "red"}
 
 
+def _cell(text: str) -> str | Text:
+    """A cell: plain text, or coloured when it is a state worth seeing at a glance."""
+    style = _CELL_STYLE.get(text)
+    return Text(text, style=style) if style else text
+
+
 class MonitorScreen(Screen):
     """k9s/dry-like views of one swarm, through its manager's Docker API."""
 
@@ -96,6 +102,7 @@ class MonitorScreen(Screen):
         self.drill: tuple[str, list[model.TaskRow]] | None = None
         self.log_view: tuple[str, list[model.LogLine]] = ("", [])
         self.dirty: set[str] = set(COLUMNS)
+        self._shown: dict[str, list] = {}  # what each table holds now: (key, cells) rows
         self.renders = 0
         self.polls = 0
         self._timer: Timer | None = None
@@ -202,22 +209,38 @@ class MonitorScreen(Screen):
             self._fill(name)
 
     def _fill(self, name: str) -> None:
+        """Bring a table to the snapshot: unchanged rows cost nothing, changed cells are updated
+        in place, and only a different set or order of rows rebuilds the table."""
         table = self.query_one(f"#{name}-table", DataTable)
+        rows = self.rows(name)
+        shown = self._shown.get(name)
+        if shown != rows:
+            if shown is not None and [k for k, _ in shown] == [k for k, _ in rows]:
+                self._update_cells(table, name, shown, rows)
+            else:
+                self._rebuild(table, rows)
+            self._shown[name] = rows
+        pane = self.query_one(TabbedContent).get_tab(name)
+        pane.label = self._label(name, len(rows))
+
+    def _update_cells(self, table: DataTable, name: str, shown: list, rows: list) -> None:
+        columns = list(table.columns)
+        for (key, old), (_, new) in zip(shown, rows, strict=True):
+            for i, (a, b) in enumerate(zip(old, new, strict=True)):
+                if a != b:
+                    table.update_cell(key, columns[i], _cell(b), update_width=True)
+
+    def _rebuild(self, table: DataTable, rows: list) -> None:
         keep = None
         if table.row_count and table.cursor_row >= 0:
-            try:
+            with contextlib.suppress(Exception):  # cursor beyond the rows: keep nothing
                 keep = table.coordinate_to_cell_key(table.cursor_coordinate).row_key.value
-            except Exception:  # noqa: BLE001 - cursor beyond the rows: keep nothing
-                keep = None
         table.clear()
-        rows = self.rows(name)
         for key, cells in rows:
-            table.add_row(*(Text(c, style=_CELL_STYLE.get(c, "")) for c in cells), key=key)
+            table.add_row(*(_cell(c) for c in cells), key=key)
         if keep is not None:
             with contextlib.suppress(Exception):  # that row is gone
                 table.move_cursor(row=table.get_row_index(keep), animate=False)
-        pane = self.query_one(TabbedContent).get_tab(name)
-        pane.label = self._label(name, len(rows))
 
     def _label(self, name: str, count: int) -> str:
         if name == "tasks" and self.drill:

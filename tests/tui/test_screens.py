@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 from hubwizard.screens.modals import ConfirmModal, FailureModal, HostKeyModal
 from hubwizard.screens.monitor import MonitorScreen, static_source
 from textual.widgets import DataTable, Input, RichLog, Static, Tree
@@ -254,3 +256,85 @@ async def test_monitor_scale_asks_for_replicas():
         await pilot.press("y")
         await settle(pilot, app)
         assert source.done == ["scale s2alice 3"]  # the first service by name
+
+
+async def test_doctor_screen_lists_real_checks(tmp_path, ssh_env):
+    site = write_site(tmp_path, ssh_env)
+    app = make_app(site, start="doctor")
+    async with app.run_test(size=SIZE) as pilot:
+        for _ in range(120):
+            await settle(pilot, app, 1)
+            if app.screen.diagnoses:
+                break
+        scr = app.screen
+        table = scr.query_one("#checks", DataTable)
+        assert table.row_count == len(scr.diagnoses) > 0
+        ssh_rows = [d for d in scr.diagnoses if d.check == "ssh"]
+        assert all(d.ok for d in ssh_rows)
+        assert "checks" in str(scr.query_one("#doctor-status", Static).render())
+
+
+async def test_doctor_fix_runs_only_after_confirmation(tmp_path, ssh_env, monkeypatch):
+    from hubwizard.screens.doctor import DoctorScreen
+
+    from hubwizard import doctor
+
+    fixed: list[str] = []
+
+    def fake_apply_fix(session, connections, diagnosis, sink=None):  # the stub lives in this test only
+        fixed.append(diagnosis.check)
+        return doctor.Diagnosis(diagnosis.check, diagnosis.host, True, "fixed")
+
+    monkeypatch.setattr(doctor, "apply_fix", fake_apply_fix)
+    site = write_site(tmp_path, ssh_env)
+    screen = DoctorScreen(autostart=False)
+    app = make_app(site, screen=screen)
+    bad = doctor.Diagnosis("disk-space", "node1", False, "/var/nfs is 97% full", "df says so",
+                           "remove old images", ("docker image prune -af",))
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        screen.post_message(DoctorScreen.Diagnosed([doctor.Diagnosis("ssh", "hub", True, "reachable"), bad]))
+        await pilot.pause()
+        await pilot.press("down", "f")
+        await pilot.pause()
+        assert isinstance(app.screen, ConfirmModal) and "docker image prune" in app.screen.body
+        await pilot.press("n")  # refused: nothing runs
+        await settle(pilot, app)
+        assert fixed == []
+        await pilot.press("f")
+        await pilot.pause()
+        await pilot.press("y")
+        await settle(pilot, app)
+        assert fixed == ["disk-space"]
+        assert str(screen.query_one("#checks", DataTable).get_row_at(1)[2]) == "ok"
+
+
+async def test_run_screen_stays_responsive_under_an_output_flood(tmp_path, ssh_env):
+    recipes = tmp_path / "flood"
+    recipes.mkdir()
+    (recipes / "10-flood.yaml").write_text(
+        "- id: flood\n  title: Lots of output\n  description: Prints 20000 lines, then waits.\n  order: 10\n"
+        "  targets: hub\n  check:\n    - test -f /nonexistent/flood\n"
+        "  apply:\n    - seq 1 20000; sleep 8\n")
+    site = write_site(tmp_path, ssh_env)
+    app = make_app(site, start="run", recipes=recipes)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("y")
+        run = app.screen
+        for _ in range(200):
+            await pilot.pause(0.05)
+            if run.lines_written >= 20000 or not run.running:
+                break
+        status = str(run.query_one("#run-status", Static).render())
+        assert run.running and run.lines_written >= 20000, (status, run.lines_written)
+        t0 = asyncio.get_running_loop().time()
+        await pilot.press("l")  # a key while the step runs is handled at once
+        await pilot.pause()
+        assert asyncio.get_running_loop().time() - t0 < 1.0
+        assert run.query_one("#right").has_class("wide")
+        assert run.flushes < run.lines_written / 50  # lines were merged into few UI updates
+        for _ in range(100):
+            await pilot.pause(0.2)
+            if not run.running:
+                break
+        assert str(run.query_one("#steps", DataTable).get_cell("flood", "hub")) == "changed"
