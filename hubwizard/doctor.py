@@ -17,7 +17,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 from hubwizard.config import Host, Site
@@ -139,6 +139,9 @@ def _run_check(ctx: DoctorContext, check: Any) -> list[Diagnosis]:
         return [Diagnosis(check.name, ctx.site.hub_host.name, False, "a host stopped answering", exc.message)]
     except HubwizardError as exc:
         return [Diagnosis(check.name, ctx.site.hub_host.name, False, f"check failed: {exc.message}", str(exc))]
+    except Exception as exc:  # noqa: BLE001 - one broken check must not hide the others' verdicts
+        return [Diagnosis(check.name, ctx.site.hub_host.name, False, "the check itself failed (a bug in hubwizard)",
+                          f"{type(exc).__name__}: {exc}")]
 
 
 def run_doctor(session: Any, connections: Any, sink: Sink | None = None,
@@ -165,6 +168,8 @@ def apply_fix(session: Any, connections: Any, diagnosis: Diagnosis, sink: Sink |
     from hubwizard import doctor_checks
 
     sink = _redacting(sink or discard, session)
+    if not fixable(diagnosis):
+        return replace(diagnosis, summary=f"no automatic fix: {diagnosis.fix_title or diagnosis.summary}")
     check = doctor_checks.by_name(diagnosis.check)
     ctx = DoctorContext(session, connections, sink)
     failure = (check.fix or _run_fix_commands)(ctx, diagnosis)
