@@ -190,6 +190,8 @@ class MonitorScreen(Screen):
             rows = [(t.id, model.task_cells(t)) for t in tasks]
         elif name == "users":
             rows = [(u.name, model.user_cells(u)) for u in s.users or []]
+            if s.users is None and s.fetched_at:
+                rows = [("-", (s.hub_status, "", "", ""))]  # say why, in the table itself
         elif name == "events":
             events = [e for e in s.events if e.warning or not self.warnings_only]
             rows = [(f"{i}", model.event_cells(e)) for i, e in enumerate(events)]

@@ -48,6 +48,7 @@ class PlanScreen(Screen):
         yield Header()
         yield Static("planning: read-only checks on every host…", id="plan-status")
         yield Tree("plan", id="plan-tree")
+        yield Static("", id="plan-detail")
         yield Footer()
 
     def on_mount(self) -> None:
@@ -100,6 +101,11 @@ class PlanScreen(Screen):
             status.update("plan done: [yellow]yellow[/] steps would change. [b]a[/b] applies them.")
         else:
             status.update("[b red]plan found problems[/] (see the red steps); fix them, then [b]r[/b] re-plans.")
+
+    def on_tree_node_highlighted(self, event: Tree.NodeHighlighted) -> None:
+        """A command is often wider than the screen: the highlighted line is shown whole."""
+        label = event.node.label
+        self.query_one("#plan-detail", Static).update(label.plain if isinstance(label, Text) else str(label))
 
     def action_apply(self) -> None:
         self.app.open("run")
