@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import threading
 import uuid
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
@@ -282,6 +283,9 @@ class Engine:
         listener = _Collector(summary, self.emit)
         emit, self.emit = self.emit, listener
         try:
+            if mode == "verify":
+                self._verify_concurrently(chosen, hosts)
+                return summary
             for step in chosen:
                 targets = self.hosts_for(step, hosts)
                 if not targets:
@@ -299,6 +303,60 @@ class Engine:
         finally:
             self.emit = emit
         return summary
+
+    VERIFY_STEPS_PER_HOST = 4  # steps checked at once on one host: well under sshd's MaxSessions (10)
+
+    def _verify_concurrently(self, chosen: list[Step], hosts: set[str] | None) -> None:
+        """verify only reads, so every (step, host) pair runs at once instead of step after step
+        (the wall time becomes the slowest chain of checks, not their sum); each pair's events
+        are held and replayed in step order, so the report reads exactly like a sequential run."""
+        work = [(s, t) for s in chosen if s.verify for t in [self.hosts_for(s, hosts)] if t]
+        if not work:
+            return
+        _ = self.facts  # gathered once, before the threads need them
+        outer, local = self.emit, threading.local()
+
+        def route(event: Event) -> None:  # a pair's own events wait for their turn; others pass
+            buffer = getattr(local, "buffer", None)
+            if buffer is None:
+                outer(event)
+            else:
+                buffer.append(event)
+
+        self.emit = route
+        slots = {h.name: threading.Semaphore(self.VERIFY_STEPS_PER_HOST) for _, t in work for h in t}
+
+        def one(step: Step, host: Host) -> tuple[list[Event], HostResult]:
+            local.buffer = []
+            try:
+                with slots[host.name]:
+                    return local.buffer, self._host(step, host, "verify")
+            finally:
+                local.buffer = None
+
+        try:
+            with ThreadPoolExecutor(max_workers=min(32, sum(len(t) for _, t in work))) as pool:
+                rows = [[pool.submit(one, s, h) for h in t] for s, t in work]
+                for (step, targets), row in zip(work, rows, strict=True):
+                    outer(StepStarted(step.id, step.title, tuple(h.name for h in targets)))
+                    results = []
+                    for fut in row:
+                        events, result = fut.result()
+                        for event in events:
+                            outer(event)
+                        results.append(result)
+                    for r in results:
+                        outer(r)
+                    unreachable = any(r.status == "unreachable" for r in results)
+                    failed = unreachable or any(r.status == "failed" for r in results)
+                    outer(StepFinished(step.id, "failed" if failed else _overall(results)))
+                    if unreachable:  # as a sequential run would: report nothing after it
+                        for later in rows[rows.index(row) + 1:]:
+                            for fut in later:
+                                fut.cancel()
+                        break
+        finally:
+            self.emit = outer
 
     def _run_hosts(self, step: Step, targets: list[Host], mode: str) -> list[HostResult]:
         if step.parallel and len(targets) > 1:
