@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import shutil
 import subprocess
 import sys
@@ -28,7 +29,7 @@ def time_command(argv: list[str], runs: int, warmup: int = 2) -> tuple[list[floa
     if shutil.which("hyperfine"):
         with tempfile.NamedTemporaryFile(suffix=".json") as out:
             cmd = ["hyperfine", "-N", "--warmup", str(warmup), "--runs", str(runs), "--export-json", out.name,
-                   "--style", "none", " ".join(argv)]
+                   "--style", "none", shlex.join(argv)]
             res = subprocess.run(cmd, capture_output=True, text=True)
             if res.returncode == 0:
                 data = json.loads(Path(out.name).read_text())
@@ -49,28 +50,23 @@ def tui_first_paint_tmux(site: str | None, runs: int, timeout: float = 30.0) -> 
     Uses its own tmux server socket (-L) so it never touches anyone else's sessions."""
     if not shutil.which("tmux"):
         return []
-    sock = f"hwbench-{os.getpid()}"
     cmd = [hubwizard_exe(), *(["-c", site] if site else [])]
     times = []
-    try:
-        for i in range(runs):
-            name = f"tui{i}"
+    for i in range(runs):
+        sock, name = f"hwbench-{os.getpid()}-{i}", "tui"  # a fresh tmux server per run
+        try:
             t0 = time.perf_counter()
             subprocess.run(["tmux", "-L", sock, "new-session", "-d", "-s", name, "-x", "120", "-y", "40",
-                            " ".join(cmd)], check=True, env={**os.environ, "TERM": "xterm-256color"})
-            painted = None
+                            shlex.join(cmd)], check=True, env={**os.environ, "TERM": "xterm-256color"})
             while time.perf_counter() - t0 < timeout:
                 screen = subprocess.run(["tmux", "-L", sock, "capture-pane", "-p", "-t", name],
                                         capture_output=True, text=True).stdout
                 if "hubwizard" in screen.lower() or len(screen.strip()) > 40:
-                    painted = time.perf_counter() - t0
+                    times.append(time.perf_counter() - t0)
                     break
                 time.sleep(0.01)
-            subprocess.run(["tmux", "-L", sock, "kill-session", "-t", name], capture_output=True)
-            if painted is not None:
-                times.append(painted)
-    finally:
-        subprocess.run(["tmux", "-L", sock, "kill-server"], capture_output=True)
+        finally:
+            subprocess.run(["tmux", "-L", sock, "kill-server"], capture_output=True)
     return times
 
 
