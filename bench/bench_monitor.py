@@ -28,24 +28,17 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-IMAGE = "hwbench/busybox:1"
+from tests.tui.labswarm import IMAGE, ensure_image  # noqa: E402 - after the path is set
+
 LABEL = "io.hubwizard.bench"
-BUILD = (
-    "command -v busybox >/dev/null || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "
-    "busybox-static >/dev/null); docker image inspect " + IMAGE + " >/dev/null 2>&1 || (mkdir -p /tmp/hwbench && "
-    "cp \"$(command -v busybox)\" /tmp/hwbench/busybox && printf 'FROM scratch\\nCOPY busybox /bin/busybox\\n"
-    "ENTRYPOINT [\"/bin/busybox\"]\\n' > /tmp/hwbench/Dockerfile && docker build -q -t " + IMAGE + " /tmp/hwbench)"
-)
 
 
 def prepare(conns, site, client, services: int, replicas: int, running: bool) -> None:
     """The services (created once, left in place): with ``running``, an image on every machine
     and tasks that sleep; otherwise tasks the scheduler holds pending (no node matches their
     constraint), which costs the lab no containers at all but are real tasks in the API."""
-    for host in site.active_hosts if running else []:
-        res = conns.get(host.name).run(BUILD, sudo=True, timeout=600)
-        if not res.ok:
-            raise SystemExit(f"{host.name}: cannot build {IMAGE}: {res.output[-500:]}")
+    if running:
+        ensure_image(conns, site)
     from docker.types import ServiceMode
 
     have = {s.name for s in client.services.list(filters={"label": LABEL})}

@@ -3,6 +3,7 @@ shows the lab's nodes, with the hub as Leader, and a refresh keeps the tables up
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import subprocess
 import sys
@@ -60,3 +61,65 @@ def test_monitor_shows_the_lab_nodes(lab_site: Path):
         time.sleep(1.0)
     finally:
         subprocess.run(["tmux", "kill-session", "-t", session], capture_output=True)
+
+
+def test_model_actions_and_logs_on_the_lab(lab_site: Path):
+    """Drill-downs, logs with node names, drain/activate, scale, force-update and remove, for real."""
+    from docker.types import ServiceMode
+
+    from hubwizard import monitor
+    from hubwizard.config import load_site
+    from hubwizard.secrets import load_secrets
+    from tests.tui.labswarm import IMAGE, ensure_image
+
+    site = load_site(lab_site)
+    model, conns = monitor.connect(site, load_secrets(lab_site))
+    name = f"hwtui-{uuid.uuid4().hex[:6]}"
+    try:
+        ensure_image(conns, site)
+        svc = model.client.services.create(
+            IMAGE, command=["/bin/busybox", "sh", "-c", "while true; do echo hello from $(hostname); sleep 1; done"],
+            name=name, mode=ServiceMode("replicated", replicas=2))
+
+        def wait(pred, what: str, timeout: float = 120):
+            deadline = time.monotonic() + timeout
+            while time.monotonic() < deadline:
+                snap = model.fetch()
+                if pred(snap):
+                    return snap
+                time.sleep(1)
+            raise AssertionError(f"timed out waiting for {what}: {snap}")
+
+        snap = wait(lambda s: any(v.name == name and v.running == 2 for v in s.services), "2 running replicas")
+        assert snap.api_calls == 4
+        row = next(v for v in snap.services if v.name == name)
+        tasks = model.tasks_of_service(row.id)
+        assert {t.service for t in tasks} == {name} and all(t.node for t in tasks)
+        node_names = {n.hostname for n in snap.nodes}
+        time.sleep(3)
+        lines = model.logs(row.id)
+        assert lines and all(ln.node in node_names for ln in lines), lines[:3]
+        assert any("hello from" in ln.text for ln in lines)
+
+        model.scale(row.id, 3)
+        wait(lambda s: any(v.name == name and v.desired == 3 and v.running == 3 for v in s.services), "3 replicas")
+        before = {t.id for t in model.tasks_of_service(row.id) if t.desired == "running"}
+        model.force_update(row.id)
+        wait(lambda s: {t.id for t in s.tasks if t.service == name and t.desired == "running"} - before, "new tasks")
+
+        node2 = next(n for n in snap.nodes if n.hostname == "node2")
+        model.drain(node2.id)
+        wait(lambda s: any(n.hostname == "node2" and n.availability == "drain" for n in s.nodes), "node2 drained")
+        wait(lambda s: not any(t.node == "node2" and t.desired == "running" for t in s.tasks if t.service == name),
+             "tasks moved off the drained node2")
+        model.activate(node2.id)
+        wait(lambda s: any(n.hostname == "node2" and n.availability == "active" for n in s.nodes), "node2 active")
+
+        model.remove(row.id)
+        svc = None
+        wait(lambda s: not any(v.name == name for v in s.services), "service removed")
+    finally:
+        with contextlib.suppress(Exception):
+            if svc is not None:
+                svc.remove()
+        conns.close()
