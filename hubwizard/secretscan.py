@@ -147,8 +147,9 @@ def _mode_ok(path: Path) -> bool:
 
 
 def scan_local(site_path: str | Path, scanner: Scanner, *, paths: Iterable[str | Path] = (),
-               outputs: Mapping[str, str] | None = None) -> Report:
-    """The site file, its state dir, hubwizard crash logs, named files/folders and captured outputs."""
+               outputs: Mapping[str, str] | None = None, since: float = 0.0) -> Report:
+    """The site file, its state dir, hubwizard crash logs (written after ``since``), named
+    files/folders and captured outputs."""
     site = Path(site_path)
     report = Report()
     secret_file = secrets_path(site)
@@ -160,7 +161,7 @@ def scan_local(site_path: str | Path, scanner: Scanner, *, paths: Iterable[str |
     state = _state_dir(site)
     if state is not None:
         targets.append(state)
-    targets += sorted(Path(tempfile.gettempdir()).glob("hubwizard-crash-*.log"))
+    targets += sorted(p for p in Path(tempfile.gettempdir()).glob("hubwizard-crash-*.log") if _mtime(p) >= since)
     for target in targets:
         if target.exists():
             found, count = scanner.tree(target, skip=[secret_file])
@@ -170,6 +171,13 @@ def scan_local(site_path: str | Path, scanner: Scanner, *, paths: Iterable[str |
         report.findings += scanner.text(text, "output", label)
         report.scanned += 1
     return report
+
+
+def _mtime(path: Path) -> float:
+    try:
+        return path.stat().st_mtime
+    except OSError:
+        return 0.0
 
 
 def _state_dir(site: Path) -> Path | None:
@@ -248,10 +256,12 @@ def scan_hosts(site_path: str | Path, scanner: Scanner, *, accept_new_host_keys:
 
 
 def scan_site(site_path: str | Path, *, hosts: bool = False, paths: Iterable[str | Path] = (),
-              outputs: Mapping[str, str] | None = None, extra: Mapping[str, str] | None = None) -> Report:
-    """Local scan, plus the hosts when ``hosts``; ``extra`` adds secret values learnt elsewhere."""
+              outputs: Mapping[str, str] | None = None, extra: Mapping[str, str] | None = None,
+              since: float = 0.0) -> Report:
+    """Local scan, plus the hosts when ``hosts``; ``extra`` adds secret values learnt elsewhere;
+    ``since`` (a time.time()) limits crash logs to those of this session's runs."""
     scanner = Scanner(known_secrets(site_path, extra))
-    report = scan_local(site_path, scanner, paths=paths, outputs=outputs)
+    report = scan_local(site_path, scanner, paths=paths, outputs=outputs, since=since)
     if scanner.too_short:
         report.notes.append(f"too short to scan reliably (< {MIN_LEN} chars): {', '.join(scanner.too_short)}")
     if not scanner.secrets:

@@ -8,7 +8,7 @@ cd "$(dirname "$0")/.."
 
 APT_PACKAGES=(docker.io debootstrap openssh-server openssh-client nginx-light pebble certbot
               apache2-utils tmux xfsprogs busybox-static iproute2 curl ca-certificates openssl
-              libnfs-utils)
+              libnfs-utils sudo)
 
 missing=()
 for p in "${APT_PACKAGES[@]}"; do

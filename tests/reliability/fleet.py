@@ -129,7 +129,8 @@ def start_fleet(root: Path, count: int = 2, *, authorized_extra: str = "") -> Fl
         hostkey = keygen(d / "host_ed25519")
         (d / "sshd_config").write_text(
             f"Port {port}\nListenAddress 127.0.0.1\nHostKey {hostkey}\nPidFile {d}/pid\n"
-            f"AuthorizedKeysFile {authorized} .ssh/authorized_keys\nPermitRootLogin prohibit-password\nPasswordAuthentication no\n"
+            f"AuthorizedKeysFile {authorized} .ssh/authorized_keys\n"
+            "PermitRootLogin prohibit-password\nPasswordAuthentication no\n"
             "StrictModes no\nUsePAM no\nSubsystem sftp internal-sftp\nLogLevel ERROR\n"
             "AllowTcpForwarding yes\nMaxSessions 50\nMaxStartups 50\n"
         )

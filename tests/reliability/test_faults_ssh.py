@@ -152,11 +152,12 @@ def test_wrong_sudo_password(own_fleet, tmp_path, sudo_user):
     user, password = sudo_user
     wrong = "wrong-" + password[::-1]
     site = write_site(tmp_path, own_fleet, user=user, sudo="password", secrets={"sudo_password": wrong})
+    started = time.time()
     res = hw("apply", "-c", str(site), "--yes", "--json")
     assert res.returncode == 1, res.stdout + res.stderr
     human = _human_rerun_fails(site)
     _assert_named(json.loads(res.stdout), human, "hub", "prepare", "sudo", "sudo_password")
-    report = scan_site(site, outputs={"apply --json": res.stdout + res.stderr, "apply": human},
+    report = scan_site(site, since=started, outputs={"apply --json": res.stdout + res.stderr, "apply": human},
                        extra={"sudo_password": wrong, "right sudo password": password})
     assert report.clean, [str(f) for f in report.findings]
     write_secrets(site, {"sudo_password": password})

