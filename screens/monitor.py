@@ -40,10 +40,10 @@ _CELL_STYLE = {"Leader": "bold", "ready": "green", "running": "green", "active":
                "starting": "yellow", "0/1": "bold red", "die": "red", "oom": "bold red", "kill": "red"}
 
 
-def _cell(text: str) -> str | Text:
-    """A cell: plain text, or coloured when it is a state worth seeing at a glance."""
-    style = _CELL_STYLE.get(text)
-    return Text(text, style=style) if style else text
+def _cell(text: str) -> Text:
+    """A cell as Text, never markup (a task error such as "[E] ..." must show as it is), coloured
+    when it is a state worth seeing at a glance."""
+    return Text(text, style=_CELL_STYLE.get(text, ""), no_wrap=True, end="")
 
 
 class MonitorScreen(Screen):
@@ -70,9 +70,10 @@ class MonitorScreen(Screen):
     ]
 
     class Fetched(Message):
-        def __init__(self, snapshot: model.Snapshot) -> None:
+        def __init__(self, snapshot: model.Snapshot, stop: bool = False) -> None:
             super().__init__()
             self.snapshot = snapshot
+            self.stop = stop  # cannot connect (refused host key, no route): wait for `r`
 
     class Drilled(Message):
         def __init__(self, title: str, tasks: list[model.TaskRow]) -> None:
@@ -145,9 +146,15 @@ class MonitorScreen(Screen):
 
     @work(thread=True, exclusive=True, group="monitor-poll")
     def fetch(self) -> None:
-        try:
-            if self.source is None:
+        if self.source is None:
+            try:
                 self.source = self.source_factory()
+            except Exception as exc:  # noqa: BLE001 - e.g. a refused host key: asking again each poll would nag
+                fix = getattr(exc, "fix", None)
+                text = f"{getattr(exc, 'message', exc)}" + (f"; fix: {fix}" if fix else "") + "; press r to retry"
+                self.post_message(self.Fetched(model.Snapshot(error=text), stop=True))
+                return
+        try:
             snap = self.source.fetch()
         except Exception as exc:  # noqa: BLE001 - shown in the status line, polling goes on
             snap = model.Snapshot(error=f"{type(exc).__name__}: {getattr(exc, 'message', exc)}")
@@ -158,7 +165,7 @@ class MonitorScreen(Screen):
         self.snapshot = message.snapshot
         self.dirty |= {"nodes", "services", "tasks", "users", "events"}
         self.render_visible()
-        if self._timer is None:
+        if self._timer is None and not message.stop:
             self._timer = self.set_timer(self.interval, self.poll)
 
     def on_screen_resume(self) -> None:

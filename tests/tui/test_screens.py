@@ -338,3 +338,36 @@ async def test_run_screen_stays_responsive_under_an_output_flood(tmp_path, ssh_e
             if not run.running:
                 break
         assert str(run.query_one("#steps", DataTable).get_cell("flood", "hub")) == "changed"
+
+
+async def test_monitor_stops_polling_when_it_cannot_connect():
+    calls: list[int] = []
+
+    def refuse():
+        from hubwizard.errors import HostKeyError
+
+        calls.append(1)
+        raise HostKeyError("host 10.0.0.1 is not in known_hosts; it presents ssh-ed25519 SHA256:x", fix="compare it")
+
+    app = make_app(None, start="monitor", recipes=None, source_factory=refuse, interval=0.1)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot, app)
+        await pilot.pause(0.5)
+        assert calls == [1]  # not asked again at every poll
+        status = str(app.screen.query_one("#status", Static).render())
+        assert "known_hosts" in status and "press r" in status
+        await pilot.press("r")
+        await settle(pilot, app)
+        assert calls == [1, 1]
+
+
+async def test_monitor_shows_brackets_as_text():
+    snap = snapshot()
+    snap.tasks[2] = type(snap.tasks[2])(**{**snap.tasks[2].__dict__, "error": "[E] no [bold]suitable[/bold] node"})
+    app = make_app(None, start="monitor", recipes=None, source_factory=lambda: static_source(snap))
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot, app)
+        await pilot.press("3")
+        await pilot.pause()
+        row = app.screen.query_one("#tasks-table", DataTable).get_row(snap.tasks[2].id)
+        assert str(row[-1]) == "[E] no [bold]suitable[/bold] node"
