@@ -136,9 +136,14 @@ def test_oauth_redirect_with_github_and_a_fake_client_id(lab):
     try:
         res = timed("apply with github (from hub-image)", "apply", "-c", str(site), "--yes", "--from", "hub-image")
         assert res.returncode == 0, res.stdout[-4000:] + res.stderr
-        assert "login redirects to https://github.com/login/oauth/authorize" in res.stdout or \
-            "pass  hub        GET /hub/oauth_login" in res.stdout
         assert "fake-secret" not in res.stdout + res.stderr
+        res = hubwizard("verify", "-c", str(site), "--json")
+        assert res.returncode == 0, res.stdout[-4000:] + res.stderr
+        oauth = [c for c in json.loads(res.stdout)["checks"] if c["step"] == "oauth"]
+        assert oauth and all(c["ok"] and not c["skipped"] for c in oauth), oauth
+        assert any("login redirects to https://github.com/login/oauth/authorize with client_id Iv1.hubwizardfake"
+                   " and callback https://hub.lab.test/hub/oauth_callback" in c["detail"] for c in oauth), oauth
+        assert "fake-secret" not in res.stdout
     finally:
         back = timed("apply with dummy again", "apply", "-c", str(lab["site"]), "--yes", "--from", "hub-image")
         assert back.returncode == 0, back.stdout[-4000:] + back.stderr
