@@ -28,6 +28,7 @@ from typing import Protocol
 
 from hubwizard.errors import HostKeyError, UnreachableError
 
+EOF_GRACE_S = 2.0  # after the exit status, how long to wait for the rest of the output
 OnLine = Callable[[str, str], None]  # (stream "out"|"err", line without newline)
 
 
@@ -367,6 +368,7 @@ class SshTransport:
         out, err = _LineSplitter("out", on_line), _LineSplitter("err", on_line)
         deadline = None if timeout is None else time.monotonic() + timeout
         timed_out = False
+        exited_at = 0.0
         while True:
             got = False
             while chan.recv_ready():
@@ -376,7 +378,11 @@ class SshTransport:
                 err.feed(chan.recv_stderr(65536))
                 got = True
             if chan.exit_status_ready() and not chan.recv_ready() and not chan.recv_stderr_ready():
-                break
+                # sshd may send the exit status before it has drained the command's output:
+                # wait for EOF too (briefly: a background child may hold stdout open forever)
+                exited_at = exited_at or time.monotonic()
+                if chan.eof_received or chan.closed or time.monotonic() - exited_at > EOF_GRACE_S:
+                    break
             if chan.closed and not got:
                 break
             if deadline is not None and time.monotonic() > deadline:
