@@ -162,3 +162,33 @@ def test_quota_step_says_what_is_missing(lab):
                             text=True).stdout
     if "is not set" in config:  # the lab's kernel is this machine's kernel
         assert "CONFIG_XFS_QUOTA is not set" in out
+
+
+def test_node_leaves_and_apply_rejoins_it(lab):
+    """swarm_leave drops node2 (and the manager forgets it); apply --only swarm-join brings it back."""
+    from hubwizard import actions
+    from hubwizard.actions import StepContext
+    from hubwizard.events import discard
+    from hubwizard.session import open_site
+
+    session = open_site(lab["site"], recipes_dir=str(lab["recipes"]), prompt=None)
+    engine = session.engine(discard)
+    try:
+        host = session.site.host("node2")
+        ctx = StepContext("teardown", host, engine.conns.get("node2"), session.site, engine.facts, session.secrets,
+                          engine.state, discard, engine.conns, engine.context(host))
+        left = actions.get("swarm_leave")(ctx)
+        assert left.ok and left.changed, left.message
+        assert "removed from the manager's node list" in left.message
+        assert actions.get("swarm_left")(ctx).ok
+        hub_ctx = StepContext("teardown", session.site.hub_host, engine.conns.get("hub"), session.site, engine.facts,
+                              session.secrets, engine.state, discard, engine.conns, {})
+        refused = actions.get("swarm_leave")(hub_ctx)
+        assert not refused.ok and "force needed" in refused.message
+    finally:
+        engine.conns.close()
+    res = hubwizard("apply", "-c", str(lab["site"]), "--recipes", str(lab["recipes"]), "--yes", "--json",
+                    "--only", "swarm-join")
+    assert res.returncode == 0, res.stdout[-3000:]
+    statuses = _statuses(_doc(res))
+    assert statuses[("swarm-join", "node2")] == "changed" and statuses[("swarm-join", "node1")] == "unchanged"
