@@ -236,7 +236,11 @@ def cmd_render(args) -> int:
     from hubwizard.render import Facts, render_all
 
     session = _open(args)
-    written = render_all(session.site, Facts.offline(session.site), Path(args.output))
+    try:
+        written = render_all(session.site, Facts.offline(session.site), Path(args.output))
+    except OSError as exc:  # the folder the admin named cannot take the files: bad input, not a bug
+        where = exc.filename or args.output
+        raise UsageError(f"render: cannot write {where}: {exc.strerror or exc}") from None
     for p in written:
         print(p)
     print(f"render: {len(written)} files written under {args.output}")

@@ -131,3 +131,41 @@ def test_failing_then_passing_runs_leak_nothing(fleet, tmp_path, secret_site):
     finally:
         t.close()
     assert (tmp_path / f"{site.stem}.secrets.toml").stat().st_mode & 0o777 == 0o600
+
+
+def test_tui_log_capture_leaks_nothing(fleet, tmp_path):
+    """The wizard's run screen on the same misbehaving steps: its whole log (every line, not just
+    the visible ones), its status line, the failure panel and a screenshot carry no secret."""
+    import asyncio
+
+    from hubwizard.screens.run import RunScreen
+    from textual.widgets import RichLog
+
+    from hubwizard.app import HubwizardApp
+
+    values = _values()
+    site = write_site(tmp_path, fleet, secrets=values)
+    captured: dict[str, str] = {}
+
+    async def drive() -> None:
+        app = HubwizardApp(site, start="run", recipes_dir=str(RECIPES))
+        async with app.run_test(size=(120, 40)) as pilot:
+            await pilot.pause()
+            await pilot.press("y")
+            run = next(s for s in app.screen_stack if isinstance(s, RunScreen))
+            for _ in range(300):
+                await app.workers.wait_for_complete()
+                await pilot.pause(0.1)
+                if not run.running:
+                    break
+            await pilot.pause(0.3)
+            log = run.query_one("#log", RichLog)
+            captured["tui log"] = "\n".join(line.text for line in log.lines)
+            captured["tui failures"] = "\n".join(f"{f.message}\n{f.output_tail}\n{f.fix}" for f in run.failures)
+            captured["tui screenshot"] = app.export_screenshot()
+            assert run.failures and run.failures[0].step == "fails-loudly"
+
+    asyncio.run(drive())
+    assert "********" in captured["tui log"]  # the secrets were printed, and masked
+    report = scan_site(site, outputs=captured, extra={"join token": TOKEN}, since=time.time() - 600)
+    assert report.clean, [str(f) for f in report.findings]
