@@ -129,7 +129,7 @@ class DoctorScreen(Screen):
         self.diagnoses[message.index] = message.diagnosis
         self.fill()
         d = message.diagnosis
-        self.notify(f"{d.check} on {d.host}: {'fixed' if d.ok else d.summary}",
+        self.notify(f"{d.check} on {d.host}: {'fixed' if d.ok else d.summary}", markup=False,
                     severity="information" if d.ok else "error")
 
     def action_rerun(self) -> None:

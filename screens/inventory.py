@@ -9,6 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from rich.text import Text
 from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -100,7 +101,7 @@ class InventoryScreen(Screen):
             value = int(value)
         error = sitefile.field_error("hosts", key, value, required=("name", "address")) if value != "" else None
         event.input.set_class(bool(error), "invalid")
-        self.query_one("#error", Static).update(f"[red]{key}: {error}[/]" if error else "")
+        self.query_one("#error", Static).update(Text(f"{key}: {error}", style="red") if error else "")
 
     @on(Button.Pressed, "#add")
     def _add_pressed(self) -> None:
@@ -119,13 +120,13 @@ class InventoryScreen(Screen):
         if not error and host.get("jump") and host["jump"] not in names:
             error = f"jump host {host['jump']!r} is not in the inventory yet"
         if error:
-            self.query_one("#error", Static).update(f"[red]{error}[/]")
+            self.query_one("#error", Static).update(Text(error, style="red"))
             return
         self.hosts.append(host)
         for key, _label, _hint in FIELDS:
             self.query_one(f"#f-{key}", Input).value = ""
         self.query_one("#f-role", Select).value = "node"
-        self.query_one("#error", Static).update(f"added {host['name']}; ctrl+o probes it again, ctrl+s saves")
+        self.query_one("#error", Static).update(Text(f"added {host['name']}; ctrl+o probes it again, ctrl+s saves"))
         self.refresh_table()
         self.probe_host(host["name"])
 
@@ -180,19 +181,21 @@ class InventoryScreen(Screen):
         self.reports[r.host] = r
         self.refresh_table()
         if not r.reachable:
-            self.query_one("#error", Static).update(f"[red]{r.host}: {r.error}[/]" + (f"\nfix: {r.fix}" if r.fix else ""))
+            self.query_one("#error", Static).update(Text(f"{r.host}: {r.error}" + (f"\nfix: {r.fix}" if r.fix else ""),
+                                                         style="red"))
         elif not r.sudo:
-            self.query_one("#error", Static).update(f"[yellow]{r.host}: sudo needs a password or is missing[/]")
+            self.query_one("#error", Static).update(Text(f"{r.host}: sudo needs a password or is missing",
+                                                         style="yellow"))
 
     # -- save -----------------------------------------------------------------------
     def action_save(self) -> None:
         error = self.app.save_draft()
         if error:
-            self.query_one("#error", Static).update(f"[red]not saved: {error}[/]\nthe settings (s on the start "
-                                                    "screen) hold domain and e-mail")
+            self.query_one("#error", Static).update(Text(f"not saved: {error}\nthe settings (s on the start screen) "
+                                                         "hold domain and e-mail", style="red"))
             self.app.open("settings") if "site." in error else None
             return
-        self.notify(f"saved {self.app.site_path}")
+        self.notify(f"saved {self.app.site_path}", markup=False)
 
     def action_back(self) -> None:
         self.app.pop_screen()

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
@@ -29,7 +30,7 @@ class HostKeyModal(ModalScreen[bool]):
     def compose(self) -> ComposeResult:
         with Vertical(classes="dialog"):
             yield Label("Unknown host key", classes="title")
-            yield Static(f"[b]{self.host}[/b] is not in known_hosts. It presents:")
+            yield Static(Text.assemble((self.host, "bold"), " is not in known_hosts. It presents:"))
             yield Static(self.fingerprint, id="fingerprint", classes="mono")
             yield Static("Compare with `ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub` on its console.",
                          classes="hint")

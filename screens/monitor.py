@@ -263,13 +263,14 @@ class MonitorScreen(Screen):
     def _status(self) -> None:
         s = self.snapshot
         if s.error:
-            text = f"[b red]cannot read the swarm:[/] {s.error}"
+            text = Text.assemble(("cannot read the swarm: ", "bold red"), s.error)
         elif not s.fetched_at:
-            text = "connecting…"
+            text = Text("connecting…")
         else:
             filt = f"  filter: {self.filter_text!r}" if self.filter_text else ""
-            text = (f"[b]{self.site_title}[/b] {len(s.nodes)} nodes, {len(s.services)} services, {len(s.tasks)} tasks, "
-                    f"{s.api_calls} API calls every {self.interval:g}s{filt} | {s.hub_status}")
+            text = Text.assemble((self.site_title, "bold"), f" {len(s.nodes)} nodes, {len(s.services)} services, "
+                                 f"{len(s.tasks)} tasks, {s.api_calls} API calls every {self.interval:g}s{filt} | "
+                                 f"{s.hub_status}")
         self.query_one("#status", Static).update(text)
 
     @on(TabbedContent.TabActivated)
@@ -353,7 +354,7 @@ class MonitorScreen(Screen):
         self.render_visible()
 
     def on_monitor_screen_failed(self, message: Failed) -> None:
-        self.notify(message.text, severity="error", timeout=8)
+        self.notify(message.text, severity="error", timeout=8, markup=False)
 
     def on_monitor_screen_logs_loaded(self, message: LogsLoaded) -> None:
         self.log_view = (message.title, message.lines)
@@ -390,7 +391,7 @@ class MonitorScreen(Screen):
         except Exception as exc:  # noqa: BLE001
             self.post_message(self.Failed(f"{type(exc).__name__}: {exc}"))
             return
-        self.app.call_from_thread(self.notify, text)
+        self.app.call_from_thread(self.notify, text, markup=False)
         self.app.call_from_thread(self.action_refresh)
 
     def action_drain(self) -> None:

@@ -96,7 +96,7 @@ class PlanScreen(Screen):
         self.code = message.code
         status = self.query_one("#plan-status", Static)
         if message.error:
-            status.update(f"[b red]plan failed:[/] {message.error}")
+            status.update(Text.assemble(("plan failed: ", "bold red"), message.error))
         elif message.code == 0:
             status.update("plan done: [yellow]yellow[/] steps would change. [b]a[/b] applies them.")
         else:

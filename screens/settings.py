@@ -9,6 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from rich.text import Text
 from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -75,7 +76,7 @@ class SettingsScreen(Screen):
             value = value.strip()
         error = sitefile.answer_error(q, value, draft)
         err = self.query_one(f"#err-{q.section}-{q.key}", Static)
-        err.update(f"{q.key}: {error}" if error else "")
+        err.update(Text(f"{q.key}: {error}") if error else "")
         err.display = bool(error)
         self.query_one(f"#{_wid(q)}").set_class(bool(error), "invalid")
         key = f"{q.section}.{q.key}"
@@ -107,18 +108,18 @@ class SettingsScreen(Screen):
     def action_save(self) -> None:
         verdict = self.query_one("#verdict", Static)
         if self.errors:
-            verdict.update(f"[red]not saved: {'; '.join(f'{k}: {v}' for k, v in self.errors.items())}[/]")
+            verdict.update(Text("not saved: " + "; ".join(f"{k}: {v}" for k, v in self.errors.items()), style="red"))
             return
         error = self.app.save_draft()
         if error:
-            verdict.update(f"[red]not saved: {error}[/]")
+            verdict.update(Text(f"not saved: {error}", style="red"))
             return
         if self.secrets:
             from hubwizard.secrets import write_secrets
 
             write_secrets(self.app.site_path, self.secrets)
-        verdict.update(f"[green]saved {self.app.site_path}[/]")
-        self.notify(f"saved {self.app.site_path}")
+        verdict.update(Text(f"saved {self.app.site_path}", style="green"))
+        self.notify(f"saved {self.app.site_path}", markup=False)
 
     def action_back(self) -> None:
         self.app.pop_screen()

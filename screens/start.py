@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from rich.text import Text
 from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -67,27 +68,27 @@ class StartScreen(Screen):
         table.clear(columns=True)
         path = self.app.site_path
         if path is None or not Path(path).exists():
-            summary.update(f"[b]New site[/b]: {path or 'site.toml'} does not exist yet.\n"
-                           "Press i to add the hub and nodes, then s for the settings.")
+            summary.update(Text.assemble(("New site", "bold"), f": {path or 'site.toml'} does not exist yet.\n"
+                                         "Press i to add the hub and nodes, then s for the settings."))
             return
         try:
             from hubwizard.session import status_table
 
             rows = status_table(self.app.session(reload=True))
         except HubwizardError as exc:
-            summary.update(f"[b red]{path} cannot be used:[/]\n{exc}")
+            summary.update(Text.assemble((f"{path} cannot be used:", "bold red"), f"\n{exc}"))
             return
         except Exception as exc:  # noqa: BLE001 - a broken install must not kill the screen
-            summary.update(f"[b red]{path}: {type(exc).__name__}: {exc}[/]")
+            summary.update(Text(f"{path}: {type(exc).__name__}: {exc}", style="bold red"))
             return
         self.fill(table, rows)
         done = sum(1 for r in rows for h in r["hosts"].values() if h["state"] == "done")
         failed = [f"{r['id']}@{h}" for r in rows for h, v in r["hosts"].items() if v["state"] == "failed"]
         total = sum(len(r["hosts"]) for r in rows)
-        text = f"[b]{self.app.session().site.site.name}[/b]: {done}/{total} step-host pairs done"
+        text = Text.assemble((self.app.session().site.site.name, "bold"), f": {done}/{total} step-host pairs done")
         if failed:
-            text += f", [b red]failed: {', '.join(failed[:3])}[/]"
-        text += ". Press a to resume the install: done steps that still check out are skipped."
+            text.append(f", failed: {', '.join(failed[:3])}", style="bold red")
+        text.append(". Press a to resume the install: done steps that still check out are skipped.")
         summary.update(text)
 
     @staticmethod
