@@ -32,7 +32,12 @@ RUN_FLAGS: dict[str, Any] = {
     "cap_drop": ["SYS_RESOURCE"],
     "security_opt": ["seccomp=unconfined", "apparmor=unconfined"],
     "device_cgroup_rules": ["a *:* rwm"],
-    "tmpfs": {"/run": "", "/run/lock": "", "/tmp": ""},
+    # Docker's tmpfs default is noexec and 64 MB: a real server runs scripts from /tmp.
+    "tmpfs": {
+        "/run": "rw,nosuid,nodev,exec,mode=755,size=512m",
+        "/run/lock": "rw,nosuid,nodev,noexec,size=8m",
+        "/tmp": "rw,nosuid,nodev,exec,mode=1777,size=2g",
+    },
     "stop_signal": "SIGRTMIN+3",
 }
 
