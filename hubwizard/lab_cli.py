@@ -67,6 +67,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         lab.validate_name(args.name)
         if args.lab_command == "up":
+            _interrupt_on_sigterm()
             return _up(args)
         if args.lab_command == "down":
             lab.down(args.name, progress=_say)
@@ -81,6 +82,19 @@ def run(args: argparse.Namespace) -> int:
     except Exception as exc:  # noqa: BLE001 - docker/network failures become one readable line
         print(f"lab: failed: {type(exc).__name__}: {exc}", file=sys.stderr)
         return EXIT_FAILED
+
+
+def _interrupt_on_sigterm() -> None:
+    """A killed `lab up` (CI timeout, kill PID) must still remove what it made: turn SIGTERM
+    into KeyboardInterrupt, which the lab's cleanup already handles."""
+    import signal
+    import threading
+
+    def interrupt(_signum: int, _frame: object) -> None:
+        raise KeyboardInterrupt
+
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, interrupt)
 
 
 def _say(message: str) -> None:

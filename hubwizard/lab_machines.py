@@ -173,7 +173,7 @@ def ssh_banner(address: str, port: int, timeout: float = 2.0) -> bool:
         return False
 
 
-def wait_ready(container: Any, address: str, port: int, with_docker: bool, timeout: float = 180.0) -> None:
+def wait_ready(container: Any, address: str, port: int, with_docker: bool, timeout: float = 300.0) -> None:
     """Wait until systemd has booted, sshd greets and (with docker) dockerd answers.
 
     Why all three: a machine that answers on port 22 may still be booting (units racing the

@@ -259,3 +259,22 @@ def test_site_file_of_a_record_validates_without_docker(tmp_path: Path) -> None:
     secrets_file = tmp_path / "x.secrets.toml"
     assert stat.S_IMODE(secrets_file.stat().st_mode) == 0o600
     assert "s3cret" not in site_path.read_text()
+
+
+def test_machine_identity_files_encode_the_access_rules() -> None:
+    """What each machine is told before it boots: the rules the SSH tests above rely on."""
+    from hubwizard.lab_machines import MachineSpec, identity_files, known_hosts_lines
+
+    node = MachineSpec("node1", "node", "admin", 2222, "ssh-ed25519 AAAA k", "pw", "10.1.0.3", "10.1.0.2:5000")
+    files = identity_files(node)
+    sshd = files["/etc/ssh/sshd_config.d/50-hubwizard-lab.conf"][0]
+    assert "Port 2222" in sshd and "PermitRootLogin no" in sshd and "AllowUsers admin@10.1.0.3" in sshd
+    assert "PasswordAuthentication no" in sshd
+    assert files["/etc/sudoers.d/hubwizard-lab"] == ("admin ALL=(ALL:ALL) ALL\n", 0o440)
+    assert files["/etc/hubwizard-lab/password"][1] == 0o600
+    assert '"10.1.0.2:5000"' in files["/etc/docker/daemon.json"][0]
+    root = identity_files(MachineSpec("hub", "hub", "root", 22, "ssh-ed25519 AAAA k"))
+    assert "AllowUsers" not in root["/etc/ssh/sshd_config.d/50-hubwizard-lab.conf"][0]
+    assert "/etc/sudoers.d/hubwizard-lab" not in root and "/etc/hubwizard-lab/password" not in root
+    assert known_hosts_lines("10.1.0.4", 22, ["ssh-ed25519 AAAA"]) == ["10.1.0.4 ssh-ed25519 AAAA"]
+    assert known_hosts_lines("10.1.0.4", 2222, ["ssh-ed25519 AAAA"]) == ["[10.1.0.4]:2222 ssh-ed25519 AAAA"]
