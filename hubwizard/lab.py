@@ -208,4 +208,11 @@ def status(name: str) -> dict[str, Any]:
             row["dockerd"] = lab_machines.dockerd_answers(c) if running else "no"
         rows.append(row)
     healthy = bool(rows) and all(r["state"] == "running" and r.get("sshd", "yes") == "yes" for r in rows)
-    return {"name": name, "up": bool(rows), "healthy": healthy, "site": record.get("site_path"), "machines": rows}
+    return {
+        "name": name,
+        "up": bool(rows),
+        "healthy": healthy,
+        "site": record.get("site_path"),
+        "registry": record.get("registry"),  # url on the lab network, host_port on 127.0.0.1
+        "machines": rows,
+    }

@@ -126,7 +126,8 @@ def _up(args: argparse.Namespace) -> int:
     site = Path(args.output or f"{args.name}.toml")
     record = lab.up(spec, site, progress=_say)
     load_site(site)  # what we hand over must be what the rest of hubwizard accepts
-    print(f"site file: {site}")
+    print(f"site file: {site}  (secrets: {site.with_name(site.stem + '.secrets.toml')}, 0600)")
+    print(f"next: hubwizard plan -c {site}")
     for host, machine in record["machines"].items():
         print(f"  {host:<8} {machine['ip']:<15} {machine['role']:<6} {_ssh_command(record, host)}")
     return EXIT_OK
@@ -157,6 +158,9 @@ def _status(args: argparse.Namespace) -> int:
         print(f"lab {args.name!r} is not up")
         return code
     print(f"lab {args.name!r}  site: {report['site'] or '(unknown)'}")
+    if report["registry"]:
+        reg = report["registry"]
+        print(f"  registry {reg['url']} (from this host: 127.0.0.1:{reg['host_port']}, user lab)")
     print(f"  {'NAME':<9}{'ROLE':<9}{'IP':<16}{'STATE':<10}{'SSHD':<6}DOCKERD")
     for m in report["machines"]:
         print(f"  {m['name']:<9}{m['role']:<9}{m['ip']:<16}{m['state']:<10}{m.get('sshd', '-'):<6}{m.get('dockerd', '-')}")
