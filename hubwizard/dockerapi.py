@@ -24,26 +24,29 @@ API_VERSION = "1.41"  # Docker 20.10, the oldest engine we support; newer engine
 
 
 class _ChannelConnection(urllib3.connection.HTTPConnection):
-    def __init__(self, ssh: SshTransport, command: str, timeout: float) -> None:
+    def __init__(self, ssh: SshTransport, command: str, timeout: float, password: str | None) -> None:
         super().__init__("localhost", timeout=timeout)
-        self.ssh, self.command, self._timeout = ssh, command, timeout
+        self.ssh, self.command, self._timeout, self._password = ssh, command, timeout, password
 
     def connect(self) -> None:
         chan = self.ssh.connect().get_transport().open_session()
         chan.settimeout(self._timeout)
         chan.exec_command(self.command)
+        if self._password is not None:
+            # sudo -S reads one line from the channel before dial-stdio starts relaying HTTP.
+            chan.sendall((self._password + "\n").encode())
         self.sock = chan
 
 
 class _ChannelPool(urllib3.connectionpool.HTTPConnectionPool):
     scheme = "ssh"
 
-    def __init__(self, ssh: SshTransport, command: str, timeout: float, maxsize: int) -> None:
+    def __init__(self, ssh: SshTransport, command: str, timeout: float, maxsize: int, password: str | None) -> None:
         super().__init__("localhost", timeout=timeout, maxsize=maxsize)
-        self.ssh, self.command, self._timeout = ssh, command, timeout
+        self.ssh, self.command, self._timeout, self._password = ssh, command, timeout, password
 
     def _new_conn(self):
-        return _ChannelConnection(self.ssh, self.command, self._timeout)
+        return _ChannelConnection(self.ssh, self.command, self._timeout, self._password)
 
     def _get_conn(self, timeout):  # as docker-py: never call fileno() on a channel
         conn = None
@@ -59,9 +62,9 @@ class _ChannelPool(urllib3.connectionpool.HTTPConnectionPool):
 class _ChannelAdapter(BaseHTTPAdapter):
     __attrs__ = [*requests.adapters.HTTPAdapter.__attrs__, "pool"]
 
-    def __init__(self, ssh: SshTransport, command: str, timeout: float, maxsize: int = 10) -> None:
+    def __init__(self, ssh: SshTransport, command: str, timeout: float, password: str | None = None) -> None:
         super().__init__()
-        self.pool = _ChannelPool(ssh, command, timeout, maxsize)
+        self.pool = _ChannelPool(ssh, command, timeout, 10, password)
 
     def get_connection(self, url, proxies=None):
         return self.pool
@@ -80,11 +83,12 @@ def client_for(transport: Transport, *, sudo: bool = True, timeout: float = 120)
         return docker.DockerClient(base_url="unix:///var/run/docker.sock", version=API_VERSION, timeout=timeout)
     if not isinstance(transport, SshTransport):
         raise TypeError(f"no Docker API for {type(transport).__name__}")
-    command = "docker system dial-stdio"
+    command, password = "docker system dial-stdio", None
     if sudo and transport.user != "root":
-        command = "sudo -n " + command
+        password = transport.sudo_password
+        command = ("sudo -S -p '' -- " if password is not None else "sudo -n -- ") + command
     client = docker.DockerClient(base_url="ssh://unused", version=API_VERSION, use_ssh_client=True, timeout=timeout)
-    adapter = _ChannelAdapter(transport, command, timeout)
+    adapter = _ChannelAdapter(transport, command, timeout, password)
     client.api._custom_adapter = adapter
     client.api.mount("http+docker://ssh", adapter)
     return client

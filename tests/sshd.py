@@ -48,7 +48,7 @@ def start_sshd(root: Path, authorized: Path, port: int | None = None) -> Sshd:
     cfg = d / "sshd_config"
     cfg.write_text(
         f"Port {port}\nListenAddress 127.0.0.1\nHostKey {hostkey}\nPidFile {d}/pid\n"
-        f"AuthorizedKeysFile {authorized}\nPermitRootLogin prohibit-password\nPasswordAuthentication no\n"
+        f"AuthorizedKeysFile {authorized} .ssh/authorized_keys\nPermitRootLogin prohibit-password\nPasswordAuthentication no\n"
         "StrictModes no\nUsePAM no\nSubsystem sftp internal-sftp\nLogLevel ERROR\n"
     )
     Path("/run/sshd").mkdir(exist_ok=True)
