@@ -21,7 +21,7 @@ from typing import Any
 from hubwizard import lab_images, lab_machines
 from hubwizard.lab_create import create, registry_seed
 from hubwizard.lab_machines import LABEL, ROLE_LABEL
-from hubwizard.lab_site import write_secrets, write_site
+from hubwizard.lab_site import write_site
 from hubwizard.lab_spec import (
     STAND_INS,
     LabError,
@@ -33,6 +33,7 @@ from hubwizard.lab_spec import (
     state_dir,
     validate_name,
 )
+from hubwizard.secrets import write_secrets
 
 __all__ = ["LabError", "LabSpec", "NoEngineError", "down", "state_dir", "status", "up", "validate_name"]
 

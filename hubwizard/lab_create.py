@@ -19,8 +19,9 @@ from typing import Any
 
 from hubwizard import lab_images, lab_machines, lab_services
 from hubwizard.lab_machines import LABEL, SHAPE_LABEL, MachineSpec, container_name
-from hubwizard.lab_site import write_secrets, write_site
+from hubwizard.lab_site import write_site
 from hubwizard.lab_spec import STAND_INS, LabSpec, Progress, network_name, save_record, state_dir
+from hubwizard.secrets import write_secrets
 
 
 def registry_seed(base_image: str | None) -> Path:

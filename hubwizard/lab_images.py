@@ -18,6 +18,7 @@ import shutil
 import subprocess
 import tarfile
 import tempfile
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -241,8 +242,21 @@ def _ensure_one(client: Any, kind: str, progress: Progress, base_image: str | No
             _build_base(client, tag, progress)
         else:
             _build_dockerfile(client, recipe, tag, tags[recipe.parent], progress)
+        _drop_stale(client, tag)
     tags[kind] = tag
     return tag
+
+
+def _drop_stale(client: Any, current: str) -> None:
+    """Untag older builds of the same kind (a changed recipe) unless containers still use them."""
+    import docker.errors
+
+    name = current.rpartition(":")[0]
+    for image in client.images.list(name=name):
+        for tag in image.tags:
+            if tag != current:
+                with contextlib.suppress(docker.errors.APIError):
+                    client.images.remove(tag)
 
 
 def rootfs_tarball() -> Path:
@@ -304,18 +318,25 @@ def _customise_rootfs(root: Path) -> None:
         path.unlink()
 
 
-def _context(recipe: Recipe, parent_tag: str) -> io.BytesIO:
-    """An in-memory build context: the Dockerfile and the recipe's files."""
+def text_tar(files: dict[str, tuple[str, int]]) -> io.BytesIO:
+    """A tar of {path: (text, mode)}: a build context, or files for put_archive at /."""
     buf = io.BytesIO()
     with tarfile.open(fileobj=buf, mode="w") as tar:
-        for name, text in (("Dockerfile", recipe.dockerfile.replace("{parent}", parent_tag)), *recipe.files):
+        for path, (text, mode) in files.items():
             data = text.encode()
-            info = tarfile.TarInfo(name)
+            info = tarfile.TarInfo(path.lstrip("/"))
             info.size = len(data)
-            info.mode = 0o644
+            info.mode = mode
+            info.mtime = int(time.time())
             tar.addfile(info, io.BytesIO(data))
     buf.seek(0)
     return buf
+
+
+def _context(recipe: Recipe, parent_tag: str) -> io.BytesIO:
+    """An in-memory build context: the Dockerfile and the recipe's files."""
+    files = {"Dockerfile": recipe.dockerfile.replace("{parent}", parent_tag), **dict(recipe.files)}
+    return text_tar({name: (text, 0o644) for name, text in files.items()})
 
 
 def _build_dockerfile(client: Any, recipe: Recipe, tag: str, parent_tag: str, progress: Progress) -> None:

@@ -12,13 +12,13 @@ runs with a half-applied configuration and machines boot in parallel.
 
 from __future__ import annotations
 
-import io
 import json
 import socket
-import tarfile
 import time
 from dataclasses import dataclass
 from typing import Any
+
+from hubwizard.lab_images import text_tar
 
 LABEL = "io.hubwizard.lab"
 ROLE_LABEL = "io.hubwizard.lab.role"
@@ -82,20 +82,6 @@ def container_name(lab: str, host: str) -> str:
     return f"hwlab-{lab}-{host}"
 
 
-def _tar(files: dict[str, tuple[str, int]]) -> bytes:
-    """A tar of {absolute path: (text, mode)} for put_archive at /."""
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w") as tar:
-        for path, (text, mode) in files.items():
-            data = text.encode()
-            info = tarfile.TarInfo(path.lstrip("/"))
-            info.size = len(data)
-            info.mode = mode
-            info.mtime = int(time.time())
-            tar.addfile(info, io.BytesIO(data))
-    return buf.getvalue()
-
-
 def identity_files(spec: MachineSpec) -> dict[str, tuple[str, int]]:
     """The files that make a machine the one the site file describes."""
     sshd = [
@@ -147,7 +133,7 @@ def create(client: Any, lab: str, spec: MachineSpec, image: str, network: str, l
         detach=True,
         **RUN_FLAGS,
     )
-    container.put_archive("/", _tar(identity_files(spec)))
+    container.put_archive("/", text_tar(identity_files(spec)))
     container.start()
     return container
 

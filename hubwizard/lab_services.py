@@ -24,7 +24,9 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
 from cryptography.x509.oid import NameOID
 
-from hubwizard.lab_machines import HOST_LABEL, LABEL, ROLE_LABEL, _tar, container_name
+from hubwizard.lab_images import text_tar
+from hubwizard.lab_machines import HOST_LABEL, LABEL, ROLE_LABEL, container_name
+from hubwizard.lab_site import write_private
 
 REGISTRY_USER = "lab"
 CONF = "/etc/hubwizard-lab"
@@ -74,9 +76,7 @@ def ssh_keypair(path: Path) -> str:
     key = ed25519.Ed25519PrivateKey.generate()
     private = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.OpenSSH, serialization.NoEncryption())
     public = key.public_key().public_bytes(serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH)
-    path.write_bytes(b"")
-    path.chmod(0o600)
-    path.write_bytes(private)
+    write_private(path, private)
     line = public.decode() + " hubwizard-lab"
     path.with_suffix(".pub").write_text(line + "\n")
     return line
@@ -112,7 +112,7 @@ def start_registry(client: Any, lab: str, image: str, network: str, password: st
     )
     hashed = bcrypt.hashpw(password.encode(), bcrypt.gensalt(rounds=10)).decode()
     files = {f"{CONF}/registry.yml": (REGISTRY_YML, 0o644), f"{CONF}/htpasswd": (f"{REGISTRY_USER}:{hashed}\n", 0o644)}
-    container.put_archive("/", _tar(files))
+    container.put_archive("/", text_tar(files))
     if seed is not None:
         with open(seed, "rb") as fh:
             container.put_archive("/var/lib", fh)
@@ -182,13 +182,10 @@ def self_signed(address: str, cert_path: Path, key_path: Path) -> None:
         .sign(key, hashes.SHA256())
     )
     cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_path.write_bytes(b"")
-    key_path.chmod(0o600)
-    key_path.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM, serialization.PrivateFormat.TraditionalOpenSSL, serialization.NoEncryption()
-        )
+    pem = key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.TraditionalOpenSSL, serialization.NoEncryption()
     )
+    write_private(key_path, pem)
 
 
 def give_acme_cert(container: Any, cert_path: Path, key_path: Path) -> None:
@@ -198,8 +195,8 @@ def give_acme_cert(container: Any, cert_path: Path, key_path: Path) -> None:
         f"{CONF}/key.pem": (key_path.read_text(), 0o600),
         f"{CONF}/pebble.json": (json.dumps(PEBBLE_JSON, indent=2), 0o644),
     }
-    container.put_archive("/", _tar(files))
-    container.put_archive("/", _tar({f"{CONF}/go": ("", 0o644)}))
+    container.put_archive("/", text_tar(files))
+    container.put_archive("/", text_tar({f"{CONF}/go": ("", 0o644)}))
 
 
 def fetch_pebble_root(address: str, ca_cert: Path, out: Path, timeout: float = 30.0) -> None:

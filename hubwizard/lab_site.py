@@ -12,6 +12,8 @@ import os
 from pathlib import Path
 from typing import Any
 
+from hubwizard.secrets import secrets_path
+
 DOMAIN = "hub.lab.test"
 EMAIL = "admin@lab.test"
 
@@ -90,17 +92,12 @@ def render_site(record: dict[str, Any]) -> str:
     return "\n".join(out)
 
 
-def secrets_path(site_path: Path) -> Path:
-    """lab.toml -> lab.secrets.toml, beside the site file."""
-    return site_path.with_name(site_path.stem + ".secrets.toml")
-
-
-def _write_private(path: Path, text: str) -> None:
-    """Create with 0600 from the first byte: a secret must never be world-readable, even briefly."""
+def write_private(path: Path, data: bytes | str) -> None:
+    """Create with 0600 from the first byte: keys and secrets must never be readable, even briefly."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as fh:
-        fh.write(text)
+    with os.fdopen(fd, "wb") as fh:
+        fh.write(data.encode() if isinstance(data, str) else data)
     path.chmod(0o600)
 
 
@@ -108,9 +105,3 @@ def write_site(path: Path, record: dict[str, Any]) -> None:
     record = {**record, "site_path": str(path.resolve())}
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(render_site(record))
-
-
-def write_secrets(site_path: Path, secrets: dict[str, str]) -> None:
-    lines = ["# Secrets of a hubwizard lab (0600). Never commit this file."]
-    lines += [f"{key} = {_q(value)}" for key, value in sorted(secrets.items())]
-    _write_private(secrets_path(site_path), "\n".join(lines) + "\n")

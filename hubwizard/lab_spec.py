@@ -13,6 +13,7 @@ from pathlib import Path
 
 from hubwizard import lab_images
 from hubwizard.errors import ConfigError, HubwizardError
+from hubwizard.lab_site import write_private
 
 Progress = Callable[[str], None]
 STAND_INS = (("jupyterhub", "lab/jupyterhub", "5"), ("singleuser", "lab/singleuser", "latest"))
@@ -66,9 +67,7 @@ def network_name(name: str) -> str:
 def save_record(record: dict) -> None:
     """The lab's record (0600: it holds the secrets so a reused lab can rewrite its files)."""
     path = state_dir(record["name"]) / "lab.json"
-    path.write_text("")
-    path.chmod(0o600)
-    path.write_text(json.dumps(record, indent=2) + "\n")
+    write_private(path, json.dumps(record, indent=2) + "\n")
 
 
 def load_record(name: str) -> dict | None:

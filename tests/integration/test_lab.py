@@ -228,7 +228,8 @@ def test_site_file_of_a_record_validates_without_docker(tmp_path: Path) -> None:
     """The site file's shape (jump, sudo, spares, registry, ACME) checked against config.py alone."""
     from hubwizard.config import load_site
     from hubwizard.lab import LabSpec
-    from hubwizard.lab_site import write_secrets, write_site
+    from hubwizard.lab_site import write_site
+    from hubwizard.secrets import write_secrets
 
     spec = LabSpec(name="x", nodes=1, spares=1, user="admin", sudo_password=True, ssh_port=2222, jump=True)
     record = {
