@@ -371,3 +371,38 @@ async def test_monitor_shows_brackets_as_text():
         await pilot.pause()
         row = app.screen.query_one("#tasks-table", DataTable).get_row(snap.tasks[2].id)
         assert str(row[-1]) == "[E] no [bold]suitable[/bold] node"
+
+
+async def test_new_site_from_inventory_to_settings_to_file(tmp_path, ssh_env):
+    site = tmp_path / "fresh.toml"
+    port = ssh_env["servers"][0].port
+    app = make_app(site)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        await pilot.press("i")
+        await pilot.pause()
+        inv = app.screen
+        assert inv.query_one("#f-name", Input).value == "hub"  # the first host is the hub
+        await pilot.press("tab", *"127.0.0.1", "tab", "tab", *str(port), "enter")
+        for _ in range(100):  # the probe meets an unknown host key (~/.ssh/known_hosts): refuse it
+            await pilot.pause(0.1)
+            if isinstance(app.screen, HostKeyModal):
+                break
+        assert isinstance(app.screen, HostKeyModal)
+        await pilot.press("n")
+        await settle(pilot, app, 3)
+        assert [h["name"] for h in app.draft()["hosts"]] == ["hub"]
+        assert not inv.reports["hub"].reachable and "not in" in inv.reports["hub"].error
+        await pilot.press("ctrl+s")  # no domain yet: not saved, the settings open
+        await pilot.pause()
+        assert type(app.screen).__name__ == "SettingsScreen"
+        assert not site.exists()
+        settings = app.screen
+        settings.query_one("#q-site-domain", Input).value = "hub.fresh.example"
+        settings.query_one("#q-site-email", Input).value = "me@fresh.example"
+        await pilot.pause()
+        await pilot.press("ctrl+s")
+        await pilot.pause()
+    loaded = load_site(site)
+    assert loaded.site.name == "fresh" and loaded.site.domain == "hub.fresh.example"
+    assert [(h.name, h.role, h.port) for h in loaded.hosts] == [("hub", "hub", port)]
