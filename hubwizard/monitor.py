@@ -314,6 +314,7 @@ class MonitorModel:
         self.hub_users = hub_users
         self._since = time.time() - events_window
         self._events: list[EventRow] = []
+        self._last = 0.0  # time of the newest event kept
         self._max_events = max_events
         self._nodes: dict[str, str] = {}
         self._services: dict[str, str] = {}
@@ -339,11 +340,15 @@ class MonitorModel:
         return snap
 
     def _new_events(self) -> list[EventRow]:
-        until = time.time()
+        """Events since the last refresh: one bounded call (since..until), never a held stream.
+        Whole seconds overlap at the edges, so events already seen are dropped by time."""
+        until = int(time.time())
         with contextlib.suppress(Exception):
-            raw = self.api.events(since=int(self._since), until=int(until), decode=True)
-            fresh = [parse_event(e, self._nodes | self._services) for e in raw]
-            self._since = int(until)
+            raw = self.api.events(since=int(self._since), until=until, decode=True)
+            fresh = [e for e in (parse_event(r, self._nodes | self._services) for r in raw) if e.time > self._last]
+            self._since = until
+            if fresh:
+                self._last = max(e.time for e in fresh)
             self._events = (self._events + fresh)[-self._max_events:]
         return list(reversed(self._events))
 
