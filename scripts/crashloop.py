@@ -20,7 +20,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from tests.reliability.crash import crash_point, delays, timed_full_run  # noqa: E402
+from tests.reliability.crash import crash_point, moments, timed_full_run  # noqa: E402
 from tests.reliability.fleet import start_fleet, write_site  # noqa: E402
 
 
@@ -34,19 +34,22 @@ def main() -> int:
         root = Path(tmp)
         fleet = start_fleet(root / "fleet", args.hosts)
         try:
-            window = timed_full_run(write_site(root / "clean", fleet)) + 0.5
-            print(f"crashloop: full run {window - 0.5:.1f}s, {args.count} crash points, seed {args.seed}", flush=True)
+            window, records = timed_full_run(write_site(root / "clean", fleet))
+            print(f"crashloop: full run {window:.1f}s ({records} journal records), {args.count} crash points, "
+                  f"seed {args.seed}", flush=True)
             survived = killed = 0
-            for i, delay in enumerate(delays(args.count, window, args.seed)):
+            for i, (after, delay) in enumerate(moments(args.count, window, records, args.seed)):
                 t0 = time.monotonic()
-                point = crash_point(write_site(root / f"p{i}", fleet), delay, settle=fleet.wait_idle)
+                point = crash_point(write_site(root / f"p{i}", fleet), delay, settle=fleet.wait_idle,
+                                    after_records=after)
                 leftovers = list((root / f"p{i}" / "work").rglob("*.part"))
                 ok = point.survived and not leftovers
                 survived += ok
                 killed += point.killed
-                print(f"  {i + 1:>3}  kill at {delay:6.2f}s  killed={point.killed!s:<5} records={point.journal_lines:<3} "
-                      f"last={point.last_phase or '-':<8} {'survived' if ok else 'FAILED: ' + point.detail[:300]}"
-                      f"  ({time.monotonic() - t0:.0f}s)", flush=True)
+                print(f"  {i + 1:>3}  kill {after:>2} records + {delay:5.2f}s  killed={point.killed!s:<5} "
+                      f"records={point.journal_lines:<3} last={point.last_phase or '-':<8} "
+                      f"{'survived' if ok else 'FAILED: ' + point.detail[:300]}  ({time.monotonic() - t0:.0f}s)",
+                      flush=True)
         finally:
             fleet.stop()
     print(f"crashloop: {survived}/{args.count} crash points survived ({killed} killed mid-run), seed {args.seed}")

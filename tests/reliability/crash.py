@@ -75,11 +75,17 @@ def read_journal(path: Path) -> tuple[int, str, str]:
     return len(lines), last, "" if not torn or not torn.endswith(b"\n") else "torn line"
 
 
-def kill_apply_at(site: Path, delay: float, recipes: Path | None = CRASH_RECIPES) -> bool:
-    """Start `apply --yes` and SIGKILL it after ``delay`` seconds; True if it was still running."""
+def kill_apply_at(site: Path, delay: float, recipes: Path | None = CRASH_RECIPES, after_records: int = 0) -> bool:
+    """Start `apply --yes` and SIGKILL it ``delay`` seconds after the journal holds
+    ``after_records`` records (0: after the start); True if it was still running."""
+    from hubwizard.journal import journal_path
+
     extra = ["--recipes", str(recipes)] if recipes is not None else []
+    journal = journal_path(site, _site_name(site))
     proc = subprocess.Popen([*DRIVER, "apply", "-c", str(site), "--yes", *extra], stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL, cwd=ROOT)
+    while after_records and proc.poll() is None and _records(journal) < after_records:
+        time.sleep(0.01)
     try:
         proc.wait(delay)
         return False
@@ -89,12 +95,20 @@ def kill_apply_at(site: Path, delay: float, recipes: Path | None = CRASH_RECIPES
         return True
 
 
+def _records(journal: Path) -> int:
+    try:
+        return journal.read_bytes().count(b"\n")
+    except OSError:
+        return 0
+
+
 def crash_point(site: Path, delay: float, recipes: Path | None = CRASH_RECIPES,
-                settle: Callable[[], None] | None = None) -> CrashPoint:
-    """Kill at ``delay``, then check the journal, status, resume and verify."""
+                settle: Callable[[], None] | None = None, after_records: int = 0) -> CrashPoint:
+    """Kill at ``delay`` (after ``after_records`` journal records), then check the journal,
+    status, resume and verify."""
     from hubwizard.journal import journal_path
 
-    killed = kill_apply_at(site, delay, recipes)
+    killed = kill_apply_at(site, delay, recipes, after_records)
     if settle is not None:
         settle()
     journal = journal_path(site, _site_name(site))
@@ -118,18 +132,28 @@ def _site_name(site: Path) -> str:
     return tomllib.loads(site.read_text())["site"]["name"]
 
 
-def timed_full_run(site: Path, recipes: Path | None = CRASH_RECIPES) -> float:
-    """Seconds a clean apply of ``site`` takes (the window kill delays are drawn from)."""
+def timed_full_run(site: Path, recipes: Path | None = CRASH_RECIPES) -> tuple[float, int]:
+    """Seconds a clean apply of ``site`` takes, and the journal records it writes."""
+    from hubwizard.journal import journal_path
+
     t0 = time.monotonic()
     res = hw("apply", "-c", str(site), "--yes", recipes=recipes, timeout=900)
     if res.returncode != 0:
         raise AssertionError(f"a clean apply failed: {res.stdout[-1500:]}{res.stderr[-1500:]}")
-    return time.monotonic() - t0
+    return time.monotonic() - t0, _records(journal_path(site, _site_name(site)))
 
 
-def delays(count: int, window: float, seed: int) -> list[float]:
-    """``count`` kill moments spread over the window: one random moment in each equal slice,
-    so every part of the run (start-up, each step, the end) gets its share."""
+def moments(count: int, window: float, records: int, seed: int) -> list[tuple[int, float]]:
+    """``count`` kill moments as (journal records to wait for, then seconds): even ones spread over
+    the start-up time (one random moment per slice), odd ones just after a random journal record,
+    so every step boundary and every moment inside a step gets its share however loaded the machine."""
     rng = random.Random(seed)
-    width = window / count
-    return [round(i * width + rng.uniform(0, width), 3) for i in range(count)]
+    startup = max(window / 3, 1.0)
+    out = []
+    for i in range(count):
+        if i % 2 == 0:
+            slice_ = startup / ((count + 1) // 2)
+            out.append((0, round((i // 2) * slice_ + rng.uniform(0, slice_), 3)))
+        else:
+            out.append((rng.randint(1, max(records - 1, 1)), round(rng.uniform(0, 0.5), 3)))
+    return out
