@@ -115,8 +115,9 @@ class DoctorScreen(Screen):
         self.app.push_screen(ConfirmModal(f"Fix {d.check} on {d.host}?", body.strip()),
                              lambda yes: self.fix(index, d) if yes else None)
 
-    @work(thread=True, group="doctor-fix")
+    @work(thread=True, exclusive=True, group="doctor-fix")
     def fix(self, index: int, diagnosis: Any) -> None:
+        """One fix at a time: fixes may touch the same host or service."""
         from hubwizard import doctor
 
         try:

@@ -166,6 +166,7 @@ class InventoryScreen(Screen):
 
     @work(thread=True, group="probe")
     def probe_host(self, name: str) -> None:
+        """Not exclusive on purpose: "probe all" reads every host at once, each in its own worker."""
         try:
             conns = self.app.connections(self.probe_site())
         except Exception as exc:  # noqa: BLE001 - e.g. the inventory does not validate yet

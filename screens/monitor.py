@@ -384,8 +384,9 @@ class MonitorScreen(Screen):
 
         self.app.push_screen(ConfirmModal(title, body), answered)
 
-    @work(thread=True, group="monitor-action")
+    @work(thread=True, exclusive=True, group="monitor-action")
     def act(self, call: Callable[[], str]) -> None:
+        """One confirmed action at a time; its result is a notification, then a refresh."""
         try:
             text = call()
         except Exception as exc:  # noqa: BLE001
