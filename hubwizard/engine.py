@@ -286,6 +286,8 @@ class Engine:
             if mode == "verify":
                 self._verify_concurrently(chosen, hosts)
                 return summary
+            if mode == "apply":
+                chosen = chosen[self._converged_prefix(chosen, hosts):]
             for step in chosen:
                 targets = self.hosts_for(step, hosts)
                 if not targets:
@@ -357,6 +359,85 @@ class Engine:
                         break
         finally:
             self.emit = outer
+
+    def _converged_prefix(self, chosen: list[Step], hosts: set[str] | None) -> int:
+        """apply: every step's check on every host at once (checks only read), then the leading
+        steps found converged are reported (and journaled) as a sequential run would; returns
+        how many. A converged site costs its slowest check instead of the sum of all of them.
+        The first step not converged and every step after it run one by one as always, their
+        checks again included (the steps before them may have changed the hosts by then)."""
+        work = [(s, t) for s in chosen for t in [self.hosts_for(s, hosts)]]
+        pairs = [(s, h) for s, t in work for h in t]
+        if len(work) < 2 or not pairs:
+            return 0
+        try:
+            _ = self.facts
+        except Exception:  # noqa: BLE001 - the sequential run reports it with host and fix
+            return 0
+        latest = self.journal.latest()
+        outer, local = self.emit, threading.local()
+
+        def route(event: Event) -> None:
+            buffer = getattr(local, "buffer", None)
+            if buffer is None:
+                outer(event)
+            else:
+                buffer.append(event)
+
+        slots = {h.name: threading.Semaphore(self.VERIFY_STEPS_PER_HOST) for _, h in pairs}
+
+        def one(step: Step, host: Host) -> tuple[list[Event], tuple[HostResult, str | None] | None]:
+            local.buffer = []
+            try:
+                with slots[host.name]:
+                    return local.buffer, self._precheck(step, host, latest)
+            except Exception:  # noqa: BLE001 - not converged: the sequential run says why
+                return local.buffer, None
+            finally:
+                local.buffer = None
+
+        # route stays the emitter for the rest of run(): the events of checks still running when
+        # the prefix ends go to their own buffers, never into the sequential run's report.
+        self.emit = route
+        pool = ThreadPoolExecutor(max_workers=min(32, len(pairs)))
+        futures = {(s.id, h.name): pool.submit(one, s, h) for s, h in pairs}
+        done = 0
+        try:
+            for step, targets in work:
+                rows = [futures[(step.id, h.name)].result() for h in targets]
+                if any(decision is None for _, decision in rows):
+                    break
+                if targets:
+                    outer(StepStarted(step.id, step.title, tuple(h.name for h in targets)))
+                    for events, _ in rows:
+                        for event in events:
+                            outer(event)
+                    for _, (result, record) in rows:  # type: ignore[misc]
+                        if record is not None:
+                            self.journal.record(self.run_id, step.id, result.host, "done", record,
+                                                "already in the desired state")
+                        outer(result)
+                    outer(StepFinished(step.id, _overall([r for _, (r, _) in rows])))  # type: ignore[misc]
+                done += 1
+        finally:  # a later step's check is not waited for once an earlier step has work to do
+            pool.shutdown(wait=False, cancel_futures=True)
+        return done
+
+    def _precheck(self, step: Step, host: Host, latest: dict) -> tuple[HostResult, str | None] | None:
+        """The convergence decision of _host_inner (apply), without changing anything: the
+        result to report and the digest to journal (None: already journaled), or None when
+        the step has work to do on this host."""
+        ctx = self.context(host)
+        if not self._when(step.when, ctx):
+            return HostResult(step.id, host.name, "skipped", "not needed for this site"), None
+        digest = self.digest(step, ctx)
+        prev = latest.get((step.id, host.name))
+        same = prev is not None and prev.phase == "done" and prev.digest == digest
+        changed_inputs = prev is not None and prev.phase == "done" and prev.digest != digest
+        check_ok = bool(step.check) and self._phase(step, host, "check", ctx)[0]
+        if not ((check_ok and not changed_inputs) or (not step.check and same)):
+            return None
+        return HostResult(step.id, host.name, "unchanged", "already in the desired state"), None if same else digest
 
     def _run_hosts(self, step: Step, targets: list[Host], mode: str) -> list[HostResult]:
         if step.parallel and len(targets) > 1:
