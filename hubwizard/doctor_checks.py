@@ -26,6 +26,7 @@ BOTH = ("swarm-mode", "classic")
 DISK_FULL_PERCENT = 90
 CERT_WARN_DAYS = 14
 MAX_SKEW_SECONDS = 2.0
+NFS_GRACE_WAIT = 120.0  # nfs-ganesha answers JUKEBOX for its grace period (90 s) after a start
 
 Fixer = Callable[[DoctorContext, Diagnosis], "str | None"]
 
@@ -356,35 +357,64 @@ def _nfs_restart(site: Site) -> tuple[str, ...]:
     return ("systemctl restart nfs-kernel-server", "exportfs -ra")
 
 
+# classic: /home of the hub, through a kernel mount where there is an NFS client, else libnfs;
+# a fresh file name each try (nfs-cp creates exclusively; a failed try may leave the file)
 NFS_WRITE_SCRIPT = """
 set -u
-f=.hubwizard-doctor-$(hostname)
+f=.hubwizard-doctor-$(hostname)-$$-$(date +%s%N)
 if grep -qw nfs /proc/filesystems || modprobe -q nfs 2>/dev/null; then
   d=$(mktemp -d) && mount -t nfs -o vers=3,soft,timeo=50,retrans=1 "$SRV:$DIR" "$d" \\
     && date > "$d/$f" && cat "$d/$f" >/dev/null && rm -f "$d/$f"; rc=$?; umount "$d" 2>/dev/null; rmdir "$d"; exit $rc
 elif command -v nfs-cp >/dev/null; then
-  date > "/tmp/$f" && timeout 30 nfs-cp "/tmp/$f" "nfs://$SRV$DIR/$f" && timeout 30 nfs-ls "nfs://$SRV$DIR" | grep -q "$f"
-  exit $?
+  date > "/tmp/$f" && timeout 30 nfs-cp "/tmp/$f" "nfs://$SRV$DIR/$f"; rc=$?; rm -f "/tmp/$f"; exit $rc
 else
   echo "NO-NFS-CLIENT"; exit 99
 fi
 """
 
 
+def _classic_write(ctx: DoctorContext, h: Host, ip: str, path: str) -> tuple[bool, str, bool]:
+    """(ok, output, cannot check) of one test write to the hub's /home."""
+    env = f"SRV={shlex.quote(ip)} DIR={shlex.quote(path)}"
+    res = ctx.run(h, f"{env} sh -c {shlex.quote(NFS_WRITE_SCRIPT)}", timeout=90)
+    return res.ok, res.output, res.exit_code == 99
+
+
+def _swarm_write(ctx: DoctorContext, h: Host) -> tuple[bool, str, bool]:
+    """The storage step's own test write (libnfs, read back on the server): one way to do it."""
+    from hubwizard import actions
+    from hubwizard.actions import RunState, StepContext
+
+    sc = StepContext("doctor:nfs-write", h, ctx.connections.get(h.name), ctx.site, ctx.facts, ctx.session.secrets,
+                     RunState(), ctx.sink, ctx.connections, {})
+    res = actions.get("nfs_test_write")(sc)
+    return res.ok, res.message, bool(res.skipped)
+
+
 @check("nfs-write", "each node can write to the shared storage over NFS",
-       applies=lambda s: s.storage.kind in ("nfs", "autofs"), fix=_fix_nfs, settle=20)
+       applies=lambda s: s.storage.kind in ("nfs", "autofs"), fix=_fix_nfs, settle=30)
 def nfs_write(ctx: DoctorContext) -> list[Diagnosis]:
     server, ip, path = _nfs_target(ctx.site, ctx)
 
     def one(h: Host) -> Diagnosis:
-        env = f"SRV={shlex.quote(ip)} DIR={shlex.quote(path)}"
-        res = ctx.run(h, f"{env} sh -c {shlex.quote(NFS_WRITE_SCRIPT)}", timeout=90)
-        if res.exit_code == 99:
+        deadline = time.monotonic() + NFS_GRACE_WAIT
+        while True:
+            ok, output, cannot = (_classic_write(ctx, h, ip, path) if _is_classic(ctx.site)
+                                  else _swarm_write(ctx, h))
+            # NFS3ERR_JUKEBOX: "try again later" (a server just (re)started, in its grace period)
+            if ok or "JUKEBOX" not in output or time.monotonic() > deadline:
+                break
+            time.sleep(5)
+        if cannot:
             return Diagnosis("nfs-write", h.name, False, "cannot check on this host: kernel has no NFS client "
                              "(and libnfs-utils' nfs-cp is not installed)", skipped=True)
-        if res.ok:
+        if ok:
             return Diagnosis("nfs-write", h.name, True, f"test write to {ip}:{path} worked")
-        return Diagnosis("nfs-write", h.name, False, f"test write to {ip}:{path} failed", _tail(res.output),
+        if "JUKEBOX" in output:
+            return Diagnosis("nfs-write", h.name, False, f"{ip}:{path} answers 'try again later' (NFS3ERR_JUKEBOX): "
+                             "the server is still in its grace period after a restart", _tail(output),
+                             fix_title="wait for the grace period (90 s by default) to end, then run doctor again")
+        return Diagnosis("nfs-write", h.name, False, f"test write to {ip}:{path} failed", _tail(output),
                          fix_title=f"on {server.name} (the NFS server): restart it and re-export",
                          fix_commands=_nfs_restart(ctx.site))
 

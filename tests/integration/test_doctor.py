@@ -193,12 +193,51 @@ def swarm_site(classic_lab) -> Iterator[Path]:
         for node in ("node1", "node2"):
             ssh(classic_lab, node, f"docker swarm join --token {token} {hub_ip}:2377")
         ssh(classic_lab, "hub", "docker network create --driver overlay --attachable jupyterhub")
+        _userspace_nfs(classic_lab, site)
         yield site
     finally:
         ssh(classic_lab, "hub", "docker service rm ghost 2>/dev/null; true", check=False)
         for node in ("node1", "node2"):
             ssh(classic_lab, node, "docker swarm leave --force", check=False)
         ssh(classic_lab, "hub", "docker swarm leave --force", check=False)
+
+
+def _userspace_nfs(lab: ClassicLab, site: Path) -> None:
+    """nfs-ganesha on the hub exporting storage.path (no kernel nfsd here), libnfs-utils on the
+    nodes: what the doctor's NFS test write uses where the kernel has no NFS client."""
+    from hubwizard.config import load_site
+    from hubwizard.render import Facts, template_context
+    from hubwizard.templating import render_asset
+
+    cfg = load_site(site)
+    ips = {h: m["ip"] for h, m in lab.record["machines"].items()}
+    facts = Facts(hub_ip=ips["hub"], subnet=lab.record["subnet"], ips=ips, nfs_ip=ips["hub"])
+    conf = render_asset("ganesha.conf.j2", template_context(cfg, facts)).encode()
+    install = "DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends"
+    ssh(lab, "hub", f"{install} nfs-ganesha nfs-ganesha-vfs rpcbind >/dev/null && mkdir -p {cfg.storage.path}")
+    conns = lab.connections()
+    try:
+        conns.get("hub").put(conf, "/etc/ganesha/ganesha.conf", sudo=True)
+    finally:
+        conns.close()
+    ssh(lab, "hub", "systemctl enable --now rpcbind && systemctl restart nfs-ganesha && sleep 3")
+    for node in ("node1", "node2"):
+        ssh(lab, node, f"{install} libnfs-utils >/dev/null")
+
+
+def test_swarm_nfs_write_fails_when_the_server_stops(classic_lab, swarm_site):
+    diags, _, conns = diagnose(classic_lab, "nfs-write", swarm_site)
+    conns.close()
+    assert not failing(diags) and all(d.ok for d in diags if d.check == "nfs-write"), [
+        (d.host, d.summary, d.detail) for d in diags]
+    ssh(classic_lab, "hub", "systemctl stop nfs-ganesha")
+    diags, session, conns = diagnose(classic_lab, "nfs-write", swarm_site)
+    bad = failing(diags)
+    assert {d.host for d in bad} == {"node1", "node2"}
+    assert bad[0].summary.startswith("test write to ") and "restart" in (bad[0].fix_title or "")
+    assert bad[0].fix_commands == ("systemctl restart rpcbind nfs-ganesha",)
+    after = fix(session, conns, bad[0])
+    assert after.ok, after
 
 
 def test_swarm_removed_network_is_created_again(classic_lab, swarm_site):
@@ -249,3 +288,25 @@ def test_tasks_failing_with_no_such_image(classic_lab, swarm_site):
     assert "No such image" in bad.summary and f"{registry}/lab/ghost:1" in bad.fix_commands[0]
     after = fix(session, conns, bad)  # the image was never pushed: the fix fails and says so
     assert not after.ok and after.summary.startswith("the fix failed: `docker pull")
+
+
+def test_swarm_network_not_attachable_is_recreated(classic_lab, swarm_site):
+    ssh(classic_lab, "hub", "docker network rm jupyterhub && docker network create --driver overlay jupyterhub")
+    diags, session, conns = diagnose(classic_lab, "hub-network", swarm_site)
+    (bad,) = failing(diags)
+    assert bad.summary == "jupyterhub is overlay, attachable=false: spawned servers cannot join it"
+    assert bad.fix_commands[-1] == "docker network create --driver overlay --attachable jupyterhub"
+    assert fix(session, conns, bad).ok
+
+
+def test_swarm_quota_not_enforced_without_project_quotas(classic_lab, swarm_site):
+    site = swarm_site.with_name("quota-site.toml")
+    site.write_text(swarm_site.read_text().replace('name = "swarm-site"', 'name = "quota-site"', 1)
+                    + "\n[quotas]\nenabled = true\n")
+    site.with_name("quota-site.secrets.toml").write_bytes(
+        swarm_site.with_name("swarm-site.secrets.toml").read_bytes())
+    site.with_name("quota-site.secrets.toml").chmod(0o600)
+    diags, _, conns = diagnose(classic_lab, "quota", site)
+    conns.close()
+    (bad,) = failing(diags)
+    assert bad.host == "hub" and "without project quotas: no quota can be enforced" in bad.summary
