@@ -222,3 +222,18 @@ def test_fix_without_a_terminal_needs_yes(tmp_path, capsys):
     site.write_text(SITE.replace("10.0.0.10", "192.0.2.1"))
     assert main(["doctor", "-c", str(site), "--fix"]) == 2
     assert "--yes" in capsys.readouterr().err
+
+
+def test_plain_tcp_is_warned_loudly(tmp_path):
+    """docker_tls = false + allow_plain_tcp: the TLS call says WARNING (shown as "cannot run
+    here" in verify, never as a pass); without allow_plain_tcp it is an error."""
+    from hubwizard.actions import RunState, StepContext
+
+    site = parse_site(SITE + "\n[classic]\ndocker_tls = false\nallow_plain_tcp = true\n")
+    ctx = StepContext("classic-docker-tls", site.hub_host, None, site, None, None, RunState(), lambda e: None)
+    res = classic.classic_tls_certs(ctx, check=True)
+    assert not res.ok and res.skipped and res.message.startswith("WARNING: Docker listens on plain TCP 2375")
+    site = parse_site(SITE + "\n[classic]\ndocker_tls = false\n")
+    ctx = StepContext("classic-docker-tls", site.hub_host, None, site, None, None, RunState(), lambda e: None)
+    res = classic.classic_tls_certs(ctx)
+    assert not res.ok and not res.skipped and "needs Docker on TCP" in res.message
