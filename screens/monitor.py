@@ -216,6 +216,9 @@ class MonitorScreen(Screen):
         if name in self.dirty:
             self.dirty.discard(name)
             self._fill(name)
+        tabs = self.query_one(TabbedContent)
+        for other in self.dirty:  # hidden tabs: no table work, but their labels count what is new
+            tabs.get_tab(other).label = self._label(other, self._count(other))
 
     def _fill(self, name: str) -> None:
         """Bring a table to the snapshot: unchanged rows cost nothing, changed cells are updated
@@ -250,6 +253,13 @@ class MonitorScreen(Screen):
         if keep is not None:
             with contextlib.suppress(Exception):  # that row is gone
                 table.move_cursor(row=table.get_row_index(keep), animate=False)
+
+    def _count(self, name: str) -> int:
+        s = self.snapshot
+        sizes = {"nodes": len(s.nodes), "services": len(s.services),
+                 "tasks": len(self.drill[1]) if self.drill else len(s.tasks), "users": len(s.users or []),
+                 "events": len(s.events), "logs": len(self.log_view[1])}
+        return sizes[name]
 
     def _label(self, name: str, count: int) -> str:
         if name == "tasks" and self.drill:
