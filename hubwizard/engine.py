@@ -326,13 +326,28 @@ class Engine:
                 buffer.append(event)
 
         self.emit = route
-        slots = {h.name: threading.Semaphore(self.VERIFY_STEPS_PER_HOST) for _, t in work for h in t}
+        names = {h.name for _, t in work for h in t}
+        slots = {n: threading.Semaphore(self.VERIFY_STEPS_PER_HOST) for n in names}
+        solo = {n: threading.Lock() for n in names}
 
         def one(step: Step, host: Host) -> tuple[list[Event], HostResult]:
             local.buffer = []
             try:
                 with slots[host.name]:
-                    return local.buffer, self._host(step, host, "verify")
+                    result = self._host(step, host, "verify")
+                if result.status == "unreachable":
+                    # sshd refuses channels past MaxSessions (a call's Docker client holds some):
+                    # once more, alone on this host, before calling the host unreachable
+                    local.buffer = []
+                    with solo[host.name]:
+                        for _ in range(self.VERIFY_STEPS_PER_HOST):
+                            slots[host.name].acquire()
+                        try:
+                            result = self._host(step, host, "verify")
+                        finally:
+                            for _ in range(self.VERIFY_STEPS_PER_HOST):
+                                slots[host.name].release()
+                return local.buffer, result
             finally:
                 local.buffer = None
 
