@@ -64,7 +64,7 @@ class FailureModal(ModalScreen[str]):
     def compose(self) -> ComposeResult:
         with Vertical(classes="dialog error"):
             yield Label(f"Step {self.step} failed on {self.host}", classes="title")
-            if self.message:
+            if self.message and self.message != f"failed: {self.command}":  # no command shown twice
                 yield Static(self.message, markup=False)
             if self.command:
                 yield Static(f"$ {self.command}", classes="mono", markup=False)
