@@ -71,9 +71,9 @@ def registry_auth(ctx: StepContext) -> dict[str, str] | None:
 
 
 class Throttle:
-    """Turns a flood of stream updates into at most one Progress event per second per label."""
+    """Turns a flood of stream updates into at most one Progress event every two seconds."""
 
-    def __init__(self, ctx: StepContext, every: float = 1.0) -> None:
+    def __init__(self, ctx: StepContext, every: float = 2.0) -> None:
         self.ctx, self.every, self.last = ctx, every, 0.0
 
     def __call__(self, label: str, done: float, total: float | None, force: bool = False) -> None:
@@ -762,18 +762,46 @@ def _wait(ctx: StepContext, what: str, timeout: float, probe) -> Any:
         time.sleep(2)
 
 
-def _user_task_node(client: Any, user: str) -> tuple[str, str, str] | None:
-    """(hostname, role) of the node running the user's server task, once it runs.
+@dataclass
+class UserTask:
+    """Where a user's server runs, and the limits its service was given."""
 
-    The service is found by the JUPYTERHUB_USER its spawner set, not by its name (escaped)."""
+    service: str
+    node: str
+    role: str
+    cpus: float | None
+    memory: int | None
+
+
+def size_bytes(size: str) -> int:
+    """A site size ("2G") in bytes, with JupyterHub's binary units."""
+    units = {"K": 2**10, "M": 2**20, "G": 2**30, "T": 2**40}
+    return int(float(size[:-1]) * units[size[-1]]) if size[-1] in units else int(size)
+
+
+def _user_task(client: Any, user: str) -> UserTask | None:
+    """The user's server task once it runs; the service is found by the JUPYTERHUB_USER its
+    spawner set, not by its (escaped) name."""
     for service in client.services.list():
-        env = service.attrs["Spec"]["TaskTemplate"].get("ContainerSpec", {}).get("Env") or []
-        if f"JUPYTERHUB_USER={user}" not in env:
+        template = service.attrs["Spec"]["TaskTemplate"]
+        if f"JUPYTERHUB_USER={user}" not in (template.get("ContainerSpec", {}).get("Env") or []):
             continue
+        limits = template.get("Resources", {}).get("Limits", {})
         for task in service.tasks(filters={"desired-state": "running"}):
             if task.get("Status", {}).get("State") == "running" and task.get("NodeID"):
                 node = client.nodes.get(task["NodeID"]).attrs
-                return service.name, node["Description"]["Hostname"], node["Spec"]["Role"]
+                cpus = limits.get("NanoCPUs")
+                return UserTask(service.name, node["Description"]["Hostname"], node["Spec"]["Role"],
+                                cpus / 1e9 if cpus else None, limits.get("MemoryBytes"))
+    return None
+
+
+def limits_problem(task: UserTask, site: Site) -> str | None:
+    """None when the service carries the site's CPU and memory limits, else what differs."""
+    want_cpu, want_mem = site.hub.cpu_limit, size_bytes(site.hub.mem_limit)
+    if task.cpus != want_cpu or task.memory != want_mem:
+        return (f"service {task.service} has limits cpus={task.cpus} memory={task.memory}, the site says "
+                f"cpu_limit={want_cpu} mem_limit={site.hub.mem_limit} ({want_mem} bytes)")
     return None
 
 
@@ -807,10 +835,14 @@ def e2e_steps(ctx: StepContext, token: str) -> Iterator[str]:
     _wait(ctx, "waiting for the test server", 360, lambda: _server_ready(site, token, user))
     yield f"{user}'s server is ready"
     client = _client(ctx)
-    service, host, role = _wait(ctx, "finding its Swarm task", 60, lambda: _user_task_node(client, user))
-    if site.nodes and role != "worker":
-        raise RuntimeError(f"{user}'s server runs on {host} ({role}), not on a worker node")
-    yield f"it runs as Swarm service {service} on {host} ({role})"
+    task = _wait(ctx, "finding its Swarm task", 60, lambda: _user_task(client, user))
+    if site.nodes and task.role != "worker":
+        raise RuntimeError(f"{user}'s server runs on {task.node} ({task.role}), not on a worker node")
+    problem = limits_problem(task, site)
+    if problem:
+        raise RuntimeError(problem)
+    yield (f"it runs as Swarm service {task.service} on {task.node} ({task.role}) "
+           f"with {task.cpus:g} CPU and {site.hub.mem_limit} memory")
     reply = https(site, "GET", f"/user/{user}/api", token=token)
     if reply.status != 200 or "version" not in (reply.json() or {}):
         raise RuntimeError(f"GET /user/{user}/api: {reply.status} {reply.body[:200]!r}")

@@ -256,3 +256,12 @@ def test_teardown_keeps_data_unless_purged():
     on_hub, on_nfs = scale.purge_undo(s)
     assert "docker volume rm jupyterhub-data" in on_hub[0].act
     assert on_nfs[0].act.startswith("find /var/nfs -mindepth 1")
+
+
+def test_user_service_limits_follow_the_site():
+    s = site("\n[hub]\ncpu_limit = 0.5\nmem_limit = \"512M\"\n")
+    assert ha.size_bytes("2G") == 2 * 2**30 and ha.size_bytes("1.5K") == 1536
+    good = ha.UserTask("jupyter-x", "node1", "worker", 0.5, 512 * 2**20)
+    assert ha.limits_problem(good, s) is None
+    bad = ha.UserTask("jupyter-x", "node1", "worker", None, None)
+    assert "cpu_limit=0.5" in ha.limits_problem(bad, s)
