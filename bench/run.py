@@ -464,6 +464,19 @@ def ratios(data: dict[str, Any]) -> list[dict[str, Any]]:
     return out
 
 
+def _round_ratios(data: dict[str, Any]) -> list[str]:
+    """The contenders ran interleaved, so each round's ratio compares runs under the same load."""
+    b = data["benchmarks"]
+    mine = b.get("verify:hubwizard (shell checks)", {}).get("times", [])
+    out = []
+    for other in ("verify:ansible defaults", "verify:ansible pipelining+forks", "verify:ssh loop"):
+        theirs = b.get(other, {}).get("times", [])
+        if mine and len(theirs) == len(mine):
+            per = [f"{a / c:.2f}x" for a, c in zip(mine, theirs, strict=True)]
+            out.append(f"- per round, hubwizard (shell checks) / {other.split(':', 1)[1]}: {', '.join(per)}")
+    return ["", *out] if out else []
+
+
 def _fmt(v: float | None) -> str:
     if v is None:
         return "-"
@@ -516,11 +529,13 @@ def markdown(data: dict[str, Any]) -> str:
     if vp:
         lines += ["", "## Verify: what the three contenders run", "",
                   f"{vp['checks']} shell checks ({', '.join(f'{n} {k}' for k, n in vp['by_kind'].items())}) "
-                  f"on {len(vp['hosts'])} hosts, from steps {', '.join(vp['steps'])}. Left out of all three "
-                  "(counted per item and host):", ""]
+                  f"on {len(vp['hosts'])} hosts, from steps {', '.join(vp['steps'])}. Left out of all three: "
+                  f"{sum(n for k, n in vp['left_out'].items() if k.startswith('call:'))} call items "
+                  "(counted per item and host), and items whose `when:` is false here:", ""]
         lines += [f"- {n} x {why}" for why, n in sorted(vp["left_out"].items())]
         lines += ["", "`hubwizard (all checks)` also runs the call items; the ratios use `hubwizard (shell checks)`, "
                   "the same commands as Ansible and the ssh loop."]
+        lines += _round_ratios(data)
     for label, a in data.get("apply", {}).items():
         lines += ["", f"## Full apply from fresh machines, {label}: {_fmt(a['seconds'])}, exit {a['exit_code']}", "",
                   "| attempt | step | seconds | status |", "|---|---|---|---|"]
@@ -552,7 +567,12 @@ def main(argv: list[str] | None = None) -> int:
                    help="wait for the 1-minute load average to drop below this before each benchmark")
     p.add_argument("--load-wait", type=float, default=90.0, help="seconds to wait for it at most")
     p.add_argument("--keep-labs", action="store_true", help="leave the labs up (for debugging)")
+    p.add_argument("--report", action="store_true", help="only write RESULTS.md again from results.json")
     ARGS = p.parse_args(argv)
+    if ARGS.report:
+        data = json.loads((BENCH / "results.json").read_text())
+        (BENCH / "RESULTS.md").write_text(markdown(data))
+        return 0
     runs = ARGS.runs or (2 if ARGS.quick else 5)
     OUT.mkdir(parents=True, exist_ok=True)
     results = Results(runs, ARGS.quick)
