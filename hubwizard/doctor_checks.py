@@ -414,6 +414,11 @@ def nfs_write(ctx: DoctorContext) -> list[Diagnosis]:
             return Diagnosis("nfs-write", h.name, False, f"{ip}:{path} answers 'try again later' (NFS3ERR_JUKEBOX): "
                              "the server is still in its grace period after a restart", _tail(output),
                              fix_title="wait for the grace period (90 s by default) to end, then run doctor again")
+        if "MNT3ERR_ACCES" in output or "access denied" in output.lower():
+            step = "classic-nfs-home" if _is_classic(ctx.site) else "storage"
+            return Diagnosis("nfs-write", h.name, False, f"{ip} refuses to let this node mount {path}: not exported "
+                             "to it", _tail(output),
+                             fix_title=f"export it to the cluster: `hubwizard apply --only {step}`, then re-check")
         return Diagnosis("nfs-write", h.name, False, f"test write to {ip}:{path} failed", _tail(output),
                          fix_title=f"on {server.name} (the NFS server): restart it and re-export",
                          fix_commands=_nfs_restart(ctx.site))

@@ -198,8 +198,9 @@ def swarm_site(classic_lab) -> Iterator[Path]:
     finally:
         ssh(classic_lab, "hub", "docker service rm ghost 2>/dev/null; true", check=False)
         for node in ("node1", "node2"):
-            ssh(classic_lab, node, "docker swarm leave --force", check=False)
-        ssh(classic_lab, "hub", "docker swarm leave --force", check=False)
+            ssh(classic_lab, node, "docker swarm leave --force; apt-get remove -y -q libnfs-utils >/dev/null",
+                check=False)
+        ssh(classic_lab, "hub", "docker swarm leave --force; systemctl disable --now nfs-ganesha", check=False)
 
 
 def _userspace_nfs(lab: ClassicLab, site: Path) -> None:
