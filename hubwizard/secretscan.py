@@ -44,6 +44,8 @@ HOST_PATHS = ("/etc", "/root", "/home", "/opt", "/srv", "/tmp", "/var/tmp", "/va
               "/var/lib/hubwizard", "/var/lib/docker/containers")
 # Docker's own credential store: `docker login` writes the registry password here by design.
 DOCKER_CREDENTIALS = re.compile(r"^/(root|home/[^/]+)/\.docker/config\.json$")
+# Docker's secrets store: a Docker secret materialised for a container (tmpfs, mode 0444 inside).
+DOCKER_SECRET_MOUNT = re.compile(r"^/var/lib/docker/containers/[0-9a-f]{12,}/mounts/secrets/[^/]+$")
 
 
 @dataclass(frozen=True)
@@ -213,6 +215,9 @@ def scan_host(transport, host: str, scanner: Scanner, paths: Iterable[str] = HOS
         for path in res.stdout.splitlines():
             if DOCKER_CREDENTIALS.match(path):
                 report.excepted.append(_credential_store(transport, host, path, name, report))
+            elif DOCKER_SECRET_MOUNT.match(path):
+                report.excepted.append(f"{host}:{path}: a Docker secret mounted into a container (Docker's secrets "
+                                       f"store) holds the {name}")
             elif path:
                 report.findings.append(Finding(host, path, name))
         res = transport.run(_GREP_JOURNAL, sudo=True, stdin=value + "\n", timeout=300)
@@ -221,7 +226,7 @@ def scan_host(transport, host: str, scanner: Scanner, paths: Iterable[str] = HOS
     cmd = _GREP_TOKENS + " ".join(shlex.quote(p) for p in roots) + " 2>/dev/null || true"
     res = transport.run(cmd, sudo=True, timeout=300)
     for path in res.stdout.splitlines():
-        if path and not DOCKER_CREDENTIALS.match(path):
+        if path and not DOCKER_CREDENTIALS.match(path) and not DOCKER_SECRET_MOUNT.match(path):
             report.findings.append(Finding(host, path, "join token"))
     report.scanned += 1
     return report
