@@ -13,6 +13,7 @@ import base64
 import contextlib
 import hashlib
 import io
+import logging
 import os
 import selectors
 import shlex
@@ -27,6 +28,10 @@ from pathlib import Path
 from typing import Protocol
 
 from hubwizard.errors import HostKeyError, UnreachableError
+
+# paramiko logs a refused channel itself ("Secsh channel N open FAILED"); with no logging set up
+# Python prints that raw to stderr in the middle of our report. What matters is raised to us.
+logging.getLogger("paramiko").addHandler(logging.NullHandler())
 
 EOF_GRACE_S = 2.0  # after the exit status, how long to wait for the rest of the output
 OnLine = Callable[[str, str], None]  # (stream "out"|"err", line without newline)
@@ -352,11 +357,28 @@ class SshTransport:
         )
 
     # -- commands -------------------------------------------------------------
+    def _open_session(self, client):
+        """A new channel. sshd refuses channels past its MaxSessions (10 by default) while other
+        commands and Docker API streams of this connection are open (verify runs steps at once):
+        wait for one to close, rather than calling the host unreachable."""
+        import paramiko
+
+        deadline = time.monotonic() + self.connect_timeout
+        delay = 0.05
+        while True:
+            try:
+                return client.get_transport().open_session(timeout=self.connect_timeout)
+            except paramiko.ChannelException:
+                if time.monotonic() > deadline or not client.get_transport().is_active():
+                    raise
+                time.sleep(delay)
+                delay = min(delay * 2, 0.5)
+
     def run(self, command, *, sudo=False, stdin=None, timeout=None, on_line=None) -> Result:
         client = self.connect()
         wrapped, prefix = _sudo_wrap(command, self.user, sudo, self.sudo_password)
         try:
-            chan = client.get_transport().open_session(timeout=self.connect_timeout)
+            chan = self._open_session(client)
         except Exception as exc:
             raise UnreachableError(f"{self.name}: the SSH connection dropped: {exc}", fix="check the host is up") from None
         chan.settimeout(1.0)
