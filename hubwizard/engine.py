@@ -502,8 +502,9 @@ _GENERIC_FIXES = (
      "the site file (the password is asked once, never stored in logs), or give {user} NOPASSWD sudo"),
     ("is not in the sudoers file", "{user} may not use sudo on {host}: add it to sudoers (e.g. /etc/sudoers.d/), "
      "or connect as a user that may"),
-    ("cannot connect to the docker daemon", "dockerd is not running on {host}: `journalctl -u docker -n 50` there says "
-     "why; `hubwizard apply --from docker` starts it again"),
+    *((m, "dockerd is not running on {host}: `journalctl -u docker -n 50` there says why; `hubwizard apply --from "
+       "docker` starts it again") for m in ("cannot connect to the docker daemon", "is dockerd installed and running",
+                                            "error while fetching server api version")),
 )
 
 

@@ -17,6 +17,9 @@ NODE = Host(name="node1", address="10.0.0.2", role="node", user="admin", sudo="p
     ("admin is not in the sudoers file.  This incident will be reported.", ("sudoers",)),
     ("Cannot connect to the Docker daemon at unix:///var/run/docker.sock. Is the docker daemon running?",
      ("dockerd", "node1", "--from docker")),
+    ("the Docker API on node1 does not answer (is dockerd installed and running?): ConnectionError", ("dockerd",)),
+    ("Error while fetching server API version: ('Connection aborted.', FileNotFoundError(2, 'No such file'))",
+     ("--from docker",)),
 ])
 def test_generic_fix(output, words):
     fix = generic_fix(output, NODE)
