@@ -39,7 +39,7 @@ SPEC_LABEL = "org.hubwizard.spec"  # digest of the hub service's definition
 CA_BUNDLE = "/etc/ssl/certs/ca-certificates.crt"
 DATA_VOLUME = "jupyterhub-data"
 HUB_PORT = 8000
-E2E_USER = "hubwizard-e2e"
+E2E_USER = "hubwizardcheck"  # letters only: the same name in URLs, services and folders
 
 ACME_CA_ON_HUB = "/etc/hubwizard/acme-ca.pem"
 PORT_GUARD_UNIT = "/etc/systemd/system/hubwizard-hub-port.service"
@@ -822,6 +822,13 @@ def _stop_and_delete(site: Site, token: str, user: str, ctx: StepContext) -> Non
     https(site, "DELETE", f"/hub/api/users/{user}", token=token)
 
 
+def _remove_test_folder(ctx: StepContext) -> None:
+    """The test user's folder on NFS (made by the spawn hook) goes with the test user."""
+    if ctx.site.storage.kind == "nfs" and ctx.connections is not None:
+        folder = f"{ctx.site.storage.path}/{E2E_USER}"
+        ctx.connections.get(ctx.site.nfs_host.name).run(f"rm -rf {shlex.quote(folder)}", sudo=True)
+
+
 def e2e_steps(ctx: StepContext, token: str) -> Iterator[str]:
     """The end-to-end check, a sentence per stage (raises on failure)."""
     site, user = ctx.site, E2E_USER
@@ -848,7 +855,8 @@ def e2e_steps(ctx: StepContext, token: str) -> Iterator[str]:
         raise RuntimeError(f"GET /user/{user}/api: {reply.status} {reply.body[:200]!r}")
     yield f"https://{site.site.domain}/user/{user}/api answers (jupyter_server {reply.json()['version']})"
     _stop_and_delete(site, token, user, ctx)
-    yield f"server stopped and user {user} deleted"
+    _remove_test_folder(ctx)
+    yield f"server stopped, user {user} and its folder deleted"
 
 
 @register("end_to_end")
@@ -866,5 +874,6 @@ def end_to_end(ctx: StepContext) -> CallResult:
     except (OSError, RuntimeError, TimeoutError, ValueError) as exc:
         with contextlib.suppress(OSError, TimeoutError, ValueError):
             _stop_and_delete(ctx.site, token, E2E_USER, ctx)
+            _remove_test_folder(ctx)
         return CallResult(False, "\n".join([*done, f"FAILED: {exc}"]))
     return CallResult(True, "; ".join(done))

@@ -133,7 +133,7 @@ def _run_undo(t: Any, host: str, items: list[Undo], report: Report) -> None:
         report.add(host, item.what if res.ok else f"{item.what}: {res.output.splitlines()[-1:] or ''}", res.ok)
 
 
-def hub_undo(site: Site) -> list[Undo]:
+def hub_undo(site: Site, purge: bool = False) -> list[Undo]:
     """What the hub steps made on the hub, in reverse order."""
     from hubwizard.hub_actions import _GUARD_RULE, ACME_CA_ON_HUB, DATA_VOLUME, PORT_GUARD_UNIT
     from hubwizard.render import HUB_SERVICE, PATHS
@@ -177,9 +177,10 @@ def hub_undo(site: Site) -> list[Undo]:
              f"test -e /etc/letsencrypt/renewal/{domain}.conf -o -e {PATHS['certbot_deploy_hook']}"),
         Undo(f"removed the hub image's build context {PATHS['hub_build']}", f"rm -rf {PATHS['hub_build']}",
              f"test -e {PATHS['hub_build']}"),
+    ] + ([] if purge else [
         Undo(f"kept volume {DATA_VOLUME} (the hub's database): --purge-data removes it", "true",
              f"docker volume inspect {DATA_VOLUME} >/dev/null 2>&1"),
-    ]
+    ])
 
 
 def purge_undo(site: Site) -> tuple[list[Undo], list[Undo]]:
@@ -246,7 +247,7 @@ def teardown(session: Any, args: Any) -> int:
     hub = site.hub_host
     try:
         t_hub = conns.get(hub.name)
-        _run_undo(t_hub, hub.name, hub_undo(site), report)
+        _run_undo(t_hub, hub.name, hub_undo(site, args.purge_data), report)
         if args.purge_data:
             on_hub, on_nfs = purge_undo(site)
             _run_undo(t_hub, hub.name, on_hub, report)

@@ -265,3 +265,8 @@ def test_user_service_limits_follow_the_site():
     assert ha.limits_problem(good, s) is None
     bad = ha.UserTask("jupyter-x", "node1", "worker", None, None)
     assert "cpu_limit=0.5" in ha.limits_problem(bad, s)
+
+
+def test_teardown_with_purge_does_not_claim_to_keep_the_database():
+    kept = [u.what for u in scale.hub_undo(site()) if u.what.startswith("kept")]
+    assert kept and not [u for u in scale.hub_undo(site(), purge=True) if u.what.startswith("kept")]
