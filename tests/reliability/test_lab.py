@@ -143,7 +143,7 @@ def test_kill_points_during_reconvergence(lab_run):
         in_machine("node1", "docker swarm leave --force")
         in_machine("hub", f"docker service rm {HUB_SERVICE} >/dev/null 2>&1 || true")
         delay = random.Random(i).uniform(3, 40)
-        kill_apply_at(lab_run.site, delay, recipes=None)
+        assert kill_apply_at(lab_run.site, delay, recipes=None), "the re-convergence ended before the kill"
         time.sleep(SETTLE)
         res = lab_run.apply()
         assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-2000:]
