@@ -187,7 +187,7 @@ def manager_nodes(ctx: StepContext) -> dict[str, dict[str, Any]]:
         nodes = client.nodes.list()
     return {
         n.id: {
-            "hostname": n.attrs["Description"]["Hostname"],
+            "hostname": n.attrs.get("Description", {}).get("Hostname", "?"),  # empty for a node joining now
             "role": n.attrs["Spec"].get("Role", "?"),
             "state": n.attrs["Status"].get("State", "?"),
             "addr": n.attrs["Status"].get("Addr", "?"),
