@@ -791,7 +791,7 @@ def _user_task(client: Any, user: str) -> UserTask | None:
             if task.get("Status", {}).get("State") == "running" and task.get("NodeID"):
                 node = client.nodes.get(task["NodeID"]).attrs
                 cpus = limits.get("NanoCPUs")
-                return UserTask(service.name, node["Description"]["Hostname"], node["Spec"]["Role"],
+                return UserTask(service.name, node.get("Description", {}).get("Hostname", "?"), node["Spec"]["Role"],
                                 cpus / 1e9 if cpus else None, limits.get("MemoryBytes"))
     return None
 
