@@ -16,8 +16,10 @@ from pathlib import Path
 
 import pytest
 
+from tests.integration.lab_fixture import unique_name
+
 ROOT = Path(__file__).resolve().parents[2]
-LAB = "stack-it"
+LAB = unique_name("stack")  # two runs at once never share a lab
 
 pytestmark = [pytest.mark.lab, pytest.mark.slow, pytest.mark.timeout(5400)]
 
