@@ -26,9 +26,9 @@ from hubwizard.connections import Connections
 from hubwizard.errors import ConfigError, UnreachableError
 from hubwizard.events import CheckResult, CommandStarted, Event, HostResult, OutputLine, Sink, StepFinished, StepStarted
 from hubwizard.journal import Journal
-from hubwizard.recipes import Item, Step
 from hubwizard.redact import Redactor
 from hubwizard.secrets import Secrets
+from hubwizard.steps import Item, Step
 from hubwizard.templating import environment, render_asset, render_command
 
 

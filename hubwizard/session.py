@@ -11,8 +11,8 @@ from pathlib import Path
 from hubwizard.config import Site, load_site
 from hubwizard.events import Sink
 from hubwizard.journal import Journal, journal_path
-from hubwizard.recipes import Step, load_steps, parse_recipe
 from hubwizard.secrets import Secrets, load_secrets
+from hubwizard.steps import Step, load_steps, parse_recipe
 
 
 def _tty_prompt(name: str) -> str:

@@ -80,7 +80,7 @@ class LabRun:
 def lab_run(tmp_path_factory):
     """Lab up; the first apply killed once at a random moment; the resume must finish and verify.
     HUBWIZARD_RELIABILITY_LAB_SITE=SITE runs the suite on a lab "rel" that is already up (and leaves it up)."""
-    from hubwizard.recipes import load_steps
+    from hubwizard.steps import load_steps
     from tests.integration.lab_fixture import running_lab
 
     if not {"docker", "swarm-init", "swarm-join", "storage", "registry", "hub-image"} <= {

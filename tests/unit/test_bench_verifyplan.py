@@ -17,7 +17,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))
 import verifyplan  # noqa: E402
 
 from hubwizard.config import Site  # noqa: E402
-from hubwizard.recipes import parse_recipe  # noqa: E402
+from hubwizard.steps import parse_recipe  # noqa: E402
 
 
 class _AnsibleLoader(yaml.SafeLoader):

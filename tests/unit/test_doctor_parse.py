@@ -174,9 +174,9 @@ role = "node"
 def _rendered(site_text: str) -> dict[str, list[str]]:
     from hubwizard.engine import Engine
     from hubwizard.journal import Journal
-    from hubwizard.recipes import load_steps
     from hubwizard.render import Facts
     from hubwizard.secrets import Secrets
+    from hubwizard.steps import load_steps
 
     site = parse_site(site_text)
     eng = Engine(site, load_steps("classic"), None, Secrets(), Journal(Path("/nonexistent/j")), lambda e: None,

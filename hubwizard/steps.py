@@ -1,4 +1,4 @@
-"""Steps as data: recipes/*.yaml loaded into typed objects.
+"""Steps as data: recipes/*.yaml (the hubwizard.recipes data package) loaded into typed objects.
 
 A recipe file holds one step (or a list of steps) an admin can read like the tutorial:
 what it does in words, then its check, apply and verify items. An item is one of
@@ -131,12 +131,7 @@ def parse_recipe(text: str, source: str) -> list[Step]:
 def load_steps(track: str, extra_dirs: list[str] | None = None) -> list[Step]:
     """Every step of ``track``, in order; ``extra_dirs`` adds recipe folders (tests)."""
     steps: list[Step] = []
-    try:
-        root = resources.files("hubwizard.recipes")
-    except TypeError:  # this module shadows the data package in a source tree: use the folder
-        from pathlib import Path
-
-        root = Path(__file__).resolve().parent.parent / "recipes"  # type: ignore[assignment]
+    root = resources.files("hubwizard.recipes")  # the recipes/ folder, installed as a data package
     for entry in sorted(root.iterdir(), key=lambda e: e.name):
         if entry.name.endswith(".yaml"):
             steps += parse_recipe(entry.read_text(encoding="utf-8"), entry.name)
