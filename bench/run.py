@@ -573,11 +573,20 @@ def markdown(data: dict[str, Any]) -> str:
 ARGS: argparse.Namespace
 
 
+def _names(text: str) -> set[str]:
+    names = {n.strip() for n in text.split(",") if n.strip()}
+    unknown = names - set(BENCHMARKS)
+    if unknown or not names:
+        raise argparse.ArgumentTypeError(f"unknown benchmark(s) {sorted(unknown)}; choose from {', '.join(BENCHMARKS)}")
+    return names
+
+
 def main(argv: list[str] | None = None) -> int:
     global ARGS
     p = argparse.ArgumentParser(description="hubwizard benchmarks on the lab (see bench/README.md)")
     p.add_argument("--quick", action="store_true", help="2 runs per benchmark instead of 5")
-    p.add_argument("--only", choices=BENCHMARKS, help="run one benchmark (the others are kept from results.json)")
+    p.add_argument("--only", type=_names, metavar="NAME[,NAME]",
+                   help=f"run only these ({', '.join(BENCHMARKS)}); the others are kept from results.json")
     p.add_argument("--runs", type=int, help="runs per benchmark (default 5, --quick 2)")
     p.add_argument("--max-load", type=float, default=float(os.cpu_count() or 2) * 2,
                    help="wait for the 1-minute load average to drop below this before each benchmark")
@@ -592,7 +601,7 @@ def main(argv: list[str] | None = None) -> int:
     runs = ARGS.runs or (2 if ARGS.quick else 5)
     OUT.mkdir(parents=True, exist_ok=True)
     results = Results(runs, ARGS.quick)
-    want = set(BENCHMARKS) if not ARGS.only else {ARGS.only}
+    want = set(BENCHMARKS) if not ARGS.only else ARGS.only
     if ARGS.only:
         results.merge_previous(BENCH / "results.json", want)
     labs = Labs()
