@@ -92,9 +92,25 @@ def _item(raw: Any, where: str) -> Item:
     if raw.get("file") and not raw.get("path"):
         raise ConfigError(f"{where}: a file item needs path")
     data = dict(raw)
+    if "mode" in data:
+        data["mode"] = _mode(data["mode"], where)
     if "ok_codes" in data:
         data["ok_codes"] = tuple(data["ok_codes"])
     return Item(**data)
+
+
+def _mode(value: Any, where: str) -> int:
+    """File modes as YAML gives them: 0644 / 0o644 (read as a string) / 420."""
+    if isinstance(value, int) and 0 <= value <= 0o7777:
+        return value
+    text = str(value).strip().lower().removeprefix("0o")
+    try:
+        mode = int(text, 8)
+    except ValueError:
+        raise ConfigError(f"{where}: mode {value!r} is not an octal file mode such as 0644") from None
+    if not 0 <= mode <= 0o7777:
+        raise ConfigError(f"{where}: mode {value!r} is out of range")
+    return mode
 
 
 def _step(raw: dict[str, Any], source: str) -> Step:

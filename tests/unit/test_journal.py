@@ -26,3 +26,4 @@ def test_file_is_private(tmp_path):
     j = Journal(tmp_path / "x" / "j.jsonl")
     j.record("r", "s", "h", "done")
     assert (tmp_path / "x" / "j.jsonl").stat().st_mode & 0o077 == 0
+
