@@ -38,28 +38,12 @@ def test_sdk_over_our_connection(ssh_env, tmp_path):
 
 @pytest.fixture
 def password_sudoer(ssh_env):
-    """A local user whose sudo asks for a password, logging in with the test key; removed afterwards."""
-    import secrets
     from pathlib import Path
 
-    if not shutil.which("sudo") or not shutil.which("useradd"):
-        pytest.skip("sudo and useradd are needed (scripts/setup.sh installs them)")
-    name, password = "hwdock", "pw-" + secrets.token_urlsafe(12)
-    subprocess.run(["userdel", "-r", name], capture_output=True)
-    subprocess.run(["useradd", "-m", "-s", "/bin/sh", name], check=True)
-    subprocess.run(["chpasswd"], input=f"{name}:{password}\n", text=True, check=True)
-    ssh_dir = Path(f"/home/{name}/.ssh")
-    ssh_dir.mkdir(parents=True, exist_ok=True)
-    (ssh_dir / "authorized_keys").write_text(Path(f"{ssh_env['key']}.pub").read_text())
-    subprocess.run(["chown", "-R", f"{name}:{name}", str(ssh_dir)], check=True)
-    sudoers = Path(f"/etc/sudoers.d/{name}-test")
-    sudoers.write_text(f"{name} ALL=(ALL) ALL\n")
-    sudoers.chmod(0o440)
-    try:
-        yield name, password
-    finally:
-        sudoers.unlink(missing_ok=True)
-        subprocess.run(["userdel", "-r", name], capture_output=True)
+    from tests.sudo_user import password_sudoer as make
+
+    with make("hwdock", Path(f"{ssh_env['key']}.pub")) as user:
+        yield user
 
 
 @pytest.mark.skipif(not _engine(), reason="no Docker engine answers (scripts/dockerd.sh start)")

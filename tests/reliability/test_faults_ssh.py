@@ -120,29 +120,10 @@ def test_connection_dropped_during_a_command(own_fleet, tmp_path):
 @pytest.fixture
 def sudo_user(own_fleet):
     """A local user with a password and a sudoers entry that asks for it; removed afterwards."""
-    import secrets
-    import shutil
-    import subprocess
+    from tests.sudo_user import password_sudoer
 
-    if not shutil.which("sudo") or not shutil.which("useradd"):
-        pytest.skip("sudo and useradd are needed (apt-get install sudo)")
-    name, password = "hwrel", "pw-" + secrets.token_urlsafe(12)
-    subprocess.run(["userdel", "-r", name], capture_output=True)
-    subprocess.run(["useradd", "-m", "-s", "/bin/sh", name], check=True)
-    subprocess.run(["chpasswd"], input=f"{name}:{password}\n", text=True, check=True)
-    home = Path(f"/home/{name}/.ssh")
-    home.mkdir(parents=True, exist_ok=True)
-    (home / "authorized_keys").write_text(Path(f"{own_fleet.key}.pub").read_text())
-    subprocess.run(["chown", "-R", f"{name}:{name}", str(home)], check=True)
-    sudoers = Path(f"/etc/sudoers.d/{name}-test")
-    sudoers.parent.mkdir(exist_ok=True)
-    sudoers.write_text(f"{name} ALL=(ALL) ALL\n")
-    sudoers.chmod(0o440)
-    try:
-        yield name, password
-    finally:
-        sudoers.unlink(missing_ok=True)
-        subprocess.run(["userdel", "-r", name], capture_output=True)
+    with password_sudoer("hwrel", Path(f"{own_fleet.key}.pub")) as user:
+        yield user
 
 
 def test_wrong_sudo_password(own_fleet, tmp_path, sudo_user):
