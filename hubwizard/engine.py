@@ -235,12 +235,7 @@ class Engine:
         if mode == "verify":
             ok, bad = self._phase(step, host, "verify", ctx)
             return self._result(step, host, "ok" if ok else "failed", bad)
-        digest = self.digest(step, ctx)
-        prev = self.journal.latest().get((step.id, host.name))
-        same = prev is not None and prev.phase == "done" and prev.digest == digest
-        changed_inputs = prev is not None and prev.phase == "done" and prev.digest != digest
-        check_ok = bool(step.check) and self._phase(step, host, "check", ctx)[0]
-        converged = (check_ok and not changed_inputs) or (not step.check and same)
+        digest, same, changed_inputs, converged = self._decide(step, host, ctx, self.journal.latest())
         if mode == "plan":
             if converged:
                 return HostResult(step.id, host.name, "unchanged", "already in the desired state")
@@ -438,6 +433,17 @@ class Engine:
             pool.shutdown(wait=False, cancel_futures=True)
         return done
 
+    def _decide(self, step: Step, host: Host, ctx: dict[str, Any], latest: dict) -> tuple[str, bool, bool, bool]:
+        """Is this step converged on this host? (digest, same inputs as journaled done,
+        inputs changed since, converged). Runs the step's read-only check."""
+        digest = self.digest(step, ctx)
+        prev = latest.get((step.id, host.name))
+        done = prev is not None and prev.phase == "done"
+        same = done and prev.digest == digest
+        changed_inputs = done and prev.digest != digest
+        check_ok = bool(step.check) and self._phase(step, host, "check", ctx)[0]
+        return digest, same, changed_inputs, (check_ok and not changed_inputs) or (not step.check and same)
+
     def _precheck(self, step: Step, host: Host, latest: dict) -> tuple[HostResult, str | None] | None:
         """The convergence decision of _host_inner (apply), without changing anything: the
         result to report and the digest to journal (None: already journaled), or None when
@@ -445,12 +451,8 @@ class Engine:
         ctx = self.context(host)
         if not self._when(step.when, ctx):
             return HostResult(step.id, host.name, "skipped", "not needed for this site"), None
-        digest = self.digest(step, ctx)
-        prev = latest.get((step.id, host.name))
-        same = prev is not None and prev.phase == "done" and prev.digest == digest
-        changed_inputs = prev is not None and prev.phase == "done" and prev.digest != digest
-        check_ok = bool(step.check) and self._phase(step, host, "check", ctx)[0]
-        if not ((check_ok and not changed_inputs) or (not step.check and same)):
+        digest, same, _, converged = self._decide(step, host, ctx, latest)
+        if not converged:
             return None
         return HostResult(step.id, host.name, "unchanged", "already in the desired state"), None if same else digest
 
