@@ -2,21 +2,14 @@
 
 from __future__ import annotations
 
-import shutil
-import subprocess
-
 import pytest
 
 from hubwizard.dockerapi import client_for
 from hubwizard.transport import HostKeyPolicy, SshTarget, SshTransport
+from tests.engine import docker_answers
 
 
-def _engine() -> bool:
-    return shutil.which("docker") is not None and subprocess.run(
-        ["docker", "version"], capture_output=True, timeout=20).returncode == 0
-
-
-@pytest.mark.skipif(not _engine(), reason="no Docker engine answers (scripts/dockerd.sh start)")
+@pytest.mark.skipif(not docker_answers(), reason="no Docker engine answers (scripts/dockerd.sh start)")
 def test_sdk_over_our_connection(ssh_env, tmp_path):
     from tests.sshd import known_hosts_line
 
@@ -46,7 +39,7 @@ def password_sudoer(ssh_env):
         yield user
 
 
-@pytest.mark.skipif(not _engine(), reason="no Docker engine answers (scripts/dockerd.sh start)")
+@pytest.mark.skipif(not docker_answers(), reason="no Docker engine answers (scripts/dockerd.sh start)")
 def test_sdk_with_sudo_password(ssh_env, tmp_path, password_sudoer):
     """A non-root admin whose sudo asks for a password still reaches the Docker API."""
     from tests.sshd import known_hosts_line

@@ -18,6 +18,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.engine import docker_answers
+
 ROOT = Path(__file__).resolve().parents[2]
 LAB = "core-it"
 CORE_STEPS = ("010-preflight", "020-docker", "030-swarm-init", "040-swarm-join", "050-network", "060-storage",
@@ -26,13 +28,6 @@ CORE_STEPS = ("010-preflight", "020-docker", "030-swarm-init", "040-swarm-join",
 pytestmark = [pytest.mark.lab, pytest.mark.slow, pytest.mark.timeout(1800)]
 
 
-def _engine() -> bool:
-    if shutil.which("docker") is None:
-        return False
-    try:
-        return subprocess.run(["docker", "info"], capture_output=True, timeout=20).returncode == 0
-    except (OSError, subprocess.TimeoutExpired):
-        return False
 
 
 def hubwizard(*args: str, timeout: float = 1500) -> subprocess.CompletedProcess:
@@ -43,7 +38,7 @@ def hubwizard(*args: str, timeout: float = 1500) -> subprocess.CompletedProcess:
 @pytest.fixture(scope="module")
 def lab(tmp_path_factory):
     """A fresh lab (machines without Docker), torn down whatever happens."""
-    if not _engine():
+    if not docker_answers():
         pytest.skip("no Docker engine answers (scripts/dockerd.sh start)")
     work = tmp_path_factory.mktemp("core")
     site = work / "site.toml"

@@ -8,7 +8,6 @@ Wall times are printed (pytest -s shows them).
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 import sys
 import time
@@ -16,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.engine import docker_answers
 from tests.integration.lab_fixture import unique_name
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -24,13 +24,6 @@ LAB = unique_name("stack")  # two runs at once never share a lab
 pytestmark = [pytest.mark.lab, pytest.mark.slow, pytest.mark.timeout(5400)]
 
 
-def _engine() -> bool:
-    if shutil.which("docker") is None:
-        return False
-    try:
-        return subprocess.run(["docker", "info"], capture_output=True, timeout=20).returncode == 0
-    except (OSError, subprocess.TimeoutExpired):
-        return False
 
 
 def hubwizard(*args: str, timeout: float = 2400, stdin: int | None = subprocess.DEVNULL) -> subprocess.CompletedProcess:
@@ -56,7 +49,7 @@ def ssh(lab: dict, host: str, command: str) -> subprocess.CompletedProcess:
 @pytest.fixture(scope="module")
 def lab(tmp_path_factory):
     """A fresh lab with a spare, torn down whatever happens."""
-    if not _engine():
+    if not docker_answers():
         pytest.skip("no Docker engine answers (scripts/dockerd.sh start)")
     from hubwizard import lab as lab_mod
 
