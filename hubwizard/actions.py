@@ -13,6 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from hubwizard import hostlock
 from hubwizard.config import Host, Site
 from hubwizard.events import OutputLine, Progress, Sink
 from hubwizard.secrets import Secrets
@@ -49,6 +50,7 @@ class StepContext:
     emit: Sink
     connections: Any = None  # hubwizard.connections.Connections, to reach another host
     template_context: dict[str, Any] = field(default_factory=dict)
+    phase: str = ""  # apply: commands hold the host lock (hubwizard.hostlock), as the recipes' own do
 
     def run(self, command: str, *, sudo: bool = True, stdin: str | None = None, timeout: float | None = None) -> Result:
         """Run on this host, streaming output as events."""
@@ -56,6 +58,8 @@ class StepContext:
         def line(stream: str, text: str) -> None:
             self.emit(OutputLine(self.step, self.host.name, stream, text))
 
+        if self.phase == "apply":
+            command = hostlock.locked(command, timeout or self.site.ssh.command_timeout)
         return self.transport.run(command, sudo=sudo, stdin=stdin, timeout=timeout, on_line=line)
 
     def progress(self, label: str, done: float, total: float | None = None) -> None:

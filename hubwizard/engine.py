@@ -19,7 +19,7 @@ from typing import Any
 
 import jinja2
 
-from hubwizard import actions
+from hubwizard import actions, hostlock
 from hubwizard.actions import CallResult, RunState, StepContext
 from hubwizard.config import Host, Site
 from hubwizard.connections import Connections
@@ -93,6 +93,8 @@ class Engine:
         self.state = RunState(data={"state_dir": str(journal.path.parent)})
         self.run_id = uuid.uuid4().hex[:12]
         self._facts = facts
+        self._gates: dict[str, threading.Lock] = {}  # per host: the hostlock wait, once per run
+        self._settled: dict[str, HostResult | None] = {}
 
     # -- context ----------------------------------------------------------------
     @property
@@ -179,7 +181,8 @@ class Engine:
                 self.emit(OutputLine(step.id, host.name, stream, text))
 
             timeout = item.timeout or self.site.ssh.command_timeout
-            res = t.run(cmd, sudo=item.sudo, stdin=self._stdin(item, ctx), timeout=timeout, on_line=line)
+            sent = hostlock.locked(cmd, timeout) if phase == "apply" else cmd
+            res = t.run(sent, sudo=item.sudo, stdin=self._stdin(item, ctx), timeout=timeout, on_line=line)
             return ItemOutcome(res.exit_code in item.ok_codes, cmd, self.redactor(res.output))
         if item.file:
             content = render_asset(item.file, ctx).encode()
@@ -194,7 +197,7 @@ class Engine:
             return ItemOutcome(have == [want], label, "" if have == [want] else "content differs", changed=False)
         fn = actions.get(item.call or "")
         sc = StepContext(step.id, host, t, self.site, self.facts, self.secrets, self.state, self.emit,
-                         self.conns, ctx)
+                         self.conns, ctx, phase)
         self.emit(CommandStarted(step.id, host.name, phase, f"{item.call}()"))  # type: ignore[arg-type]
         res: CallResult = fn(sc, **item.args)
         for v in self.secrets.all_values():
@@ -235,6 +238,8 @@ class Engine:
         if mode == "verify":
             ok, bad = self._phase(step, host, "verify", ctx)
             return self._result(step, host, "ok" if ok else "failed", bad)
+        if mode == "apply" and (busy := self._settle(step, host)) is not None:
+            return busy
         digest, same, changed_inputs, converged = self._decide(step, host, ctx, self.journal.latest())
         if mode == "plan":
             if converged:
@@ -451,10 +456,30 @@ class Engine:
         ctx = self.context(host)
         if not self._when(step.when, ctx):
             return HostResult(step.id, host.name, "skipped", "not needed for this site"), None
+        if self._settle(step, host) is not None:
+            return None
         digest, same, _, converged = self._decide(step, host, ctx, latest)
         if not converged:
             return None
         return HostResult(step.id, host.name, "unchanged", "already in the desired state"), None if same else digest
+
+    def _settle(self, step: Step, host: Host) -> HostResult | None:
+        """apply, once per host and run: wait until no command of an earlier (killed) run still
+        holds the host lock, before any check looks at the host. A failure to report, or None."""
+        with self._gates.setdefault(host.name, threading.Lock()):
+            if host.name not in self._settled:
+                timeout = self.site.ssh.command_timeout
+
+                def line(stream: str, text: str) -> None:
+                    self.emit(OutputLine(step.id, host.name, stream, text))
+
+                res = self.conns.get(host.name).run(hostlock.wait_until_free(timeout), timeout=timeout + 30,
+                                                    on_line=line)
+                self._settled[host.name] = None if res.ok else HostResult(
+                    step.id, host.name, "failed", "an earlier hubwizard command is still running on this host",
+                    "wait for the host lock", _tail(res.output, 15),
+                    f"find it with `ps -ef --forest` on {host.name} and let it end (or kill it), then re-run apply")
+            return self._settled[host.name]
 
     def _run_hosts(self, step: Step, targets: list[Host], mode: str) -> list[HostResult]:
         if step.parallel and len(targets) > 1:

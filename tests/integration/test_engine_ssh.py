@@ -68,7 +68,8 @@ def test_plan_changes_nothing(tmp_path, ssh_env):
     assert not (tmp_path / "work" / "hub").exists()
 
 
-def test_sigkill_mid_step_then_resume(tmp_path, ssh_env):
+def _killed_in_the_slow_step(tmp_path: Path, ssh_env) -> tuple[Path, Path]:
+    """An apply SIGKILLed while the slow step's `sleep 3` runs on the hub: (site, work folder)."""
     site = write_site(tmp_path, ssh_env)
     work = tmp_path / "work"
     proc = subprocess.Popen([*HW, "apply", "-c", str(site), "--yes", "--recipes", str(BASIC_RECIPES)],
@@ -78,6 +79,11 @@ def test_sigkill_mid_step_then_resume(tmp_path, ssh_env):
         time.sleep(0.05)
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
+    return site, work
+
+
+def test_sigkill_mid_step_then_resume(tmp_path, ssh_env):
+    site, work = _killed_in_the_slow_step(tmp_path, ssh_env)
     journal = tmp_path / ".hubwizard" / "t" / "journal.jsonl"
     lines = journal.read_text().splitlines()
     assert all(json.loads(line) for line in lines)  # every line valid after the kill
@@ -90,6 +96,20 @@ def test_sigkill_mid_step_then_resume(tmp_path, ssh_env):
     assert doc["make-dir"]["hosts"]["hub"]["status"] == "unchanged"
     assert doc["write-domain"]["hosts"]["node1"]["status"] == "unchanged"
     assert doc["slow"]["hosts"]["hub"]["status"] == "changed"
+
+
+def test_resume_at_once_waits_for_the_killed_runs_command(tmp_path, ssh_env):
+    """The killed apply's `sleep 3` goes on as an orphan holding the host lock: an apply started at
+    once says it waits for it, then finds the step done by the orphan and does not run it again."""
+    from hubwizard.hostlock import WAITING
+
+    site, work = _killed_in_the_slow_step(tmp_path, ssh_env)
+    assert not (work / "slow.done").exists()
+    res = hw("apply", "-c", str(site), "--yes", "-v")
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert WAITING in res.stdout, res.stdout
+    assert (work / "slow.count").read_text().count("run") == 1  # the orphan finished it; not run twice
+    assert (work / "slow.done").exists()
 
 
 def test_failure_names_host_step_command_fix(tmp_path, ssh_env):
