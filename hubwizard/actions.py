@@ -71,7 +71,10 @@ _REGISTRY: dict[str, Call] = {}
 _MODULES = (
     "hubwizard.probes",
     "hubwizard.swarm_actions",
-    "hubwizard.hub_actions",
+    "hubwizard.hub_image",
+    "hubwizard.hub_service",
+    "hubwizard.hub_web",
+    "hubwizard.hub_e2e",
     "hubwizard.classic_actions",
     "hubwizard.doctor_checks",
 )

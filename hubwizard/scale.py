@@ -135,7 +135,8 @@ def _run_undo(t: Any, host: str, items: list[Undo], report: Report) -> None:
 
 def hub_undo(site: Site, purge: bool = False) -> list[Undo]:
     """What the hub steps made on the hub, in reverse order."""
-    from hubwizard.hub_actions import _GUARD_RULE, ACME_CA_ON_HUB, DATA_VOLUME, PORT_GUARD_UNIT
+    from hubwizard.hub_service import _GUARD_RULE, DATA_VOLUME, PORT_GUARD_UNIT
+    from hubwizard.hub_web import ACME_CA_ON_HUB
     from hubwizard.render import HUB_SERVICE, PATHS
 
     users = ("for s in $(docker service ls -q); do docker service inspect \"$s\" --format "
@@ -185,7 +186,7 @@ def hub_undo(site: Site, purge: bool = False) -> list[Undo]:
 
 def purge_undo(site: Site) -> tuple[list[Undo], list[Undo]]:
     """--purge-data: the hub's database volume (hub), the user folders (NFS server)."""
-    from hubwizard.hub_actions import DATA_VOLUME
+    from hubwizard.hub_service import DATA_VOLUME
 
     path = shlex.quote(site.storage.path)
     return [

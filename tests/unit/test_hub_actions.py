@@ -10,8 +10,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from hubwizard import hub_actions as ha
-from hubwizard import scale
+from hubwizard import hub_e2e, hub_image, hub_service, hub_web, scale
 from hubwizard.config import parse_site
 from hubwizard.render import Facts
 
@@ -55,25 +54,25 @@ def site(extra: str = ""):
 
 def test_build_context_holds_the_hub_files_and_the_ca_bundle():
     s = site()
-    files = ha.build_files(s, Facts.offline(s), b"CA")
+    files = hub_image.build_files(s, Facts.offline(s), b"CA")
     assert set(files) == {"Dockerfile", "requirements.txt", "jupyterhub_config.py", "ca-certificates.crt"}
     assert b"FROM jupyterhub/jupyterhub:5" in files["Dockerfile"]
-    assert "ca-certificates.crt" not in ha.build_files(s, Facts.offline(s), None)
+    assert "ca-certificates.crt" not in hub_image.build_files(s, Facts.offline(s), None)
 
 
 def test_context_digest_changes_with_any_file_and_only_then():
     s = site()
-    files = ha.build_files(s, Facts.offline(s), b"CA")
-    same = ha.build_files(s, Facts.offline(s), b"CA")
-    assert ha.context_digest(files) == ha.context_digest(same)
-    other = ha.build_files(site("\n[hub]\nidle_timeout = 600\n"), Facts.offline(s), b"CA")
-    assert ha.context_digest(other) != ha.context_digest(files)
-    assert ha.context_digest({**files, "ca-certificates.crt": b"CA2"}) != ha.context_digest(files)
+    files = hub_image.build_files(s, Facts.offline(s), b"CA")
+    same = hub_image.build_files(s, Facts.offline(s), b"CA")
+    assert hub_image.context_digest(files) == hub_image.context_digest(same)
+    other = hub_image.build_files(site("\n[hub]\nidle_timeout = 600\n"), Facts.offline(s), b"CA")
+    assert hub_image.context_digest(other) != hub_image.context_digest(files)
+    assert hub_image.context_digest({**files, "ca-certificates.crt": b"CA2"}) != hub_image.context_digest(files)
 
 
 def test_context_tar_is_reproducible():
     files = {"b": b"2", "a": b"1"}
-    assert ha.context_tar(files).getvalue() == ha.context_tar(dict(reversed(files.items()))).getvalue()
+    assert hub_image.context_tar(files).getvalue() == hub_image.context_tar(dict(reversed(files.items()))).getvalue()
 
 
 # -- pull / push streams ---------------------------------------------------------------
@@ -94,7 +93,7 @@ PULL_STREAM = [
 
 
 def test_layer_progress_sums_bytes_per_layer():
-    layers = ha.LayerProgress.empty()
+    layers = hub_image.LayerProgress.empty()
     for chunk in PULL_STREAM[:4]:
         layers.feed(chunk)
     assert layers.mib == (4.0, 4.0)
@@ -123,10 +122,10 @@ class _Ctx:
 
 def test_stream_errors_reports_the_error_and_progress():
     ctx = _Ctx()
-    assert ha.stream_errors(PULL_STREAM, ctx, "pull x") == ""
+    assert hub_image.stream_errors(PULL_STREAM, ctx, "pull x") == ""
     assert any(isinstance(e, tuple) and e[0] == "progress" for e in ctx.events)
-    err = ha.stream_errors([{"errorDetail": {"message": "unauthorized"}, "error": "unauthorized: authentication required"}],
-                           _Ctx(), "push x")
+    err = hub_image.stream_errors(
+        [{"errorDetail": {"message": "unauthorized"}, "error": "unauthorized: authentication required"}], _Ctx(), "push x")
     assert "unauthorized" in err
 
 
@@ -135,13 +134,13 @@ def test_stream_errors_reports_the_error_and_progress():
 
 def test_service_args_keep_secrets_out_and_port_off_ingress():
     s = site()
-    args = ha.service_args(s, "reg/hub:1@sha256:" + "b" * 64, {"hubwizard_api_token": "TOKENVALUE"}, True)
+    args = hub_service.service_args(s, "reg/hub:1@sha256:" + "b" * 64, {"hubwizard_api_token": "TOKENVALUE"}, True)
     text = " ".join(args)
     assert "TOKENVALUE" not in text
     assert "--endpoint-mode dnsrr" in text
     assert "mode=host,target=8000,published=8000" in text
     assert "node.role==manager" in args
-    assert f"source={ha.secret_name('hubwizard_api_token', 'TOKENVALUE')},target=hubwizard_api_token" in text
+    assert f"source={hub_service.secret_name('hubwizard_api_token', 'TOKENVALUE')},target=hubwizard_api_token" in text
     assert "HUBWIZARD_NFS_VOLUMES=1" in args
     assert "type=bind,source=/var/nfs,target=/var/nfs" in args  # the hub is the NFS server here
     assert args[-1].endswith("b" * 64)
@@ -149,21 +148,21 @@ def test_service_args_keep_secrets_out_and_port_off_ingress():
 
 def test_spec_digest_follows_image_and_secret_values():
     s = site()
-    a = ha.service_args(s, "img@sha256:1", {"t": "one"}, False)
-    assert ha.spec_digest(a) == ha.spec_digest(ha.service_args(s, "img@sha256:1", {"t": "one"}, False))
-    assert ha.spec_digest(a) != ha.spec_digest(ha.service_args(s, "img@sha256:2", {"t": "one"}, False))
-    assert ha.spec_digest(a) != ha.spec_digest(ha.service_args(s, "img@sha256:1", {"t": "two"}, False))
+    a = hub_service.service_args(s, "img@sha256:1", {"t": "one"}, False)
+    assert hub_service.spec_digest(a) == hub_service.spec_digest(hub_service.service_args(s, "img@sha256:1", {"t": "one"}, False))
+    assert hub_service.spec_digest(a) != hub_service.spec_digest(hub_service.service_args(s, "img@sha256:2", {"t": "one"}, False))
+    assert hub_service.spec_digest(a) != hub_service.spec_digest(hub_service.service_args(s, "img@sha256:1", {"t": "two"}, False))
 
 
 def test_secret_name_is_stable_and_does_not_carry_the_value():
-    name = ha.secret_name("oauth_client_secret", "s3cret-value")
-    assert name == ha.secret_name("oauth_client_secret", "s3cret-value")
+    name = hub_service.secret_name("oauth_client_secret", "s3cret-value")
+    assert name == hub_service.secret_name("oauth_client_secret", "s3cret-value")
     assert name.startswith("oauth_client_secret-") and "s3cret" not in name
 
 
 def test_port_guard_drops_forwarded_connections_to_8000():
-    assert "DOCKER-USER" in ha.PORT_GUARD and "--ctorigdstport 8000 -j DROP" in ha.PORT_GUARD
-    assert "WantedBy=docker.service" in ha.PORT_GUARD
+    assert "DOCKER-USER" in hub_service.PORT_GUARD and "--ctorigdstport 8000 -j DROP" in hub_service.PORT_GUARD
+    assert "WantedBy=docker.service" in hub_service.PORT_GUARD
 
 
 # -- OAuth redirect -----------------------------------------------------------------------
@@ -181,7 +180,7 @@ LOCATION = ("https://github.com/login/oauth/authorize?response_type=code&"
 
 
 def test_redirect_to_github_with_client_id_and_callback_passes():
-    ok, message = ha.check_redirect(LOCATION, site(GITHUB))
+    ok, message = hub_web.check_redirect(LOCATION, site(GITHUB))
     assert ok, message
     assert "Iv1.fakeclientid" in message
 
@@ -195,7 +194,7 @@ def test_redirect_to_github_with_client_id_and_callback_passes():
     ],
 )
 def test_redirect_problems_are_named(location, complaint):
-    ok, message = ha.check_redirect(location, site(GITHUB))
+    ok, message = hub_web.check_redirect(location, site(GITHUB))
     assert not ok and complaint in message
 
 
@@ -204,13 +203,13 @@ def test_redirect_problems_are_named(location, complaint):
 
 def test_culler_timeout_from_its_command_line():
     lines = "/opt/jupyterhub/bin/python3 -m jupyterhub_idle_culler --timeout=3600\n"
-    assert ha.culler_timeout(lines) == 3600
-    assert ha.culler_timeout("python3 -m something_else") is None
+    assert hub_e2e.culler_timeout(lines) == 3600
+    assert hub_e2e.culler_timeout("python3 -m something_else") is None
 
 
 def test_days_left_of_a_not_after():
     now = datetime(2026, 11, 22, tzinfo=UTC)
-    assert ha.days_left("Feb 20 00:00:00 2027 GMT", now) == 90
+    assert hub_web.days_left("Feb 20 00:00:00 2027 GMT", now) == 90
     with pytest.raises(ValueError):
         ssl.cert_time_to_seconds("not a date")
 
@@ -218,10 +217,10 @@ def test_days_left_of_a_not_after():
 def test_trust_roots_finds_the_lab_pebble_root(tmp_path):
     (tmp_path / "pebble-cert.pem").write_text("x")
     s = site(f'\n[https]\nacme_ca_bundle = "{tmp_path / "pebble-cert.pem"}"\n')
-    assert ha.trust_roots(s) == []
+    assert hub_web.trust_roots(s) == []
     (tmp_path / "pebble-root.pem").write_text("x")
-    assert ha.trust_roots(s) == [tmp_path / "pebble-root.pem"]
-    assert ha.trust_roots(site()) == []
+    assert hub_web.trust_roots(s) == [tmp_path / "pebble-root.pem"]
+    assert hub_web.trust_roots(site()) == []
 
 
 # -- add-node / teardown ----------------------------------------------------------------------
@@ -260,11 +259,11 @@ def test_teardown_keeps_data_unless_purged():
 
 def test_user_service_limits_follow_the_site():
     s = site("\n[hub]\ncpu_limit = 0.5\nmem_limit = \"512M\"\n")
-    assert ha.size_bytes("2G") == 2 * 2**30 and ha.size_bytes("1.5K") == 1536
-    good = ha.UserTask("jupyter-x", "node1", "worker", 0.5, 512 * 2**20)
-    assert ha.limits_problem(good, s) is None
-    bad = ha.UserTask("jupyter-x", "node1", "worker", None, None)
-    assert "cpu_limit=0.5" in ha.limits_problem(bad, s)
+    assert hub_e2e.size_bytes("2G") == 2 * 2**30 and hub_e2e.size_bytes("1.5K") == 1536
+    good = hub_e2e.UserTask("jupyter-x", "node1", "worker", 0.5, 512 * 2**20)
+    assert hub_e2e.limits_problem(good, s) is None
+    bad = hub_e2e.UserTask("jupyter-x", "node1", "worker", None, None)
+    assert "cpu_limit=0.5" in hub_e2e.limits_problem(bad, s)
 
 
 def test_teardown_with_purge_does_not_claim_to_keep_the_database():
