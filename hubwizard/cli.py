@@ -13,6 +13,8 @@ import os
 import sys
 from collections.abc import Callable
 
+from hubwizard.errors import UsageError  # light: plain classes
+
 
 def _site_arg(p: argparse.ArgumentParser, required: bool = True) -> None:
     p.add_argument("-c", "--config", dest="config", metavar="SITE", required=required,
@@ -100,10 +102,6 @@ def build_parser() -> argparse.ArgumentParser:
     except ImportError:  # pragma: no cover - the lab is optional in a trimmed install
         pass
     return parser
-
-
-class UsageError(Exception):
-    """Bad flags: exit 2."""
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -258,7 +258,7 @@ def main(session: Any, args: argparse.Namespace) -> int:
 
     fix, yes, as_json = getattr(args, "fix", False), getattr(args, "yes", False), getattr(args, "json", False)
     if fix and not yes and (as_json or not sys.stdin.isatty()):
-        from hubwizard.cli import UsageError
+        from hubwizard.errors import UsageError
 
         raise UsageError("doctor --fix asks before each fix: run it in a terminal, or add --yes to apply them all")
     conns = Connections(session.site, session.secrets,

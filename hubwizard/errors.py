@@ -50,3 +50,7 @@ class StepFailed(HubwizardError):
         msg += "\n".join(f"    {line}" for line in output_tail.splitlines()[-15:])
         super().__init__(msg, fix=fix)
         self.host, self.step, self.command, self.output_tail = host, step, command, output_tail
+
+
+class UsageError(Exception):
+    """Bad flags (a combination the command cannot honour): exit 2, nothing touched."""
