@@ -48,3 +48,16 @@ def write_site(tmp_path: Path, ssh_env, *, domain: str = "hub.example.org", know
         f'[storage]\npath = "{work}"\n\n{extra}\n{hosts}'
     )
     return site
+
+
+@pytest.fixture(scope="session")
+def swarm_lab(tmp_path_factory):
+    """The swarm-mode lab shared by the track, reliability and monitor tests (tests/swarm_lab.py)."""
+    from tests.engine import docker_answers
+    from tests.integration.lab_fixture import unique_name
+    from tests.swarm_lab import shared_lab
+
+    if not docker_answers():
+        pytest.skip("no Docker engine answers (scripts/dockerd.sh start)")
+    with shared_lab(tmp_path_factory.mktemp("swarm-lab"), unique_name("sw")) as lab:
+        yield lab

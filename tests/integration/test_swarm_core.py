@@ -1,4 +1,5 @@
-"""The swarm-mode track's cluster steps 1-7, for real, on a lab of 1 hub + 2 nodes.
+"""The swarm-mode track's cluster steps 1-7, for real, on a lab of 1 hub + 2 nodes (the session's
+shared swarm lab, tests/swarm_lab.py, whose spare stays out of the site until test_swarm_full).
 
 From fresh machines (no Docker): preflight -> docker -> swarm init -> join -> network ->
 NFS storage -> quotas (off in the lab site), then a second apply must change nothing, and
@@ -18,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.engine import docker_answers
+from tests.swarm_lab import shared_lab
 
 ROOT = Path(__file__).resolve().parents[2]
 LAB = "core-it"
@@ -36,27 +37,23 @@ def hubwizard(*args: str, timeout: float = 1500) -> subprocess.CompletedProcess:
 
 
 @pytest.fixture(scope="module")
-def lab(tmp_path_factory):
-    """A fresh lab (machines without Docker), torn down whatever happens."""
-    if not docker_answers():
-        pytest.skip("no Docker engine answers (scripts/dockerd.sh start)")
+def lab(swarm_lab, tmp_path_factory):
+    """Fresh machines (no Docker): the session's shared swarm lab when nothing ran on it yet
+    (test_swarm_full then goes on from here), else a lab of this module's own."""
+    if swarm_lab.take_fresh():
+        yield _with_core_recipes(swarm_lab.site, swarm_lab.work, swarm_lab.name)
+        return
     work = tmp_path_factory.mktemp("core")
-    site = work / "site.toml"
-    t0 = time.monotonic()
-    try:
-        for _attempt in range(2):  # a machine may miss the lab's boot deadline on a loaded host: once more
-            up = hubwizard("lab", "up", "--name", LAB, "--nodes", "2", "-o", str(site), timeout=1200)
-            if up.returncode == 0:
-                break
-        assert up.returncode == 0, up.stdout + up.stderr
-        print(f"\n[time] lab up: {time.monotonic() - t0:.0f} s")
-        recipes = work / "recipes"
-        recipes.mkdir()
-        for name in CORE_STEPS:
-            shutil.copy(ROOT / "recipes" / f"{name}.yaml", recipes)
-        yield {"site": site, "recipes": recipes, "work": work}
-    finally:
-        hubwizard("lab", "down", "--name", LAB, timeout=600)
+    with shared_lab(work, LAB) as own:
+        yield _with_core_recipes(own.site, work, LAB)
+
+
+def _with_core_recipes(site: Path, work: Path, name: str) -> dict:
+    recipes = work / "core-recipes"
+    recipes.mkdir(exist_ok=True)
+    for step in CORE_STEPS:
+        shutil.copy(ROOT / "recipes" / f"{step}.yaml", recipes)
+    return {"site": site, "recipes": recipes, "work": work, "name": name}
 
 
 def _doc(res: subprocess.CompletedProcess) -> dict:
@@ -70,8 +67,8 @@ def _statuses(doc: dict) -> dict[tuple[str, str], str]:
     return {(s["id"], h): r["status"] for s in doc["steps"] for h, r in s["hosts"].items()}
 
 
-def _worker_token() -> str:
-    res = subprocess.run(["docker", "exec", f"hwlab-{LAB}-hub", "docker", "swarm", "join-token", "-q", "worker"],
+def _worker_token(name: str) -> str:
+    res = subprocess.run(["docker", "exec", f"hwlab-{name}-hub", "docker", "swarm", "join-token", "-q", "worker"],
                          capture_output=True, text=True, timeout=60)
     assert res.returncode == 0, res.stderr
     return res.stdout.strip()
@@ -134,7 +131,7 @@ def test_apply_verify_and_second_apply_unchanged(lab):
     print(f"\n[time] first apply (fresh -> verified): {t_first:.0f} s; second apply: {t_second:.0f} s; "
           f"verify: {t_verify:.0f} s")
 
-    token = _worker_token()
+    token = _worker_token(lab["name"])
     assert token.startswith("SWMTKN-")
     journal = "".join(p.read_text() for p in Path(site).parent.rglob("journal.jsonl"))
     for text in (first.stdout, first.stderr, second.stdout, verify.stdout, journal):

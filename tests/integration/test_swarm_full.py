@@ -1,13 +1,16 @@
-"""The whole swarm-mode track on a lab of 1 hub + 2 nodes + 1 spare, for real, from fresh
-machines (no Docker): every step to the end-to-end check, a converged re-apply, verify,
+"""The whole swarm-mode track on a lab of 1 hub + 2 nodes + 1 spare (the session's shared swarm lab,
+tests/swarm_lab.py), for real, from fresh machines (no Docker) or from where test_swarm_core left
+them: every step to the end-to-end check, a converged re-apply, verify,
 the OAuth redirect check with GitHub and a fake client id, add-node on the spare, teardown,
-and a fresh apply afterwards. Secrets must appear in no output and no journal line.
+and a fresh apply afterwards, killed once at a random moment and resumed. Secrets must appear in no output and no journal line.
 Wall times are printed (pytest -s shows them).
 """
 
 from __future__ import annotations
 
 import json
+import os
+import random
 import subprocess
 import sys
 import time
@@ -15,11 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.engine import docker_answers
-from tests.integration.lab_fixture import unique_name
-
 ROOT = Path(__file__).resolve().parents[2]
-LAB = unique_name("stack")  # two runs at once never share a lab
 
 pytestmark = [pytest.mark.lab, pytest.mark.slow, pytest.mark.timeout(5400)]
 
@@ -47,20 +46,11 @@ def ssh(lab: dict, host: str, command: str) -> subprocess.CompletedProcess:
 
 
 @pytest.fixture(scope="module")
-def lab(tmp_path_factory):
-    """A fresh lab with a spare, torn down whatever happens."""
-    if not docker_answers():
-        pytest.skip("no Docker engine answers (scripts/dockerd.sh start)")
-    from hubwizard import lab as lab_mod
-
-    work = tmp_path_factory.mktemp("stack")
-    site = work / "site.toml"
-    try:
-        up = hubwizard("lab", "up", "--name", LAB, "--nodes", "2", "--spares", "1", "-o", str(site), timeout=1200)
-        assert up.returncode == 0, up.stdout + up.stderr
-        yield {"site": site, "work": work, "record": lab_mod.load_record(LAB)}
-    finally:
-        hubwizard("lab", "down", "--name", LAB, timeout=600)
+def lab(swarm_lab):
+    """The session's shared swarm lab: fresh machines, or where test_swarm_core left them."""
+    swarm_lab.fresh = False
+    return {"site": swarm_lab.site, "work": swarm_lab.work, "record": swarm_lab.record, "name": swarm_lab.name,
+            "journal": swarm_lab.journal}
 
 
 def _secrets(lab) -> list[str]:
@@ -71,13 +61,13 @@ def _secrets(lab) -> list[str]:
 
 
 def _no_secret_in(lab, *texts: str) -> None:
-    journal = lab["site"].parent / ".hubwizard" / LAB / "journal.jsonl"
+    journal = lab["journal"]
     everything = "\n".join([*texts, journal.read_text() if journal.exists() else ""])
     for value in _secrets(lab):
         assert value not in everything
 
 
-def test_full_apply_from_fresh_machines(lab):
+def test_full_apply_to_the_end_to_end_check(lab):
     res = timed("full apply from fresh machines", "apply", "-c", str(lab["site"]), "--yes")
     assert res.returncode == 0, res.stdout[-4000:] + res.stderr
     for step in ("registry", "hub-image", "prepull", "hub-service", "https", "oauth", "culler", "e2e"):
@@ -167,6 +157,14 @@ def test_add_node_then_teardown_then_fresh_apply(lab):
                           "cat /var/nfs/hubwizard-teardown-keeps-me").stdout.split()
     assert hub[0] == "0" and "jupyterhub" not in hub and hub[-1] == "keep"
 
-    res = timed("fresh apply after teardown", "apply", "-c", site, "--yes")
+    # the fresh apply is killed once at a random moment (a Ctrl-C, a dropped laptop), then resumed
+    from tests.reliability.crash import kill_apply_at, read_journal
+
+    delay = random.Random(os.environ.get("HUBWIZARD_RELIABILITY_SEED")).uniform(5, 60)
+    killed = kill_apply_at(lab["site"], delay, recipes=None)
+    records, last, problem = read_journal(lab["journal"])
+    print(f"\nfresh apply after teardown killed at {delay:.0f} s (killed={killed}, last record {last!r})")
+    assert not problem, problem
+    res = timed("fresh apply after teardown, resumed", "apply", "-c", site, "--yes")
     assert res.returncode == 0, res.stdout[-4000:] + res.stderr
     assert "pass  hub        a test user's server spawns on a worker" in res.stdout

@@ -1,6 +1,7 @@
-"""The reliability suites on a real lab (1 hub + 1 node, swarm-mode track, from fresh machines):
-a full apply with kill points, faults on the node (dockerd stopped, another swarm), the registry
-down, the NFS export's disk full, then the secret scan of every host and the exposure checks.
+"""The reliability suites on a real lab (the session's shared swarm lab, tests/swarm_lab.py: 1 hub
++ 2 nodes, swarm-mode track): kill points in re-convergence (and in the first apply when this
+module runs alone on fresh machines), faults on a node (dockerd stopped, another swarm), the
+registry down, the NFS export's disk full, then the secret scan of every host and the exposure checks.
 
 Marked lab: skipped cleanly when no Docker engine answers. When the track does not yet run
 end to end, the module skips saying so (HUBWIZARD_RELIABILITY_STRICT=1 turns that into a failure).
@@ -24,7 +25,6 @@ from hubwizard.render import HUB_SERVICE
 from tests.reliability.crash import ROOT, kill_apply_at, read_journal, scale
 
 pytestmark = [pytest.mark.lab, pytest.mark.timeout(3600)]
-LAB = "rel"
 # A killed apply's remote command (apt-get, docker build) goes on as an orphan on the host; the resume
 # waits for it through the host lock (hubwizard.hostlock; seen before it: `systemctl enable --now
 # docker` failing while the orphaned apt-get still configured docker.io). So no pause is needed but
@@ -37,16 +37,6 @@ def hw(*args: str, timeout: float = 2400) -> subprocess.CompletedProcess:
                           timeout=timeout, cwd=ROOT, stdin=subprocess.DEVNULL)
 
 
-def machine(host: str) -> str:
-    return f"hwlab-{LAB}-{host}"
-
-
-def in_machine(host: str, command: str, timeout: float = 300) -> subprocess.CompletedProcess:
-    """A root shell inside a lab machine (the fault injector's hand, not the product's)."""
-    return subprocess.run(["docker", "exec", machine(host), "sh", "-c", command], capture_output=True, text=True,
-                          timeout=timeout)
-
-
 def _strict_skip(reason: str) -> None:
     if os.environ.get("HUBWIZARD_RELIABILITY_STRICT") == "1":
         pytest.fail(reason)
@@ -56,8 +46,10 @@ def _strict_skip(reason: str) -> None:
 class LabRun:
     """The lab's site file, and what every run against it printed (scanned for secrets at the end)."""
 
-    def __init__(self, site: Path, outputs: dict[str, str]) -> None:
-        self.site, self.outputs = site, outputs
+    def __init__(self, site: Path, outputs: dict[str, str], name: str) -> None:
+        self.site, self.outputs, self.name = site, outputs, name
+        self.started = time.time()
+        self.first_kill: tuple[float, bool, int] | None = None
 
     def apply(self, *extra: str) -> subprocess.CompletedProcess:
         res = hw("apply", "-c", str(self.site), "--yes", "--json", *extra)
@@ -69,6 +61,15 @@ class LabRun:
         self.outputs[f"verify {len(self.outputs)}"] = res.stdout + res.stderr
         return res
 
+    def sh(self, host: str, command: str, timeout: float = 300) -> subprocess.CompletedProcess:
+        """A root shell inside a lab machine (the fault injector's hand, not the product's)."""
+        return subprocess.run(["docker", "exec", f"hwlab-{self.name}-{host}", "sh", "-c", command],
+                              capture_output=True, text=True, timeout=timeout)
+
+    @property
+    def journal(self) -> Path:
+        return self.site.parent / ".hubwizard" / self.name / "journal.jsonl"
+
     @property
     def ips(self) -> dict[str, str]:
         """Lab machines' addresses, from the lab's own site file: the only addresses probed."""
@@ -78,30 +79,34 @@ class LabRun:
 
 
 @pytest.fixture(scope="module")
-def lab_run(tmp_path_factory):
-    """Lab up; the first apply killed once at a random moment; the resume must finish and verify.
+def lab_run(request):
+    """The session's shared swarm lab (tests/swarm_lab.py). Fresh (this module run alone): the
+    first apply is killed once at a random moment, and the resume must finish and verify.
+    Already used: it is converged (and verified) first.
     HUBWIZARD_RELIABILITY_LAB_SITE=SITE runs the suite on a lab "rel" that is already up (and leaves it up)."""
     from hubwizard.steps import load_steps
-    from tests.integration.lab_fixture import running_lab
 
     if not {"docker", "swarm-init", "swarm-join", "storage", "registry", "hub-image"} <= {
             s.id for s in load_steps("swarm-mode")}:
         pytest.skip("the swarm-mode track's steps are not all there yet")
     existing = os.environ.get("HUBWIZARD_RELIABILITY_LAB_SITE")
     if existing:
-        yield _first_apply(Path(existing))
-        return
-    with running_lab(tmp_path_factory.mktemp("rel-lab"), name=LAB, nodes=1) as lab:
-        yield _first_apply(lab.site_path)
+        return _first_apply(LabRun(Path(existing), {}, "rel"))
+    lab = request.getfixturevalue("swarm_lab")
+    run = LabRun(lab.site, lab.outputs, lab.name)
+    if lab.take_fresh():
+        return _first_apply(run)
+    res = run.apply()
+    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-2000:]
+    assert run.verify().returncode == 0, run.outputs
+    return run
 
 
-def _first_apply(site: Path) -> LabRun:
-    run = LabRun(site, {})
-    run.started = time.time()
+def _first_apply(run: LabRun) -> LabRun:
     delay = random.Random(os.environ.get("HUBWIZARD_RELIABILITY_SEED")).uniform(20, 180)
-    killed = kill_apply_at(site, delay, recipes=None)
+    killed = kill_apply_at(run.site, delay, recipes=None)
     time.sleep(SETTLE)
-    count, _, problem = read_journal(site.parent / ".hubwizard" / LAB / "journal.jsonl")
+    count, _, problem = read_journal(run.journal)
     assert not problem, problem
     res = run.apply()
     if res.returncode != 0:
@@ -133,6 +138,9 @@ def _named_or_healed(res: subprocess.CompletedProcess, host: str, steps: set[str
 
 
 def test_first_apply_survived_a_kill(lab_run):
+    if lab_run.first_kill is None:
+        pytest.skip("the shared lab's first apply ran before this module (test_swarm_full kills its fresh "
+                    "apply after teardown instead); run this module alone for a kill in a first apply")
     delay, killed, records = lab_run.first_kill
     print(f"\nlab kill point 1: {delay:.0f}s into the first apply (killed={killed}, {records} journal records)")
 
@@ -155,8 +163,8 @@ def _kill_reconvergence(lab_run: LabRun, delay: float) -> float:
     takes depends on the machine (seen: over 34 s loaded, under it quiet), so a run that finished
     before the kill is broken again and killed at half the delay. Returns the delay that landed."""
     while True:
-        in_machine("node1", "docker swarm leave --force")
-        in_machine("hub", f"docker service rm {HUB_SERVICE} >/dev/null 2>&1 || true")
+        lab_run.sh("node1", "docker swarm leave --force")
+        lab_run.sh("hub", f"docker service rm {HUB_SERVICE} >/dev/null 2>&1 || true")
         if kill_apply_at(lab_run.site, delay, recipes=None):
             return round(delay, 1)
         assert delay > 1, "the re-convergence ended within a second: nothing to kill"
@@ -166,7 +174,7 @@ def _kill_reconvergence(lab_run: LabRun, delay: float) -> float:
 def test_fault_node_dockerd_stopped(lab_run):
     """dockerd dies after the docker step: the steps after it name node1 and the fix; a full apply
     (from the docker step) starts it again."""
-    in_machine("node1", "systemctl stop docker.socket docker")
+    lab_run.sh("node1", "systemctl stop docker.socket docker")
     try:
         res = hw("apply", "-c", str(lab_run.site), "--yes", "--json", "--from", "swarm-join")
         lab_run.outputs["apply --from swarm-join, dockerd stopped"] = res.stdout + res.stderr
@@ -181,18 +189,18 @@ def test_fault_node_dockerd_stopped(lab_run):
 
 def test_fault_node_in_another_swarm(lab_run):
     ip = lab_run.ips["node1"]
-    in_machine("node1", f"docker swarm leave --force; docker swarm init --advertise-addr {ip}")
+    lab_run.sh("node1", f"docker swarm leave --force; docker swarm init --advertise-addr {ip}")
     try:
         res = lab_run.apply()
         assert res.returncode != 0, "a node of another swarm must not be taken over silently"
         print(f"\nnode in another swarm: {_named_or_healed(res, 'node1', {'swarm-join'})}")
     finally:
-        in_machine("node1", "docker swarm leave --force")
+        lab_run.sh("node1", "docker swarm leave --force")
     assert lab_run.apply().returncode == 0 and lab_run.verify().returncode == 0
 
 
 def test_fault_registry_down(lab_run):
-    registry = f"hwlab-{LAB}-registry"
+    registry = f"hwlab-{lab_run.name}-registry"
     subprocess.run(["docker", "stop", registry], capture_output=True, timeout=120)
     try:
         res = lab_run.apply()
@@ -211,7 +219,7 @@ def test_fault_nfs_disk_full(lab_run):
     nfs, path = site.nfs_host.name, site.storage.path
     fill = f"{path}/.rel-fill"
     # the export's filesystem really full: a small tmpfs on the export path, filled to the last byte
-    mounted = in_machine(nfs, f"mount -t tmpfs -o size=256k tmpfs {path} && (dd if=/dev/zero of={fill} bs=4k "
+    mounted = lab_run.sh(nfs, f"mount -t tmpfs -o size=256k tmpfs {path} && (dd if=/dev/zero of={fill} bs=4k "
                               f"2>/dev/null; true)")
     if mounted.returncode != 0:
         pytest.skip(f"cannot mount a small filesystem on {path} in the lab: {mounted.stderr}")
@@ -224,7 +232,7 @@ def test_fault_nfs_disk_full(lab_run):
         assert res.returncode == 1 and bad, res.stdout[-3000:]
         assert any(w in (c["detail"] or "").lower() for c in bad for w in ("space", "disk", "free")), bad
     finally:
-        in_machine(nfs, f"umount {path}")
+        lab_run.sh(nfs, f"umount {path}")
     assert lab_run.verify().returncode == 0
 
 
@@ -234,7 +242,7 @@ def test_secrets_nowhere_after_all_runs(lab_run):
 
     tokens = {}
     for role in ("worker", "manager"):
-        res = in_machine("hub", f"docker swarm join-token -q {role}")
+        res = lab_run.sh("hub", f"docker swarm join-token -q {role}")
         if res.returncode == 0 and res.stdout.strip():
             tokens[f"join token ({role})"] = res.stdout.strip()
     report = scan_site(lab_run.site, hosts=True, outputs=lab_run.outputs, extra=tokens, since=lab_run.started)
@@ -280,8 +288,8 @@ def test_exposure(lab_run):
     from hubwizard.config import load_site
 
     site = load_site(lab_run.site)
-    conf = in_machine(site.nfs_host.name, "cat /etc/ganesha/ganesha.conf 2>/dev/null").stdout
-    kernel = in_machine(site.nfs_host.name, "cat /etc/exports /etc/exports.d/* 2>/dev/null").stdout
+    conf = lab_run.sh(site.nfs_host.name, "cat /etc/ganesha/ganesha.conf 2>/dev/null").stdout
+    kernel = lab_run.sh(site.nfs_host.name, "cat /etc/exports /etc/exports.d/* 2>/dev/null").stdout
     assert conf.strip() or kernel.strip(), "no NFS export configuration found"
     assert_ganesha_scoped(conf)
     for line in kernel.splitlines():

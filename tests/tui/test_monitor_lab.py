@@ -1,5 +1,6 @@
-"""The real `hubwizard monitor` in a real terminal (tmux) against the lab's swarm: the screen
-shows the lab's nodes, with the hub as Leader, and a refresh keeps the tables up to date."""
+"""The real `hubwizard monitor` in a real terminal (tmux) against the lab's swarm (the session's
+shared swarm lab, converged: tests/swarm_lab.py): the screen shows the lab's nodes, with the hub
+as Leader, and a refresh keeps the tables up to date."""
 
 from __future__ import annotations
 
@@ -13,21 +14,15 @@ from pathlib import Path
 
 import pytest
 
-from tests.tui.labswarm import down, ensure_lab, ensure_swarm
-
 pytestmark = pytest.mark.lab
 
 
 @pytest.fixture(scope="module")
-def lab_site(tmp_path_factory):
-    site = tmp_path_factory.mktemp("labtui") / "site.toml"
-    started = ensure_lab(site)
-    try:
-        ensure_swarm(site)
-        yield site
-    finally:
-        if started:
-            down()
+def lab_site(swarm_lab):
+    """The session's shared swarm lab, converged (the hub service, nginx and the NFS export
+    included: the monitor sees what an admin's cluster has)."""
+    swarm_lab.converged()
+    return swarm_lab.site
 
 
 def _screen(session: str) -> str:
@@ -35,6 +30,8 @@ def _screen(session: str) -> str:
 
 
 def test_monitor_shows_the_lab_nodes(lab_site: Path):
+    from hubwizard.config import load_site
+
     if not shutil.which("tmux"):
         pytest.skip("tmux is not installed")
     session = f"hwtui-{uuid.uuid4().hex[:6]}"
@@ -52,7 +49,7 @@ def test_monitor_shows_the_lab_nodes(lab_site: Path):
         assert any("hub" in ln and "manager" in ln and "Leader" in ln and "ready" in ln for ln in lines), screen
         assert any("node1" in ln and "worker" in ln and "active" in ln for ln in lines), screen
         assert any("node2" in ln and "worker" in ln for ln in lines), screen
-        assert "3 nodes" in screen and "4 API calls" in screen, screen
+        assert f"{len(load_site(lab_site).active_hosts)} nodes" in screen and "4 API calls" in screen, screen
         # keyboard: the services tab, then quit
         subprocess.run(["tmux", "send-keys", "-t", session, "2"], check=True)
         time.sleep(1.5)
