@@ -19,3 +19,14 @@ def test_engine_imports_no_textual():
     res = subprocess.run([exe, "--no-cache"], capture_output=True, text=True, cwd=ROOT, timeout=120)
     assert res.returncode == 0, res.stdout + res.stderr
     assert "1 kept, 0 broken" in res.stdout
+
+
+def test_every_engine_module_is_under_the_contract():
+    """A new module joins the contract (pyproject.toml) or is named here as a TUI module."""
+    import tomllib
+
+    contract = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["importlinter"]["contracts"][0]
+    listed = set(contract["source_modules"])
+    tui_side = {"hubwizard.app", "hubwizard.cli", "hubwizard.__init__"}
+    modules = {f"hubwizard.{p.stem}" for p in (ROOT / "hubwizard").glob("*.py")} - tui_side
+    assert modules - listed == set(), "add these to the contract in pyproject.toml"
