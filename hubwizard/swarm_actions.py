@@ -28,6 +28,7 @@ from hubwizard.quota import parse_report, project_name
 
 SWARM_PORT = 2377
 READY_TIMEOUT_S = 60.0
+GHOST_WAIT_S = 20.0  # after a join: how long to wait for the manager to list the node's hostname
 GRACE_WAIT_S = 150.0  # nfs-ganesha refuses some writes for its grace period (90 s) after a start
 WORKER_TOKEN = "swarm_worker_token"
 MANAGER_TOKEN = "swarm_manager_token"
@@ -234,8 +235,46 @@ def swarm_member(ctx: StepContext) -> CallResult:
         status, detail = _membership(ctx, _swarm_info(client), nodes)
     if status == "joined":
         node = nodes[detail]
+        ghosts = _ghosts(nodes, detail)
+        if ghosts:
+            return CallResult(False, f"in this swarm, but the manager still lists {len(ghosts)} earlier "
+                                     f"{node['hostname']} entr{'y' if len(ghosts) == 1 else 'ies'} as down")
         return CallResult(True, f"in this swarm as {node['role']} ({node['state']})")
     return CallResult(False, detail)
+
+
+def _dropped(count: int) -> str:
+    return f"; removed {count} earlier down entr{'y' if count == 1 else 'ies'} of it from the manager's list" if count else ""
+
+
+def _unknown(node: dict[str, Any] | None) -> bool:
+    return node is None or node["hostname"] in ("", "?") or node["addr"] in ("", "?", "0.0.0.0")
+
+
+def _ghosts(nodes: dict[str, dict[str, Any]], node_id: str) -> list[str]:
+    """Earlier identities of this node the manager still lists as down: the same hostname and
+    address, another ID (left with `docker swarm leave` on the node alone, then joined again).
+    `docker node ls` shows them as down forever, and they read as a broken node."""
+    me = nodes.get(node_id)
+    if me is None:
+        return []
+    return [nid for nid, n in nodes.items() if nid != node_id and n["state"] == "down"
+            and n["hostname"] == me["hostname"] and n["addr"] == me["addr"]]
+
+
+def _drop_ghosts(ctx: StepContext, node_id: str, wait: float = 0.0) -> int:
+    """`docker node rm` of this node's down earlier identities, on the manager; how many.
+    ``wait``: a node that has just joined has no hostname nor address in the list yet."""
+    deadline = time.monotonic() + wait
+    nodes = manager_nodes(ctx)
+    while _unknown(nodes.get(node_id)) and time.monotonic() < deadline:
+        time.sleep(1)
+        nodes = manager_nodes(ctx)
+    ghosts = _ghosts(nodes, node_id)
+    with docker_client(ctx.connections.get(ctx.site.hub_host.name)) as hub:
+        for ghost in ghosts:
+            hub.api.remove_node(ghost, force=True)
+    return len(ghosts)
 
 
 @api_call("swarm_join")
@@ -253,7 +292,8 @@ def swarm_join(ctx: StepContext, role: str = "worker") -> CallResult:
         status, detail = _membership(ctx, _swarm_info(client), nodes)
         if status == "joined":
             _count_joined(ctx)
-            return CallResult(True, "already in this swarm", changed=False)
+            dropped = _drop_ghosts(ctx, detail)
+            return CallResult(True, "already in this swarm" + _dropped(dropped), changed=bool(dropped))
         if status in ("foreign", "broken"):
             return CallResult(False, f"{ctx.host.name} is {detail}: leave it first")
         try:
@@ -261,8 +301,11 @@ def swarm_join(ctx: StepContext, role: str = "worker") -> CallResult:
                               advertise_addr=my_ip, listen_addr=f"0.0.0.0:{SWARM_PORT}")
         except docker.errors.APIError as exc:
             return CallResult(False, f"swarm join to {swarm.manager_addr} failed: {exc.explanation or exc}")
+        new_id = _swarm_info(client).get("NodeID", "")
     _count_joined(ctx)
-    return CallResult(True, f"joined swarm {swarm.cluster_id[:12]} as worker via {swarm.manager_addr}", changed=True)
+    dropped = _drop_ghosts(ctx, new_id, wait=GHOST_WAIT_S) if new_id else 0
+    return CallResult(True, f"joined swarm {swarm.cluster_id[:12]} as worker via {swarm.manager_addr}"
+                      + _dropped(dropped), changed=True)
 
 
 @api_call("swarm_node_ready")

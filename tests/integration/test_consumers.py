@@ -420,6 +420,34 @@ def test_jupyterhub_loads_the_swarm_mode_config(hub_python, tmp_path, provider):
     assert "quota '5G'" in log or "quota 5G" in log
 
 
+def _build_time_check(dockerfile: str, python: str, config: Path, scratch: Path) -> str:
+    """The Dockerfile's RUN step that loads the config, as a shell script for this machine:
+    its python3, config path and scratch folder pointed at the test's own."""
+    lines = dockerfile.splitlines()
+    start = next(i for i, ln in enumerate(lines) if ln.startswith("RUN mkdir -p /tmp/hubwizard-check"))
+    end = next(i for i in range(start, len(lines)) if not lines[i].endswith("\\"))
+    script = "\n".join(lines[start:end + 1])[len("RUN "):]
+    return (script.replace("python3 -c", f"{python} -c").replace("/srv/jupyterhub/jupyterhub_config.py", str(config))
+            .replace("/tmp/hubwizard-check", str(scratch)))
+
+
+@pytest.mark.parametrize("track", ["swarm-mode", "classic"])
+def test_image_build_has_jupyterhub_load_the_config(hub_python, tmp_path, track):
+    """The hub image's build step that has JupyterHub load the rendered config (so verify need
+    not start a container): it passes on the rendered config and leaves no placeholder secret
+    behind, and it stops the build on a broken config, saying so."""
+    site = make_site(track, "github")
+    dockerfile = rendered(site, "/srv/hubwizard/hub/Dockerfile")
+    config, scratch = tmp_path / "jupyterhub_config.py", tmp_path / "check"
+    config.write_text(rendered(site, "/srv/hubwizard/hub/jupyterhub_config.py"))
+    ok = run(["sh", "-c", _build_time_check(dockerfile, hub_python, config, scratch)])
+    assert ok.returncode == 0 and "config loaded:" in ok.stdout, ok.stdout + ok.stderr
+    assert not scratch.exists()
+    config.write_text(config.read_text() + "\nc.JupyterHub.spawner_class = undefined_name\n")
+    bad = run(["sh", "-c", _build_time_check(dockerfile, hub_python, config, scratch)])
+    assert bad.returncode == 1 and "config did not load" in bad.stdout, bad.stdout + bad.stderr
+
+
 def test_spawn_hook_runs_set_quota_on_the_host_through_docker(hub_python, tmp_path):
     """The quota helper: a privileged, network-less container of the hub image enters the host's
     mount namespace (PID 1) and runs the installed set_quota script for the user's folder."""

@@ -184,3 +184,26 @@ def test_node_leaves_and_apply_rejoins_it(lab):
     assert res.returncode == 0, res.stdout[-3000:]
     statuses = _statuses(_doc(res))
     assert statuses[("swarm-join", "node2")] == "changed" and statuses[("swarm-join", "node1")] == "unchanged"
+
+
+def test_node_that_left_on_its_own_rejoins_without_a_ghost(lab):
+    """`docker swarm leave --force` on node1 alone leaves its old entry down in the manager's list;
+    the re-join removes it, so `docker node ls` shows one node1, ready (not a down ghost forever)."""
+    hub, node1 = f"hwlab-{lab['name']}-hub", f"hwlab-{lab['name']}-node1"
+
+    def node1_states() -> list[str]:
+        res = subprocess.run(["docker", "exec", hub, "docker", "node", "ls", "--format", "{{.Hostname}} {{.Status}}"],
+                             capture_output=True, text=True, timeout=60)
+        return sorted(line.split()[1].lower() for line in res.stdout.splitlines() if line.split()[0] == "node1")
+
+    subprocess.run(["docker", "exec", node1, "docker", "swarm", "leave", "--force"], capture_output=True, timeout=60)
+    deadline = time.monotonic() + 60
+    while node1_states() != ["down"] and time.monotonic() < deadline:
+        time.sleep(2)
+    assert node1_states() == ["down"]
+    res = hubwizard("apply", "-c", str(lab["site"]), "--recipes", str(lab["recipes"]), "--yes", "--json",
+                    "--only", "swarm-join")
+    assert res.returncode == 0, res.stdout[-3000:]
+    statuses = _statuses(_doc(res))
+    assert statuses[("swarm-join", "node1")] == "changed" and statuses[("swarm-join", "node2")] == "unchanged"
+    assert node1_states() == ["ready"]
