@@ -437,7 +437,8 @@ def classic_engine_id(ctx: StepContext, check: bool = False) -> CallResult:
         return CallResult(True, f"engine ID {mine or '(dockerd not answering)'} is unique")
     if check:
         return CallResult(False, f"same engine ID as {', '.join(same)}: a clone that kept /etc/docker/key.json")
-    cmd = "systemctl stop docker.socket docker.service && rm -f /etc/docker/key.json && systemctl start docker"
+    cmd = ("systemctl stop docker.socket docker.service && rm -f /etc/docker/key.json && "
+           "{ systemctl reset-failed docker.service docker.socket 2>/dev/null || true; } && systemctl start docker")
     ctx.emit(CommandStarted(ctx.step, ctx.host.name, "apply", cmd))
     res = ctx.run(cmd, timeout=120)
     return CallResult(res.ok, res.output if not res.ok else f"new engine ID {engine_id(ctx.transport)}",

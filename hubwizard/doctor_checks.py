@@ -26,6 +26,9 @@ BOTH = ("swarm-mode", "classic")
 DISK_FULL_PERCENT = 90
 CERT_WARN_DAYS = 14
 MAX_SKEW_SECONDS = 2.0
+# dockerd restarted too often (a crash loop, a test, a clone's key) hits systemd's start limit, and
+# `systemctl start` then fails until the unit's failed state is cleared
+RESET_DOCKERD = "systemctl reset-failed docker.service docker.socket 2>/dev/null || true"
 NFS_GRACE_WAIT = 120.0  # nfs-ganesha answers JUKEBOX for its grace period (90 s) after a start
 
 Fixer = Callable[[DoctorContext, Diagnosis], "str | None"]
@@ -217,7 +220,7 @@ def docker_engine(ctx: DoctorContext) -> list[Diagnosis]:
         return Diagnosis("docker-engine", h.name, False, "dockerd does not answer on this host",
                          _tail(res.output + "\n" + unit.output),
                          fix_title=f"start dockerd on {h.name} (a Swarm node without it is Down)",
-                         fix_commands=("systemctl start docker",))
+                         fix_commands=(RESET_DOCKERD, "systemctl start docker"))
 
     return ctx.each(ctx.site.active_hosts, one)
 
@@ -485,7 +488,7 @@ def swarm_nodes(ctx: DoctorContext) -> list[Diagnosis]:
                 fix_title="join it again with a worker token from the hub" if missing else
                 f"restart dockerd on {name} so it reconnects to the managers",
                 fix_commands=("docker swarm join --token <worker token from the hub> "
-                              f"{ctx.facts.hub_ip}:2377",) if missing else ("systemctl restart docker",)))
+                              f"{ctx.facts.hub_ip}:2377",) if missing else (RESET_DOCKERD, "systemctl restart docker")))
         else:
             out.append(Diagnosis("swarm-nodes", name, True, "Ready in the swarm"))
     return out
@@ -651,7 +654,7 @@ def _fix_join(ctx: DoctorContext, d: Diagnosis) -> str | None:
     if "missing" in d.summary:
         return (_run_on(ctx, d.host, f"docker rm -f {classic.AGENT} >/dev/null 2>&1 || true", "doctor:cluster")
                 or _apply_step(ctx, "classic-join", d.host))
-    return _run_on(ctx, d.host, "systemctl restart docker", "doctor:cluster")
+    return _run_on(ctx, d.host, f"{RESET_DOCKERD}; systemctl restart docker", "doctor:cluster")
 
 
 @check("cluster-nodes", "every node is in the legacy Swarm and Healthy", tracks=("classic",), fix=_fix_join,
@@ -674,7 +677,7 @@ def cluster_nodes(ctx: DoctorContext) -> list[Diagnosis]:
                              fix_title="run the swarm agent again on this node" if missing else
                              "restart dockerd on this node so the manager reconnects",
                              fix_commands=(f"docker rm -f {classic.AGENT}", *_step_commands(ctx, "classic-join", h))
-                             if missing else ("systemctl restart docker",)))
+                             if missing else (RESET_DOCKERD, "systemctl restart docker")))
     return out
 
 
@@ -697,7 +700,7 @@ def engine_ids(ctx: DoctorContext) -> list[Diagnosis]:
             out.append(Diagnosis("engine-ids", h.name, False, f"same engine ID as {first[engine_id]}: a clone "
                                  "whose /etc/docker/key.json was not removed; Swarm sees one node", engine_id,
                                  fix_title="give this engine a new ID",
-                                 fix_commands=("systemctl stop docker", "rm -f /etc/docker/key.json",
+                                 fix_commands=("systemctl stop docker", "rm -f /etc/docker/key.json", RESET_DOCKERD,
                                                "systemctl start docker")))
         else:
             first[engine_id] = h.name

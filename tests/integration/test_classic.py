@@ -12,7 +12,7 @@ import subprocess
 
 import pytest
 
-from tests.integration.classic_lab import ClassicLab, classic_lab_fixture, ssh  # noqa: F401
+from tests.integration.classic_lab import ClassicLab, classic_lab_fixture, clone_engine_key, ssh  # noqa: F401
 
 pytestmark = pytest.mark.lab
 
@@ -171,15 +171,7 @@ def test_a_clone_that_kept_the_engine_key_gets_its_own(classic_lab):
     """What `add-node` runs for a cloned node (the scale_out steps), with a copied key.json."""
     from hubwizard.session import open_site
 
-    conns = classic_lab.connections()
-    try:
-        key = conns.get("node1").get("/etc/docker/key.json")
-        t = conns.get("node2")
-        t.run("systemctl stop docker.socket docker.service", sudo=True)
-        t.put(key, "/etc/docker/key.json", mode=0o600, sudo=True)
-        assert t.run("systemctl start docker", sudo=True, timeout=120).ok
-    finally:
-        conns.close()
+    clone_engine_key(classic_lab)
     session = open_site(classic_lab.site_path, prompt=None)
     engine = session.engine(lambda e: None)
     try:

@@ -16,7 +16,8 @@ from pathlib import Path
 import pytest
 
 from hubwizard import doctor
-from tests.integration.classic_lab import ClassicLab, classic_lab_fixture, ssh  # noqa: F401
+from hubwizard.doctor_checks import RESET_DOCKERD
+from tests.integration.classic_lab import START_DOCKERD, ClassicLab, classic_lab_fixture, clone_engine_key, ssh  # noqa: F401
 
 pytestmark = pytest.mark.lab
 
@@ -85,10 +86,10 @@ def test_dockerd_stopped_on_a_node_is_started(classic_lab):
         diags, session, conns = diagnose(classic_lab, "docker-engine")
         (bad,) = failing(diags)
         assert bad.host == "node2" and bad.summary == "dockerd does not answer on this host"
-        assert bad.fix_commands == ("systemctl start docker",)
+        assert bad.fix_commands == (RESET_DOCKERD, "systemctl start docker")
         assert fix(session, conns, bad).ok
     finally:
-        ssh(classic_lab, "node2", "systemctl start docker", check=False)
+        ssh(classic_lab, "node2", START_DOCKERD, check=False)
 
 
 def test_manager_not_answering_on_4000_is_restarted(classic_lab):
@@ -138,15 +139,7 @@ def test_certificate_expiring_soon_is_reissued(classic_lab):
 
 
 def test_cloned_engine_key_gets_a_new_id(classic_lab):
-    conns = classic_lab.connections()
-    try:
-        key = conns.get("node1").get("/etc/docker/key.json")
-        t = conns.get("node2")
-        t.run("systemctl stop docker.socket docker.service", sudo=True)
-        t.put(key, "/etc/docker/key.json", mode=0o600, sudo=True)
-        assert t.run("systemctl start docker", sudo=True, timeout=120).ok
-    finally:
-        conns.close()
+    clone_engine_key(classic_lab)
     diags, session, conns = diagnose(classic_lab, "engine-ids")
     (bad,) = failing(diags)
     assert bad.host == "node2" and "same engine ID as node1" in bad.summary
@@ -262,11 +255,11 @@ def test_swarm_node_down_when_its_dockerd_stops(classic_lab, swarm_site):
         bad, session, conns = wait_for_failure(classic_lab, "swarm-nodes", "node1", swarm_site)
         (bad,) = bad
         assert bad.summary == "node1 is Down (availability Active)", bad
-        assert bad.fix_commands == ("systemctl restart docker",)
+        assert bad.fix_commands == (RESET_DOCKERD, "systemctl restart docker")
         after = fix(session, conns, bad)
         assert after.ok, after
     finally:
-        ssh(classic_lab, "node1", "systemctl start docker", check=False)
+        ssh(classic_lab, "node1", START_DOCKERD, check=False)
 
 
 def test_swarm_node_missing_rejoins_with_a_fresh_token(classic_lab, swarm_site):
