@@ -94,7 +94,7 @@ class Engine:
         self.run_id = uuid.uuid4().hex[:12]
         self._facts = facts
         self._gates: dict[str, threading.Lock] = {}  # per host: the hostlock wait, once per run
-        self._settled: dict[str, HostResult | None] = {}
+        self._settled: dict[str, str | None] = {}  # per host: None, or the output of a wait that failed
 
     # -- context ----------------------------------------------------------------
     @property
@@ -475,11 +475,13 @@ class Engine:
 
                 res = self.conns.get(host.name).run(hostlock.wait_until_free(timeout), timeout=timeout + 30,
                                                     on_line=line)
-                self._settled[host.name] = None if res.ok else HostResult(
-                    step.id, host.name, "failed", "an earlier hubwizard command is still running on this host",
-                    "wait for the host lock", _tail(res.output, 15),
-                    f"find it with `ps -ef --forest` on {host.name} and let it end (or kill it), then re-run apply")
-            return self._settled[host.name]
+                self._settled[host.name] = None if res.ok else res.output
+        output = self._settled[host.name]
+        if output is None:
+            return None
+        return HostResult(step.id, host.name, "failed", "an earlier hubwizard command is still running on this host",
+                          "wait for the host lock", _tail(output, 15),
+                          f"find it with `ps -ef --forest` on {host.name} and let it end (or kill it), then re-run apply")
 
     def _run_hosts(self, step: Step, targets: list[Host], mode: str) -> list[HostResult]:
         if step.parallel and len(targets) > 1:

@@ -262,14 +262,20 @@ def _ghosts(nodes: dict[str, dict[str, Any]], node_id: str) -> list[str]:
             and n["hostname"] == me["hostname"] and n["addr"] == me["addr"]]
 
 
-def _drop_ghosts(ctx: StepContext, node_id: str, wait: float = 0.0) -> int:
-    """`docker node rm` of this node's down earlier identities, on the manager; how many.
-    ``wait``: a node that has just joined has no hostname nor address in the list yet."""
+def _listed(ctx: StepContext, node_id: str, wait: float) -> dict[str, dict[str, Any]]:
+    """The manager's node list once it shows this node's hostname and address (a node that has
+    just joined has neither yet), or as it is after ``wait`` seconds."""
     deadline = time.monotonic() + wait
     nodes = manager_nodes(ctx)
     while _unknown(nodes.get(node_id)) and time.monotonic() < deadline:
         time.sleep(1)
         nodes = manager_nodes(ctx)
+    return nodes
+
+
+def _drop_ghosts(ctx: StepContext, node_id: str, nodes: dict[str, dict[str, Any]]) -> int:
+    """`docker node rm` of this node's down earlier identities (in ``nodes``, the manager's
+    list), on the manager; how many."""
     ghosts = _ghosts(nodes, node_id)
     with docker_client(ctx.connections.get(ctx.site.hub_host.name)) as hub:
         for ghost in ghosts:
@@ -292,7 +298,7 @@ def swarm_join(ctx: StepContext, role: str = "worker") -> CallResult:
         status, detail = _membership(ctx, _swarm_info(client), nodes)
         if status == "joined":
             _count_joined(ctx)
-            dropped = _drop_ghosts(ctx, detail)
+            dropped = _drop_ghosts(ctx, detail, nodes)
             return CallResult(True, "already in this swarm" + _dropped(dropped), changed=bool(dropped))
         if status in ("foreign", "broken"):
             return CallResult(False, f"{ctx.host.name} is {detail}: leave it first")
@@ -303,7 +309,7 @@ def swarm_join(ctx: StepContext, role: str = "worker") -> CallResult:
             return CallResult(False, f"swarm join to {swarm.manager_addr} failed: {exc.explanation or exc}")
         new_id = _swarm_info(client).get("NodeID", "")
     _count_joined(ctx)
-    dropped = _drop_ghosts(ctx, new_id, wait=GHOST_WAIT_S) if new_id else 0
+    dropped = _drop_ghosts(ctx, new_id, _listed(ctx, new_id, GHOST_WAIT_S)) if new_id else 0
     return CallResult(True, f"joined swarm {swarm.cluster_id[:12]} as worker via {swarm.manager_addr}"
                       + _dropped(dropped), changed=True)
 

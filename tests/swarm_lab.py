@@ -56,14 +56,11 @@ class SwarmLab:
         return fresh
 
     def converged(self) -> None:
-        """Apply the whole track (unchanged and quick when it already is), then verify."""
+        """Apply the whole track (unchanged and quick when it already is); it must end with exit 0."""
         self.fresh = False
         res = hubwizard("apply", "-c", str(self.site), "--yes")
         self.outputs[f"apply (converge) {len(self.outputs)}"] = res.stdout + res.stderr
         assert res.returncode == 0, f"the shared lab does not converge:\n{res.stdout[-4000:]}\n{res.stderr[-2000:]}"
-
-    def machine(self, host: str) -> str:
-        return f"hwlab-{self.name}-{host}"
 
 
 @contextlib.contextmanager

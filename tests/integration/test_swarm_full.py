@@ -12,22 +12,15 @@ import json
 import os
 import random
 import subprocess
-import sys
 import time
-from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
+from tests.swarm_lab import hubwizard
 
 pytestmark = [pytest.mark.lab, pytest.mark.slow, pytest.mark.timeout(5400)]
 
 
-
-
-def hubwizard(*args: str, timeout: float = 2400, stdin: int | None = subprocess.DEVNULL) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "hubwizard.cli", *args], capture_output=True, text=True,
-                          timeout=timeout, cwd=ROOT, stdin=stdin)
 
 
 def timed(label: str, *args: str) -> subprocess.CompletedProcess:
