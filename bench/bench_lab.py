@@ -22,9 +22,9 @@ from pathlib import Path
 
 
 def timed(args: list[str], env: dict[str, str]) -> float:
-    """Run `python -m hubwizard.lab_cli ARGS` and return wall seconds (exit on failure)."""
+    """Run `python -m hubwizard.lab.cli ARGS` and return wall seconds (exit on failure)."""
     start = time.monotonic()
-    done = subprocess.run([sys.executable, "-m", "hubwizard.lab_cli", *args], env=env, capture_output=True, text=True)
+    done = subprocess.run([sys.executable, "-m", "hubwizard.lab.cli", *args], env=env, capture_output=True, text=True)
     elapsed = time.monotonic() - start
     if done.returncode != 0:
         sys.stderr.write(done.stdout + done.stderr)

@@ -123,8 +123,8 @@ def main() -> int:
     args = p.parse_args()
 
     from hubwizard import monitor
-    from hubwizard.config import load_site
-    from hubwizard.secrets import load_secrets
+    from hubwizard.core.config import load_site
+    from hubwizard.core.secrets import load_secrets
 
     site, secrets = load_site(args.config), load_secrets(args.config)
     model, conns = monitor.connect(site, secrets)

@@ -280,7 +280,7 @@ def ensure_ansible() -> Path:
 
 
 def build_plan(site: Path, steps: list[str] | None) -> tuple[verifyplan.VerifyPlan, Any]:
-    from hubwizard.events import discard
+    from hubwizard.core.events import discard
     from hubwizard.session import open_site
 
     session = open_site(site, prompt=None)
@@ -435,8 +435,8 @@ def bench_startup(site: Path | None, runs: int, results: Results) -> None:
     results.add("startup:hubwizard --help", t, tool=how, load=load)
     t, how = startup.time_command([sys.executable, "-c", "pass"], n)
     results.add("startup:python -c pass (baseline)", t, tool=how, load=load)
-    t, how = startup.time_command([sys.executable, "-c", "import hubwizard.cli"], n)
-    results.add("startup:import hubwizard.cli (baseline)", t, tool=how, load=load)
+    t, how = startup.time_command([sys.executable, "-c", "import hubwizard.cli.main"], n)
+    results.add("startup:import hubwizard.cli.main (baseline)", t, tool=how, load=load)
     if shutil.which("hubwizard") and shutil.which("hubwizard") != startup.hubwizard_exe():
         t, how = startup.time_command([shutil.which("hubwizard") or "", "--help"], n)
         results.add("startup:hubwizard --help via the PATH shim", t, tool=how, load=load)

@@ -26,7 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import verifyplan  # noqa: E402
 
-from hubwizard.events import discard  # noqa: E402
+from hubwizard.core.events import discard  # noqa: E402
 from hubwizard.session import open_site  # noqa: E402
 
 

@@ -72,7 +72,7 @@ def file_check_command(content: bytes, path: str) -> str:
 def build(engine: Any, steps: Iterable[Any] | None = None) -> VerifyPlan:
     """Render every verify item of ``steps`` (default: the engine's) per host, the way
     Engine.run('verify') would."""
-    from hubwizard.templating import render_asset, render_command
+    from hubwizard.core.templating import render_asset, render_command
 
     plan = VerifyPlan()
     for step in engine.steps if steps is None else steps:

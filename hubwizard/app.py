@@ -50,7 +50,7 @@ class HubwizardApp(App):
     def draft(self) -> dict[str, Any]:
         """The site as a dict the forms edit; read from the site file when there is one."""
         if self._draft is None:
-            from hubwizard.config import load_site
+            from hubwizard.core.config import load_site
 
             if self.site_path is not None and self.site_path.exists():
                 site = load_site(self.site_path)
@@ -66,7 +66,7 @@ class HubwizardApp(App):
 
     def save_draft(self) -> str | None:
         """Write the draft to the site file if the whole site validates; else the reason."""
-        from hubwizard import sitefile
+        from hubwizard.core import sitefile
 
         error = sitefile.site_error(self.draft())
         if error:
@@ -92,8 +92,8 @@ class HubwizardApp(App):
         """Site and secrets only (the monitor needs no recipes nor journal)."""
         if self._session is not None:
             return self._session.site, self._session.secrets
-        from hubwizard.config import load_site
-        from hubwizard.secrets import load_secrets
+        from hubwizard.core.config import load_site
+        from hubwizard.core.secrets import load_secrets
 
         if self.site_path is None:
             raise FileNotFoundError("no site file chosen")
@@ -108,8 +108,8 @@ class HubwizardApp(App):
 
     def connections(self, site: Any = None) -> Any:
         """Connections for ``site`` (default: the saved site), host keys confirmed in a modal."""
-        from hubwizard.connections import Connections
-        from hubwizard.secrets import Secrets, load_secrets
+        from hubwizard.core.secrets import Secrets, load_secrets
+        from hubwizard.remote.connections import Connections
 
         if site is None:
             site, secrets = self.site_and_secrets()
@@ -199,8 +199,8 @@ class HubwizardApp(App):
 
 def run_monitor(args: argparse.Namespace) -> int:
     """`hubwizard monitor -c SITE`: the monitor screen alone."""
-    from hubwizard.config import load_site
-    from hubwizard.secrets import load_secrets
+    from hubwizard.core.config import load_site
+    from hubwizard.core.secrets import load_secrets
 
     load_site(args.config)  # bad input fails here with exit code 2, before the screen
     load_secrets(args.config)

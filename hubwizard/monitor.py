@@ -20,6 +20,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from hubwizard.core.units import human_bytes
+
 HUB_API = "http://127.0.0.1:8000/hub/api"  # the hub service publishes the proxy's :8000 on the hub host
 
 
@@ -252,12 +254,6 @@ def matches(row: Sequence[str], text: str) -> bool:
     return all(word in cells for word in text.lower().split())
 
 
-def human_bytes(n: float) -> str:
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if n < 1024 or unit == "TiB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
-    return f"{n:.1f} TiB"
 
 
 def node_cells(n: NodeRow) -> tuple[str, ...]:
@@ -444,8 +440,8 @@ def connect(site: Any, secrets: Any, *, confirm: Callable[[str, str], bool] | No
     """A model on the site's hub (a swarm manager), and the Connections to close afterwards.
 
     Takes the site and secrets, not a Session: the monitor needs no recipes or journal."""
-    from hubwizard.connections import Connections
-    from hubwizard.dockerapi import client_for
+    from hubwizard.remote.connections import Connections
+    from hubwizard.remote.dockerapi import client_for
 
     conns = Connections(site, secrets, accept_new_host_keys=accept_new_host_keys, confirm=confirm)
     hub = conns.get(site.hub_host.name)

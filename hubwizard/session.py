@@ -8,11 +8,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from hubwizard.config import Site, load_site
-from hubwizard.events import Sink
-from hubwizard.journal import Journal, journal_path
-from hubwizard.secrets import Secrets, load_secrets
-from hubwizard.steps import Step, load_steps, parse_recipe
+import hubwizard.actions  # noqa: F401  (registers the calls recipes name)
+from hubwizard.core.config import Site, load_site
+from hubwizard.core.events import Sink
+from hubwizard.core.journal import Journal, journal_path
+from hubwizard.core.secrets import Secrets, load_secrets
+from hubwizard.core.steps import Step, load_steps, parse_recipe
 
 
 def _tty_prompt(name: str) -> str:
@@ -33,8 +34,8 @@ class Session:
 
     def engine(self, sink: Sink, *, accept_new_host_keys: bool = False,
                confirm: Callable[[str, str], bool] | None = None):
-        from hubwizard.connections import Connections
-        from hubwizard.engine import Engine
+        from hubwizard.engine.runner import Engine
+        from hubwizard.remote.connections import Connections
 
         conns = Connections(self.site, self.secrets, accept_new_host_keys=accept_new_host_keys, confirm=confirm)
         return Engine(self.site, self.steps, conns, self.secrets, self.journal, sink)

@@ -1,4 +1,4 @@
-"""Doctor: every troubleshooting check of hubwizard.doctor with its diagnosis; a fix runs
+"""Doctor: every troubleshooting check of hubwizard.doctor.model with its diagnosis; a fix runs
 only after the admin confirmed it, with its commands shown first."""
 
 from __future__ import annotations
@@ -60,7 +60,7 @@ class DoctorScreen(Screen):
 
     @work(thread=True, exclusive=True, group="doctor")
     def diagnose(self) -> None:
-        from hubwizard import doctor
+        from hubwizard.doctor import model as doctor
 
         try:
             found = doctor.run_doctor(self.app.session(), self.app.connections())
@@ -118,7 +118,7 @@ class DoctorScreen(Screen):
     @work(thread=True, exclusive=True, group="doctor-fix")
     def fix(self, index: int, diagnosis: Any) -> None:
         """One fix at a time: fixes may touch the same host or service."""
-        from hubwizard import doctor
+        from hubwizard.doctor import model as doctor
 
         try:
             after = doctor.apply_fix(self.app.session(), self.app.connections(), diagnosis)

@@ -2,7 +2,7 @@
 
 A probe connects exactly as the engine will (same Connections, same host-key policy: an
 unknown key is shown as a fingerprint in a modal), then reads sudo, OS, Docker, CPUs, memory
-and disk (hubwizard.hostprobe). Fields are checked as typed with the site file's own rules."""
+and disk (hubwizard.remote.hostprobe). Fields are checked as typed with the site file's own rules."""
 
 from __future__ import annotations
 
@@ -18,8 +18,8 @@ from textual.message import Message
 from textual.screen import Screen
 from textual.widgets import Button, DataTable, Footer, Header, Input, Select, Static
 
-from hubwizard import sitefile
-from hubwizard.hostprobe import HostReport, probe
+from hubwizard.core import sitefile
+from hubwizard.remote.hostprobe import HostReport, probe
 
 FIELDS = (("name", "name", "node1"), ("address", "address", "10.0.0.11 or an ssh alias"),
           ("user", "user", "root"), ("port", "port", "22"), ("jump", "jump host", "(none)"))
@@ -155,7 +155,7 @@ class InventoryScreen(Screen):
 
     def probe_site(self) -> Any:
         """A Site holding the inventory, so the probe connects exactly as the engine will."""
-        from hubwizard.config import Site
+        from hubwizard.core.config import Site
 
         draft = self.app.draft()
         data = {"site": {"name": "probe", "domain": "probe.invalid", "email": "probe@probe.invalid"},

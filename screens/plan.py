@@ -17,7 +17,7 @@ from textual.screen import Screen
 from textual.widgets import Footer, Header, Static, Tree
 from textual.widgets.tree import TreeNode
 
-from hubwizard.events import HostResult, StepFinished, StepStarted
+from hubwizard.core.events import HostResult, StepFinished, StepStarted
 
 _STYLE = {"would-change": "yellow", "unchanged": "green", "skipped": "dim", "failed": "red", "unreachable": "red"}
 

@@ -21,7 +21,7 @@ from textual.message import Message
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Header, Label, ProgressBar, RichLog, Static
 
-from hubwizard.events import CommandStarted, HostResult, OutputLine, Progress, StepFinished, StepStarted
+from hubwizard.core.events import CommandStarted, HostResult, OutputLine, Progress, StepFinished, StepStarted
 
 _STYLE = {"changed": "yellow", "unchanged": "green", "ok": "green", "skipped": "dim", "failed": "bold red",
           "unreachable": "bold red", "running": "cyan"}

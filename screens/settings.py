@@ -1,6 +1,6 @@
 """Settings: domain, e-mail, login provider, storage, quotas, images, registry.
 
-The questions are hubwizard.sitefile.QUESTIONS (the very list `hubwizard init` asks), and each
+The questions are hubwizard.core.sitefile.QUESTIONS (the very list `hubwizard init` asks), and each
 answer is checked as it is typed by the site file's own pydantic models; Save writes the
 site file only when the whole site validates (secrets go to the 0600 secrets file)."""
 
@@ -18,8 +18,8 @@ from textual.screen import Screen
 from textual.widget import Widget
 from textual.widgets import Footer, Header, Input, Label, Select, Static, Switch
 
-from hubwizard import sitefile
-from hubwizard.sitefile import Question
+from hubwizard.core import sitefile
+from hubwizard.core.sitefile import Question
 
 
 def _wid(q: Question) -> str:
@@ -115,7 +115,7 @@ class SettingsScreen(Screen):
             verdict.update(Text(f"not saved: {error}", style="red"))
             return
         if self.secrets:
-            from hubwizard.secrets import write_secrets
+            from hubwizard.core.secrets import write_secrets
 
             write_secrets(self.app.site_path, self.secrets)
         verdict.update(Text(f"saved {self.app.site_path}", style="green"))

@@ -16,7 +16,7 @@ from textual.containers import Horizontal, Vertical
 from textual.screen import Screen
 from textual.widgets import Button, DataTable, Footer, Header, Input, Label, Static
 
-from hubwizard.errors import HubwizardError
+from hubwizard.core.errors import HubwizardError
 
 _MARK = {"done": "done", "failed": "FAILED", "started": "started", "skipped": "skipped", "pending": "·"}
 

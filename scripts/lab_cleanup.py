@@ -33,7 +33,7 @@ def main() -> int:
             names.add(n.attrs["Labels"]["io.hubwizard.lab"])
     for name in sorted(names):
         print(f"lab_cleanup: removing lab {name!r} left by this run")
-        from hubwizard.lab import down
+        from hubwizard.lab.lifecycle import down
 
         try:
             down(name)

@@ -28,7 +28,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def hubwizard(*args: str, timeout: float = 2400) -> subprocess.CompletedProcess:
     """The real CLI in its own process, as an admin runs it (no stdin)."""
-    return subprocess.run([sys.executable, "-m", "hubwizard.cli", *args], capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "hubwizard.cli.main", *args], capture_output=True, text=True,
                           timeout=timeout, cwd=ROOT, stdin=subprocess.DEVNULL)
 
 
@@ -67,7 +67,7 @@ class SwarmLab:
 def shared_lab(work: Path, name: str) -> Iterator[SwarmLab]:
     """`lab up --nodes 2 --spares 1` (a second try when a machine misses its boot deadline on a
     loaded host), always `lab down` afterwards."""
-    from hubwizard import lab as lab_mod
+    from hubwizard.lab import lifecycle as lab_mod
 
     site = work / "site.toml"
     t0 = time.monotonic()

@@ -39,7 +39,7 @@ class ClassicLab:
         return open_site(self.site_path, prompt=None)
 
     def connections(self, session=None):
-        from hubwizard.connections import Connections
+        from hubwizard.remote.connections import Connections
 
         s = session or self.session()
         return Connections(s.site, s.secrets)
@@ -74,7 +74,7 @@ def _apply(site_path: Path) -> Any:
 
 
 def _make(directory: Path, stack: contextlib.ExitStack) -> ClassicLab:
-    from hubwizard import lab
+    from hubwizard.lab import lifecycle as lab
 
     reuse = os.environ.get("HUBWIZARD_CLASSIC_LAB")
     record = lab.load_record(reuse) if reuse else None

@@ -57,7 +57,7 @@ class Lab:
         return tomllib.loads(self.secrets_path.read_text())
 
     def site(self) -> Any:
-        from hubwizard.config import load_site
+        from hubwizard.core.config import load_site
 
         return load_site(self.site_path)
 
@@ -66,7 +66,7 @@ class Lab:
 def running_lab(directory: Path, name: str | None = None, **options: Any) -> Iterator[Lab]:
     """Bring a lab up (options as LabSpec fields: nodes, spares, user, with_docker...), yield it,
     and always bring it down."""
-    from hubwizard import lab
+    from hubwizard.lab import lifecycle as lab
 
     docker_client_or_skip()
     name = name or unique_name()

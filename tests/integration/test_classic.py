@@ -155,7 +155,7 @@ def test_uids_that_differ_are_named(classic_lab):
 
 
 def test_clone_checks_before_a_snapshot(classic_lab):
-    from hubwizard.classic_actions import clone_problems
+    from hubwizard.actions.classic import clone_problems
 
     conns = classic_lab.connections()
     try:

@@ -31,9 +31,9 @@ from pathlib import Path
 
 import pytest
 
-from hubwizard.config import parse_site
-from hubwizard.render import PATHS, Facts, generated_files, template_context
-from hubwizard.templating import render_asset
+from hubwizard.core.config import parse_site
+from hubwizard.core.render import PATHS, Facts, generated_files, template_context
+from hubwizard.core.templating import render_asset
 
 DATA = Path(__file__).resolve().parents[1] / "data"
 SITE_TEXT = (DATA / "render-site.toml").read_text(encoding="utf-8")

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from hubwizard.dockerapi import client_for
-from hubwizard.transport import HostKeyPolicy, SshTarget, SshTransport
+from hubwizard.remote.dockerapi import client_for
+from hubwizard.remote.transport import HostKeyPolicy, SshTarget, SshTransport
 from tests.engine import docker_answers
 
 

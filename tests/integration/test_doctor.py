@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from hubwizard import doctor
-from hubwizard.doctor_checks import RESET_DOCKERD
+from hubwizard.doctor import model as doctor
+from hubwizard.doctor.checks import RESET_DOCKERD
 from tests.integration.classic_lab import START_DOCKERD, ClassicLab, classic_lab_fixture, clone_engine_key, ssh  # noqa: F401
 
 pytestmark = pytest.mark.lab
@@ -57,7 +57,7 @@ def wait_for_failure(lab: ClassicLab, check: str, host: str, site: Path | None =
 
 
 def test_converged_lab_passes_and_the_cli_says_so(classic_lab):
-    out = subprocess.run([sys.executable, "-m", "hubwizard.cli", "doctor", "-c", str(classic_lab.site_path), "--json"],
+    out = subprocess.run([sys.executable, "-m", "hubwizard.cli.main", "doctor", "-c", str(classic_lab.site_path), "--json"],
                          capture_output=True, text=True, timeout=300)
     report = json.loads(out.stdout)
     bad = [d for d in report["diagnoses"] if not d["ok"] and not d["skipped"]]
@@ -118,7 +118,7 @@ def test_disk_nearly_full_is_found(classic_lab):
 
 
 def test_certificate_expiring_soon_is_reissued(classic_lab):
-    from hubwizard import tls
+    from hubwizard.actions import tls
 
     ca = tls.SiteCA(classic_lab.tls_dir, "classic-site")
     short = ca.issue("node1 docker", ips=[classic_lab.ip("node1")], days=3)
@@ -154,7 +154,7 @@ def test_unreachable_host_exits_3(classic_lab, tmp_path):
     secrets = classic_lab.site_path.with_name("classic-site.secrets.toml")
     site.with_name("dead.secrets.toml").write_bytes(secrets.read_bytes())
     site.with_name("dead.secrets.toml").chmod(0o600)
-    out = subprocess.run([sys.executable, "-m", "hubwizard.cli", "doctor", "-c", str(site), "--json"],
+    out = subprocess.run([sys.executable, "-m", "hubwizard.cli.main", "doctor", "-c", str(site), "--json"],
                          capture_output=True, text=True, timeout=300)
     report = json.loads(out.stdout)
     assert out.returncode == 3 and report["exit_code"] == 3
@@ -199,9 +199,9 @@ def swarm_site(classic_lab) -> Iterator[Path]:
 def _userspace_nfs(lab: ClassicLab, site: Path) -> None:
     """nfs-ganesha on the hub exporting storage.path (no kernel nfsd here), libnfs-utils on the
     nodes: what the doctor's NFS test write uses where the kernel has no NFS client."""
-    from hubwizard.config import load_site
-    from hubwizard.render import Facts, template_context
-    from hubwizard.templating import render_asset
+    from hubwizard.core.config import load_site
+    from hubwizard.core.render import Facts, template_context
+    from hubwizard.core.templating import render_asset
 
     cfg = load_site(site)
     ips = {h: m["ip"] for h, m in lab.record["machines"].items()}

@@ -10,7 +10,7 @@ import sys
 
 from tests.conftest import BASIC_RECIPES, write_site
 
-HW = [sys.executable, "-m", "hubwizard.cli"]
+HW = [sys.executable, "-m", "hubwizard.cli.main"]
 ORDER = ["make-dir", "write-domain", "slow"]
 
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from tests.conftest import BASIC_RECIPES, write_site
 
-HW = [sys.executable, "-m", "hubwizard.cli"]
+HW = [sys.executable, "-m", "hubwizard.cli.main"]
 
 
 def hw(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
@@ -101,7 +101,7 @@ def test_sigkill_mid_step_then_resume(tmp_path, ssh_env):
 def test_resume_at_once_waits_for_the_killed_runs_command(tmp_path, ssh_env):
     """The killed apply's `sleep 3` goes on as an orphan holding the host lock: an apply started at
     once says it waits for it, then finds the step done by the orphan and does not run it again."""
-    from hubwizard.hostlock import WAITING
+    from hubwizard.remote.hostlock import WAITING
 
     site, work = _killed_in_the_slow_step(tmp_path, ssh_env)
     assert not (work / "slow.done").exists()

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from hubwizard.templating import render_command
-from hubwizard.transport import HostKeyPolicy, SshTarget, SshTransport
+from hubwizard.core.templating import render_command
+from hubwizard.remote.transport import HostKeyPolicy, SshTarget, SshTransport
 
 HOSTILE = ["a;touch {m}", "$(touch {m})", "`touch {m}`", "a'b;touch {m}", 'a"b;touch {m}', "a\ntouch {m}",
            "a && touch {m}", "| touch {m}", "> {m}"]
@@ -35,7 +35,7 @@ def test_no_marker_ever(transport, tmp_path, pattern):
 
 
 def test_sudo_password_never_on_command_line(transport):
-    from hubwizard.transport import _sudo_wrap
+    from hubwizard.remote.transport import _sudo_wrap
 
     cmd, stdin = _sudo_wrap("id", "alice", True, "s3cret")
     assert "s3cret" not in cmd and stdin == "s3cret\n"

@@ -25,9 +25,9 @@ LABEL = "io.hubwizard.lab"
 
 
 def _cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    """Run `python -m hubwizard.lab_cli ...` the way an admin would run `hubwizard lab ...`."""
+    """Run `python -m hubwizard.lab.cli ...` the way an admin would run `hubwizard lab ...`."""
     return subprocess.run(
-        [sys.executable, "-m", "hubwizard.lab_cli", *args],
+        [sys.executable, "-m", "hubwizard.lab.cli", *args],
         capture_output=True,
         text=True,
         timeout=900,
@@ -196,7 +196,8 @@ def test_non_root_sudo_password_port_and_jump(tmp_path: Path) -> None:
 
 @pytest.mark.lab
 def test_failed_up_removes_what_it_made(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from hubwizard import lab, lab_machines
+    from hubwizard.lab import lifecycle as lab
+    from hubwizard.lab import machines as lab_machines
 
     docker_client_or_skip()
     name = unique_name("f")
@@ -226,10 +227,10 @@ def test_no_engine_says_how_to_get_one(tmp_path: Path) -> None:
 
 def test_site_file_of_a_record_validates_without_docker(tmp_path: Path) -> None:
     """The site file's shape (jump, sudo, spares, registry, ACME) checked against config.py alone."""
-    from hubwizard.config import load_site
-    from hubwizard.lab import LabSpec
-    from hubwizard.lab_site import write_site
-    from hubwizard.secrets import write_secrets
+    from hubwizard.core.config import load_site
+    from hubwizard.core.secrets import write_secrets
+    from hubwizard.lab.lifecycle import LabSpec
+    from hubwizard.lab.site import write_site
 
     spec = LabSpec(name="x", nodes=1, spares=1, user="admin", sudo_password=True, ssh_port=2222, jump=True)
     record = {
@@ -264,7 +265,7 @@ def test_site_file_of_a_record_validates_without_docker(tmp_path: Path) -> None:
 
 def test_machine_identity_files_encode_the_access_rules() -> None:
     """What each machine is told before it boots: the rules the SSH tests above rely on."""
-    from hubwizard.lab_machines import MachineSpec, identity_files, known_hosts_lines
+    from hubwizard.lab.machines import MachineSpec, identity_files, known_hosts_lines
 
     node = MachineSpec("node1", "node", "admin", 2222, "ssh-ed25519 AAAA k", "pw", "10.1.0.3", "10.1.0.2:5000")
     files = identity_files(node)

@@ -32,7 +32,7 @@ pytestmark = [pytest.mark.lab, pytest.mark.slow, pytest.mark.timeout(1800)]
 
 
 def hubwizard(*args: str, timeout: float = 1500) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "hubwizard.cli", *args], capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "hubwizard.cli.main", *args], capture_output=True, text=True,
                           timeout=timeout, cwd=ROOT)
 
 
@@ -76,7 +76,7 @@ def _worker_token(name: str) -> str:
 
 def test_preflight_on_fresh_machines(lab):
     """Before Docker: every probe passes, ports are probed through the temporary listener."""
-    from hubwizard.events import CheckResult
+    from hubwizard.core.events import CheckResult
     from hubwizard.session import open_site
 
     session = open_site(lab["site"], recipes_dir=str(lab["recipes"]), prompt=None)
@@ -158,9 +158,9 @@ def test_quota_step_says_what_is_missing(lab):
 
 def test_node_leaves_and_apply_rejoins_it(lab):
     """swarm_leave drops node2 (and the manager forgets it); apply --only swarm-join brings it back."""
-    from hubwizard import actions
-    from hubwizard.actions import StepContext
-    from hubwizard.events import discard
+    from hubwizard.core.events import discard
+    from hubwizard.engine import calls as actions
+    from hubwizard.engine.calls import StepContext
     from hubwizard.session import open_site
 
     session = open_site(lab["site"], recipes_dir=str(lab["recipes"]), prompt=None)

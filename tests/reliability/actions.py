@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import shlex
 
-from hubwizard.actions import CallResult, StepContext, register
+from hubwizard.engine.calls import CallResult, StepContext, register
 
 
 @register("rel_ledger")

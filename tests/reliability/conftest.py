@@ -36,8 +36,8 @@ def own_fleet(tmp_path_factory) -> Fleet:
 
 
 def run_cli(*args: str) -> tuple[int, str, str]:
-    """hubwizard.cli.main in this process: (exit code, stdout, stderr). SystemExit (argparse) counts."""
-    from hubwizard.cli import main
+    """hubwizard.cli.main.main in this process: (exit code, stdout, stderr). SystemExit (argparse) counts."""
+    from hubwizard.cli.main import main
 
     out, err = io.StringIO(), io.StringIO()
     with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):

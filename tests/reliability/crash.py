@@ -67,7 +67,7 @@ def read_journal(path: Path) -> tuple[int, str, str]:
         except ValueError:
             return i, last, f"line {i + 1} of the journal is not JSON: {line[:80]!r}"
         last = rec.get("phase", "")
-    from hubwizard.journal import Journal
+    from hubwizard.core.journal import Journal
 
     entries = Journal(path).entries()  # the engine's own reader must cope too
     if len(entries) != len(lines):
@@ -78,7 +78,7 @@ def read_journal(path: Path) -> tuple[int, str, str]:
 def kill_apply_at(site: Path, delay: float, recipes: Path | None = CRASH_RECIPES, after_records: int = 0) -> bool:
     """Start `apply --yes` and SIGKILL it ``delay`` seconds after the journal holds
     ``after_records`` records (0: after the start); True if it was still running."""
-    from hubwizard.journal import journal_path
+    from hubwizard.core.journal import journal_path
 
     extra = ["--recipes", str(recipes)] if recipes is not None else []
     journal = journal_path(site, _site_name(site))
@@ -106,7 +106,7 @@ def crash_point(site: Path, delay: float, recipes: Path | None = CRASH_RECIPES,
                 settle: Callable[[], None] | None = None, after_records: int = 0) -> CrashPoint:
     """Kill at ``delay`` (after ``after_records`` journal records), then check the journal,
     status, resume and verify."""
-    from hubwizard.journal import journal_path
+    from hubwizard.core.journal import journal_path
 
     killed = kill_apply_at(site, delay, recipes, after_records)
     if settle is not None:
@@ -134,7 +134,7 @@ def _site_name(site: Path) -> str:
 
 def timed_full_run(site: Path, recipes: Path | None = CRASH_RECIPES) -> tuple[float, int]:
     """Seconds a clean apply of ``site`` takes, and the journal records it writes."""
-    from hubwizard.journal import journal_path
+    from hubwizard.core.journal import journal_path
 
     t0 = time.monotonic()
     res = hw("apply", "-c", str(site), "--yes", recipes=recipes, timeout=900)

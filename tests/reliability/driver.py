@@ -5,7 +5,7 @@ The crash suite kills this process exactly as it would kill `hubwizard`: it is c
 import sys
 
 import tests.reliability.actions  # noqa: F401 - registers rel_* calls
-from hubwizard.cli import main
+from hubwizard.cli.main import main
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -166,7 +166,7 @@ def write_site(tmp_path: Path, fleet: Fleet, *, name: str = "rel", domain: str =
         f'[storage]\npath = "{work}"\n\n{extra}\n{hosts}'
     )
     if secrets:
-        from hubwizard.secrets import write_secrets
+        from hubwizard.core.secrets import write_secrets
 
         write_secrets(site, secrets)
     return site

@@ -1,6 +1,6 @@
 """Hostile values and the site files that carry them, for the property-based suite.
 
-Fields are found by walking ``hubwizard.config.Site`` (nested models, lists of models,
+Fields are found by walking ``hubwizard.core.config.Site`` (nested models, lists of models,
 Optional, Annotated, Literal), so a field added tomorrow is fuzzed tomorrow.
 """
 
@@ -14,7 +14,7 @@ from typing import Any
 from hypothesis import strategies as st
 from pydantic import BaseModel
 
-from hubwizard.config import Site
+from hubwizard.core.config import Site
 
 FieldPath = tuple  # ("site", "domain") or ("hosts", 0, "name")
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from hubwizard.config import Host
-from hubwizard.engine import generic_fix
+from hubwizard.core.config import Host
+from hubwizard.engine.runner import generic_fix
 
 NODE = Host(name="node1", address="10.0.0.2", role="node", user="admin", sudo="password")
 

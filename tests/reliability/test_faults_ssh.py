@@ -127,8 +127,8 @@ def sudo_user(own_fleet):
 
 
 def test_wrong_sudo_password(own_fleet, tmp_path, sudo_user):
-    from hubwizard.secrets import write_secrets
-    from hubwizard.secretscan import scan_site
+    from hubwizard.cli.secretscan import scan_site
+    from hubwizard.core.secrets import write_secrets
 
     user, password = sudo_user
     wrong = "wrong-" + password[::-1]

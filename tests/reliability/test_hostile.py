@@ -3,7 +3,7 @@
 Each hostile value is either rejected with exit 2 and a message naming the field, or reaches
 the host as one literal value (checked byte for byte through a recipe that echoes every field);
 no marker file ever appears, no traceback ever reaches the user. The CLI runs in-process
-(hubwizard.cli.main) for speed, plus a few real subprocess runs.
+(hubwizard.cli.main.main) for speed, plus a few real subprocess runs.
 
 Examples per property: see EXAMPLES, times HUBWIZARD_RELIABILITY_SCALE.
 """
@@ -213,7 +213,7 @@ SUBPROCESS_CASES = [
 @pytest.mark.parametrize("argv", SUBPROCESS_CASES, ids=lambda a: " ".join(a)[:40])
 def test_cli_subprocess(arena, cli_site, argv):
     args = [a.format(m=arena.marker, site=cli_site) for a in argv]
-    res = subprocess.run([sys.executable, "-m", "hubwizard.cli", *args], capture_output=True, text=True,
+    res = subprocess.run([sys.executable, "-m", "hubwizard.cli.main", *args], capture_output=True, text=True,
                          timeout=120, stdin=subprocess.DEVNULL, cwd=ROOT)
     _clean(res.returncode, res.stdout, res.stderr)
     _no_marker(arena)

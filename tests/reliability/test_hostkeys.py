@@ -1,5 +1,5 @@
 """Host keys: an unknown key is refused unless confirmed, a changed key always — directly, through
-a jump host, and on the Docker API path (hubwizard.dockerapi rides the same SSH connection).
+a jump host, and on the Docker API path (hubwizard.remote.dockerapi rides the same SSH connection).
 
 tests/integration/test_engine_ssh.py covers the direct case through the CLI; this adds jump hosts,
 the confirm callback, known_hosts left untouched on refusal, and the Docker API."""
@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from hubwizard.errors import HostKeyError
-from hubwizard.transport import HostKeyPolicy, SshTarget, SshTransport
+from hubwizard.core.errors import HostKeyError
+from hubwizard.remote.transport import HostKeyPolicy, SshTarget, SshTransport
 from tests.reliability.crash import hw
 from tests.reliability.fleet import Fleet, write_site
 
@@ -109,7 +109,7 @@ def test_jump_site_through_cli(fleet, tmp_path):
 
 def test_docker_api_path_refuses_unknown_and_changed_keys(fleet, tmp_path):
     """client_for() opens no connection of its own: the first API call goes through our policy."""
-    from hubwizard.dockerapi import client_for
+    from hubwizard.remote.dockerapi import client_for
 
     kh = tmp_path / "kh"
     kh.write_text("")

@@ -21,19 +21,19 @@ from pathlib import Path
 
 import pytest
 
-from hubwizard.render import HUB_SERVICE
+from hubwizard.core.render import HUB_SERVICE
 from tests.reliability.crash import ROOT, kill_apply_at, read_journal, scale
 
 pytestmark = [pytest.mark.lab, pytest.mark.timeout(3600)]
 # A killed apply's remote command (apt-get, docker build) goes on as an orphan on the host; the resume
-# waits for it through the host lock (hubwizard.hostlock; seen before it: `systemctl enable --now
+# waits for it through the host lock (hubwizard.remote.hostlock; seen before it: `systemctl enable --now
 # docker` failing while the orphaned apt-get still configured docker.io). So no pause is needed but
 # the few seconds a person takes to re-run.
 SETTLE = 3
 
 
 def hw(*args: str, timeout: float = 2400) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "hubwizard.cli", *args], capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "hubwizard.cli.main", *args], capture_output=True, text=True,
                           timeout=timeout, cwd=ROOT, stdin=subprocess.DEVNULL)
 
 
@@ -73,7 +73,7 @@ class LabRun:
     @property
     def ips(self) -> dict[str, str]:
         """Lab machines' addresses, from the lab's own site file: the only addresses probed."""
-        from hubwizard.config import load_site
+        from hubwizard.core.config import load_site
 
         return {h.name: h.address for h in load_site(self.site).hosts}
 
@@ -84,7 +84,7 @@ def lab_run(request):
     first apply is killed once at a random moment, and the resume must finish and verify.
     Already used: it is converged (and verified) first.
     HUBWIZARD_RELIABILITY_LAB_SITE=SITE runs the suite on a lab "rel" that is already up (and leaves it up)."""
-    from hubwizard.steps import load_steps
+    from hubwizard.core.steps import load_steps
 
     if not {"docker", "swarm-init", "swarm-join", "storage", "registry", "hub-image"} <= {
             s.id for s in load_steps("swarm-mode")}:
@@ -213,7 +213,7 @@ def test_fault_registry_down(lab_run):
 
 
 def test_fault_nfs_disk_full(lab_run):
-    from hubwizard.config import load_site
+    from hubwizard.core.config import load_site
 
     site = load_site(lab_run.site)
     nfs, path = site.nfs_host.name, site.storage.path
@@ -238,7 +238,7 @@ def test_fault_nfs_disk_full(lab_run):
 
 def test_secrets_nowhere_after_all_runs(lab_run):
     """Last but one: every host, the journal and every output of the runs above (passing and failing)."""
-    from hubwizard.secretscan import scan_site
+    from hubwizard.cli.secretscan import scan_site
 
     tokens = {}
     for role in ("worker", "manager"):
@@ -285,7 +285,7 @@ def test_exposure(lab_run):
         assert 8000 not in open_ports and 8001 not in open_ports and 8081 not in open_ports, (host, open_ports)
         assert 2375 not in open_ports, (host, open_ports)
     print(f"\nopen ports seen from the host: {report}")
-    from hubwizard.config import load_site
+    from hubwizard.core.config import load_site
 
     site = load_site(lab_run.site)
     conf = lab_run.sh(site.nfs_host.name, "cat /etc/ganesha/ganesha.conf 2>/dev/null").stdout

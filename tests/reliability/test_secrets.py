@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from hubwizard.secretscan import MIN_LEN, Scanner, main, scan_host, scan_site
-from hubwizard.transport import HostKeyPolicy, SshTarget, SshTransport
+from hubwizard.cli.secretscan import MIN_LEN, Scanner, main, scan_host, scan_site
+from hubwizard.remote.transport import HostKeyPolicy, SshTarget, SshTransport
 from tests.reliability.crash import hw
 from tests.reliability.fleet import write_site
 
@@ -43,7 +43,7 @@ def test_scan_site_local_and_modes(tmp_path):
     values = _values()
     site = tmp_path / "s.toml"
     site.write_text('[site]\nname = "s"\n')
-    from hubwizard.secrets import write_secrets
+    from hubwizard.core.secrets import write_secrets
 
     write_secrets(site, values)
     assert scan_site(site, since=time.time()).clean

@@ -15,7 +15,7 @@ from typing import Any
 from hubwizard.screens.monitor import static_source
 
 from hubwizard.app import HubwizardApp
-from hubwizard.events import HostResult, Progress, StepFinished, StepStarted
+from hubwizard.core.events import HostResult, Progress, StepFinished, StepStarted
 from tests.conftest import BASIC_RECIPES
 from tests.tui.fixtures import snapshot
 
@@ -94,7 +94,7 @@ def monitor_tasks_scene(root: Path, recipes: Path = BASIC_RECIPES) -> Scene:
 def inventory_scene(root: Path, recipes: Path = BASIC_RECIPES) -> Scene:
     from hubwizard.screens.inventory import InventoryScreen
 
-    from hubwizard.hostprobe import HostReport
+    from hubwizard.remote.hostprobe import HostReport
 
     screen = InventoryScreen()
     screen.reports = {

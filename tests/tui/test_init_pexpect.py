@@ -9,7 +9,7 @@ import sys
 
 import pexpect
 
-from hubwizard.config import load_site
+from hubwizard.core.config import load_site
 from tests.conftest import BASIC_RECIPES
 
 CLEAR = "\x15"  # Ctrl-U: clear the default in a questionary text prompt
@@ -17,7 +17,7 @@ CLEAR = "\x15"  # Ctrl-U: clear the default in a questionary text prompt
 
 def test_init_writes_a_site_that_plan_accepts(tmp_path):
     site = tmp_path / "workshop.toml"
-    c = pexpect.spawn(sys.executable, ["-m", "hubwizard.cli", "init", "-c", str(site)], encoding="utf-8",
+    c = pexpect.spawn(sys.executable, ["-m", "hubwizard.cli.main", "init", "-c", str(site)], encoding="utf-8",
                       timeout=20, dimensions=(40, 120), cwd=str(tmp_path))
     try:
         c.expect("Site name")
@@ -80,7 +80,7 @@ def test_init_writes_a_site_that_plan_accepts(tmp_path):
     assert "s3cret-value" not in site.read_text()
     secrets = site.with_name("workshop.secrets.toml")
     assert "s3cret-value" in secrets.read_text() and (secrets.stat().st_mode & 0o777) == 0o600
-    plan = subprocess.run([sys.executable, "-m", "hubwizard.cli", "plan", "-c", str(site), "--recipes",
+    plan = subprocess.run([sys.executable, "-m", "hubwizard.cli.main", "plan", "-c", str(site), "--recipes",
                            str(BASIC_RECIPES)], capture_output=True, text=True, timeout=60,
                           stdin=subprocess.DEVNULL, env={"HUBWIZARD_OAUTH_CLIENT_SECRET": "x", "PATH": "/usr/bin:/bin"})
     assert plan.returncode not in (0, 2), plan.stderr  # past validation; fails only to reach 127.0.0.1:1

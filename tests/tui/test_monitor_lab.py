@@ -30,12 +30,12 @@ def _screen(session: str) -> str:
 
 
 def test_monitor_shows_the_lab_nodes(lab_site: Path):
-    from hubwizard.config import load_site
+    from hubwizard.core.config import load_site
 
     if not shutil.which("tmux"):
         pytest.skip("tmux is not installed")
     session = f"hwtui-{uuid.uuid4().hex[:6]}"
-    cmd = f"{sys.executable} -m hubwizard.cli monitor -c {lab_site} --interval 1"
+    cmd = f"{sys.executable} -m hubwizard.cli.main monitor -c {lab_site} --interval 1"
     subprocess.run(["tmux", "new-session", "-d", "-s", session, "-x", "80", "-y", "24", cmd], check=True)
     try:
         screen = ""
@@ -65,8 +65,8 @@ def test_model_actions_and_logs_on_the_lab(lab_site: Path):
     from docker.types import ServiceMode
 
     from hubwizard import monitor
-    from hubwizard.config import load_site
-    from hubwizard.secrets import load_secrets
+    from hubwizard.core.config import load_site
+    from hubwizard.core.secrets import load_secrets
     from tests.tui.labswarm import IMAGE, ensure_image
 
     site = load_site(lab_site)

@@ -8,7 +8,7 @@ from hubwizard.screens.modals import ConfirmModal, FailureModal, HostKeyModal
 from hubwizard.screens.monitor import MonitorScreen, static_source
 from textual.widgets import DataTable, Input, RichLog, Static, Tree
 
-from hubwizard.config import load_site
+from hubwizard.core.config import load_site
 from tests.conftest import write_site
 from tests.tui.conftest import make_app, settle
 from tests.tui.fixtures import snapshot
@@ -277,7 +277,7 @@ async def test_doctor_screen_lists_real_checks(tmp_path, ssh_env):
 async def test_doctor_fix_runs_only_after_confirmation(tmp_path, ssh_env, monkeypatch):
     from hubwizard.screens.doctor import DoctorScreen
 
-    from hubwizard import doctor
+    from hubwizard.doctor import model as doctor
 
     fixed: list[str] = []
 
@@ -344,7 +344,7 @@ async def test_monitor_stops_polling_when_it_cannot_connect():
     calls: list[int] = []
 
     def refuse():
-        from hubwizard.errors import HostKeyError
+        from hubwizard.core.errors import HostKeyError
 
         calls.append(1)
         raise HostKeyError("host 10.0.0.1 is not in known_hosts; it presents ssh-ed25519 SHA256:x", fix="compare it")

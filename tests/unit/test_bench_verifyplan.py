@@ -16,8 +16,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))
 
 import verifyplan  # noqa: E402
 
-from hubwizard.config import Site  # noqa: E402
-from hubwizard.steps import parse_recipe  # noqa: E402
+from hubwizard.core.config import Site  # noqa: E402
+from hubwizard.core.steps import parse_recipe  # noqa: E402
 
 
 class _AnsibleLoader(yaml.SafeLoader):

@@ -16,15 +16,15 @@ class NoTextual:
         return None
 
 sys.meta_path.insert(0, NoTextual())
-import hubwizard.engine, hubwizard.cli, hubwizard.session, hubwizard.monitor, hubwizard.sitefile
-import hubwizard.hostprobe, hubwizard.init
+import hubwizard.engine.runner, hubwizard.cli.main, hubwizard.session, hubwizard.monitor, hubwizard.core.sitefile
+import hubwizard.remote.hostprobe, hubwizard.cli.init
 try:
-    import hubwizard.doctor
+    import hubwizard.doctor.model
 except ImportError as exc:
     if "textual" in str(exc):
         raise
 assert not any(m == "textual" or m.startswith("textual.") for m in sys.modules), "textual was imported"
-hubwizard.cli.build_parser()
+hubwizard.cli.main.build_parser()
 print("ok")
 """
 
@@ -36,6 +36,6 @@ def test_engine_and_cli_import_without_textual():
 
 
 def test_the_hook_really_blocks_textual():
-    res = subprocess.run([sys.executable, "-c", CODE.split("import hubwizard.engine")[0] + "import textual.app\n"],
+    res = subprocess.run([sys.executable, "-c", CODE.split("import hubwizard.engine.runner")[0] + "import textual.app\n"],
                          capture_output=True, text=True, timeout=60)
     assert res.returncode != 0 and "textual is blocked" in res.stderr

@@ -7,8 +7,8 @@ import sys
 
 import pytest
 
-from hubwizard.config import parse_site
-from hubwizard.errors import ConfigError
+from hubwizard.core.config import parse_site
+from hubwizard.core.errors import ConfigError
 
 GOOD = '''
 [site]
@@ -32,7 +32,7 @@ jump = "hub"
 def cli(tmp_path, text: str, *args: str) -> subprocess.CompletedProcess:
     site = tmp_path / "site.toml"
     site.write_text(text)
-    return subprocess.run([sys.executable, "-m", "hubwizard.cli", "plan", "-c", str(site), *args],
+    return subprocess.run([sys.executable, "-m", "hubwizard.cli.main", "plan", "-c", str(site), *args],
                           capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL)
 
 
@@ -83,7 +83,7 @@ def test_hostile_names_rejected(evil):
 
 
 def test_missing_site_file(tmp_path):
-    res = subprocess.run([sys.executable, "-m", "hubwizard.cli", "status", "-c", str(tmp_path / "nope.toml")],
+    res = subprocess.run([sys.executable, "-m", "hubwizard.cli.main", "status", "-c", str(tmp_path / "nope.toml")],
                          capture_output=True, text=True, timeout=60)
     assert res.returncode == 2 and "no such site file" in res.stderr and "hubwizard init" in res.stderr
 
@@ -91,7 +91,7 @@ def test_missing_site_file(tmp_path):
 def test_example_site_is_valid():
     from pathlib import Path
 
-    from hubwizard.config import load_site
+    from hubwizard.core.config import load_site
 
     site = load_site(Path(__file__).resolve().parents[2] / "examples" / "site.toml")
     assert len(site.nodes) == 2 and site.nodes[0].jump == "hub"

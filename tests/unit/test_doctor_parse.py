@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from hubwizard import classic_actions as classic
-from hubwizard import doctor_checks as checks
-from hubwizard.config import parse_site
-from hubwizard.doctor import Diagnosis, exit_code, format_diagnosis
+from hubwizard.actions import classic
+from hubwizard.core.config import parse_site
+from hubwizard.doctor import checks
+from hubwizard.doctor.model import Diagnosis, exit_code, format_diagnosis
 
 DATA = Path(__file__).resolve().parent.parent / "data"
 
@@ -172,11 +172,11 @@ role = "node"
 
 
 def _rendered(site_text: str) -> dict[str, list[str]]:
-    from hubwizard.engine import Engine
-    from hubwizard.journal import Journal
-    from hubwizard.render import Facts
-    from hubwizard.secrets import Secrets
-    from hubwizard.steps import load_steps
+    from hubwizard.core.journal import Journal
+    from hubwizard.core.render import Facts
+    from hubwizard.core.secrets import Secrets
+    from hubwizard.core.steps import load_steps
+    from hubwizard.engine.runner import Engine
 
     site = parse_site(site_text)
     eng = Engine(site, load_steps("classic"), None, Secrets(), Journal(Path("/nonexistent/j")), lambda e: None,
@@ -216,7 +216,7 @@ def test_lab_stand_ins_replace_the_image_pulls():
 def test_fix_without_a_terminal_needs_yes(tmp_path, capsys):
     """`doctor --fix` asks before each fix: with no TTY and no --yes it refuses (exit 2), before
     any host is contacted (the site's host does not exist)."""
-    from hubwizard.cli import main
+    from hubwizard.cli.main import main
 
     site = tmp_path / "s.toml"
     site.write_text(SITE.replace("10.0.0.10", "192.0.2.1"))
@@ -227,7 +227,7 @@ def test_fix_without_a_terminal_needs_yes(tmp_path, capsys):
 def test_plain_tcp_is_warned_loudly(tmp_path):
     """docker_tls = false + allow_plain_tcp: the TLS call says WARNING (shown as "cannot run
     here" in verify, never as a pass); without allow_plain_tcp it is an error."""
-    from hubwizard.actions import RunState, StepContext
+    from hubwizard.engine.calls import RunState, StepContext
 
     site = parse_site(SITE + "\n[classic]\ndocker_tls = false\nallow_plain_tcp = true\n")
     ctx = StepContext("classic-docker-tls", site.hub_host, None, site, None, None, RunState(), lambda e: None)

@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from hubwizard.hostlock import WAITING, locked, wait_until_free
+from hubwizard.remote.hostlock import WAITING, locked, wait_until_free
 
 SHELLS = ["bash", "sh"]
 

@@ -10,9 +10,10 @@ from datetime import UTC, datetime
 
 import pytest
 
-from hubwizard import hub_e2e, hub_image, hub_service, hub_web, scale
-from hubwizard.config import parse_site
-from hubwizard.render import Facts
+from hubwizard.actions import hub_e2e, hub_image, hub_service, hub_web
+from hubwizard.cli import scale
+from hubwizard.core.config import parse_site
+from hubwizard.core.render import Facts
 
 SITE = """
 [site]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from hubwizard.journal import Journal
+from hubwizard.core.journal import Journal
 
 
 def test_torn_last_line_is_ignored(tmp_path):

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import pytest
 
-from hubwizard import probes
-from hubwizard.actions import RunState, StepContext
-from hubwizard.config import parse_site
-from hubwizard.events import discard
-from hubwizard.render import Facts
-from hubwizard.secrets import Secrets
-from hubwizard.transport import LocalTransport
+from hubwizard.actions import probes
+from hubwizard.core.config import parse_site
+from hubwizard.core.events import discard
+from hubwizard.core.render import Facts
+from hubwizard.core.secrets import Secrets
+from hubwizard.engine.calls import RunState, StepContext
+from hubwizard.remote.transport import LocalTransport
 
 SITE = """
 [site]

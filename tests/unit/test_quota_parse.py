@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from hubwizard.quota import parse_report, parse_size, project_name
+from hubwizard.actions.quota import parse_report, parse_size, project_name
 
 DATA = Path(__file__).resolve().parent.parent / "data"
 
@@ -74,7 +74,7 @@ def test_parse_size(text, expected):
 
 
 def test_project_name_matches_set_quota_script():
-    from hubwizard.templating import asset_source
+    from hubwizard.core.templating import asset_source
 
     assert project_name("alice") == "hubwizard-alice"
     assert 'project="hubwizard-$name"' in asset_source("set_quota.sh.j2")

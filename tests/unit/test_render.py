@@ -18,9 +18,9 @@ from pathlib import Path
 
 import pytest
 
-from hubwizard.config import parse_site
-from hubwizard.errors import ConfigError
-from hubwizard.render import (
+from hubwizard.core.config import parse_site
+from hubwizard.core.errors import ConfigError
+from hubwizard.core.render import (
     PATHS,
     Facts,
     GeneratedFile,
@@ -29,7 +29,7 @@ from hubwizard.render import (
     render_all,
     template_context,
 )
-from hubwizard.templating import asset_names, environment, render_asset
+from hubwizard.core.templating import asset_names, environment, render_asset
 
 DATA = Path(__file__).resolve().parents[1] / "data"
 SITE_TEXT = (DATA / "render-site.toml").read_text(encoding="utf-8")

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from hubwizard import sitefile
-from hubwizard.config import load_site
-from hubwizard.errors import ConfigError
+from hubwizard.core import sitefile
+from hubwizard.core.config import load_site
+from hubwizard.core.errors import ConfigError
 
 DRAFT = {"site": {"name": "ws", "domain": "hub.example.org", "email": "a@example.org"},
          "hosts": [{"name": "hub", "address": "10.0.0.1", "role": "hub", "user": "ubuntu"},
@@ -37,7 +37,7 @@ def test_field_errors_are_the_site_files():
     assert sitefile.field_error("quotas", "default", "7G") is None
     assert "client_id" in sitefile.field_error("oauth", "client_id", "", {"provider": "github"})
     with pytest.raises(ConfigError):
-        from hubwizard.config import parse_site
+        from hubwizard.core.config import parse_site
 
         parse_site(sitefile.to_toml(DRAFT).replace('"hub.example.org"', '"bad domain"'))
 

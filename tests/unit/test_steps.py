@@ -6,8 +6,8 @@ from __future__ import annotations
 def test_recipe_file_modes_parse_in_every_spelling():
     import pytest
 
-    from hubwizard.errors import ConfigError
-    from hubwizard.steps import parse_recipe
+    from hubwizard.core.errors import ConfigError
+    from hubwizard.core.steps import parse_recipe
 
     for spelling in ("0600", "0o600", "'0o600'", "384"):
         text = f"id: s\napply:\n  - file: x.j2\n    path: /x\n    mode: {spelling}\n"

@@ -8,8 +8,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from hubwizard.errors import ConfigError
-from hubwizard.templating import plain_token, python_literal, render_command
+from hubwizard.core.errors import ConfigError
+from hubwizard.core.templating import plain_token, python_literal, render_command
 
 HOSTILE = ["; touch /tmp/x", "$(touch /tmp/x)", "`touch /tmp/x`", "a'b", 'a"b', "a\nb", "\\", "*", "-rf /"]
 

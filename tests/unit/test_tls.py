@@ -11,7 +11,7 @@ import threading
 import pytest
 from cryptography import x509
 
-from hubwizard import tls
+from hubwizard.actions import tls
 
 
 @pytest.fixture

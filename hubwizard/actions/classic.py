@@ -1,0 +1,452 @@
+"""Calls of the classic (legacy Swarm) track: TLS material, lab stand-ins, and checks that
+compare hosts (same UIDs everywhere, a node ready to be cloned, the autofs mount).
+
+Why Python here: the certificates are made on the admin machine (the CA key never leaves
+it) and compared with what each host has; the UID check compares every host with the hub;
+the stand-ins need the registry password on stdin. The commands that a 2016 admin typed
+(`swarm manage`, `swarm join`, consul) stay in the recipes, readable as the tutorial.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import ipaddress
+import shlex
+import threading
+from pathlib import Path
+
+from hubwizard.actions import tls
+from hubwizard.core.config import Host, Site
+from hubwizard.core.events import CommandStarted
+from hubwizard.engine.calls import CallResult, StepContext, register
+
+TLS_DIR = "/etc/docker/tls"  # render.PATHS["docker_tls"]: ca.pem, server-cert.pem, server-key.pem
+CLIENT_DIR = "/etc/docker/tls/client"  # render.PATHS["docker_tls_client"]: the hub's client cert
+CONSUL = "consul"  # container names, as in the tutorial
+MANAGER = "swarm-manager"
+AGENT = "swarm-agent"
+STAND_IN_LABEL = "io.hubwizard.stand-in"
+_CA_LOCK = threading.Lock()
+
+
+# ----------------------------------------------------------------------- shared helpers
+
+
+def docker_port(site: Site) -> int:
+    """2376 with TLS; 2375 only when plain TCP was explicitly allowed."""
+    return 2376 if site.classic.docker_tls else 2375
+
+
+def client_flags(site: Site) -> str:
+    """docker CLI flags that present the hub's client certificate (empty on plain TCP)."""
+    if not site.classic.docker_tls:
+        return ""
+    return (f"--tlsverify --tlscacert={CLIENT_DIR}/ca.pem --tlscert={CLIENT_DIR}/cert.pem "
+            f"--tlskey={CLIENT_DIR}/key.pem")
+
+
+def manager_cli(site: Site, hub_ip: str) -> str:
+    """`docker -H tcp://HUB:4000 ...`: the CLI aimed at the Swarm manager, run on the hub."""
+    return f"docker -H tcp://{shlex.quote(hub_ip)}:4000 {client_flags(site)}".rstrip()
+
+
+def _ca(ctx_state_dir: str, site: Site) -> tls.SiteCA:
+    return tls.SiteCA(Path(ctx_state_dir) / "tls", site.site.name)
+
+
+def _sans(host: Host, host_ip: str) -> tuple[list[str], list[str]]:
+    """IPs and names a host's Docker endpoint is reached by: its internal IP first."""
+    ips, names = [host_ip], [host.name]
+    for value in (host.internal_address, host.address):
+        if not value:
+            continue
+        try:
+            ipaddress.ip_address(value)
+            ips.append(value)
+        except ValueError:
+            names.append(value)
+    return list(dict.fromkeys(ips)), list(dict.fromkeys(names))
+
+
+def _sha(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def _remote_sha(ctx: StepContext, paths: list[str]) -> dict[str, str]:
+    res = ctx.run("sha256sum " + " ".join(shlex.quote(p) for p in paths) + " 2>/dev/null || true")
+    out = {}
+    for line in res.stdout.splitlines():
+        parts = line.split()
+        if len(parts) == 2:
+            out[parts[1]] = parts[0]
+    return out
+
+
+def host_files(ctx: StepContext) -> dict[str, tuple[bytes, int]]:
+    """What this host must hold: its server cert and key, the CA cert; the hub also the client cert."""
+    state_dir = ctx.state.data.get("state_dir")
+    if not state_dir:
+        raise RuntimeError("the engine did not pass state_dir: cannot find the site's TLS folder")
+    ca = _ca(state_dir, ctx.site)
+    ips, names = _sans(ctx.host, ctx.template_context.get("host_ip") or ctx.host.address)
+    with _CA_LOCK:
+        ca.ensure()
+        server = tls.leaf(ca, ctx.host.name, ips=ips, dns=names)
+        client = tls.leaf(ca, "client", client=True) if ctx.host.name == ctx.site.hub_host.name else None
+    files = {f"{TLS_DIR}/ca.pem": (server.ca, 0o644), f"{TLS_DIR}/server-cert.pem": (server.cert, 0o644),
+             f"{TLS_DIR}/server-key.pem": (server.key, 0o600)}
+    if client is not None:
+        files |= {f"{CLIENT_DIR}/ca.pem": (client.ca, 0o644), f"{CLIENT_DIR}/cert.pem": (client.cert, 0o644),
+                  f"{CLIENT_DIR}/key.pem": (client.key, 0o600)}
+    return files
+
+
+# ----------------------------------------------------------------------- TLS
+
+
+@register("classic_tls_certs")
+def classic_tls_certs(ctx: StepContext, check: bool = False) -> CallResult:
+    """Issue (locally, from the site CA) and upload this host's Docker TLS files.
+
+    With ``check``: only compare; passes when every file is there with the right content.
+    """
+    site = ctx.site
+    if not site.classic.docker_tls:
+        if site.classic.allow_plain_tcp:
+            return CallResult(False, f"WARNING: Docker listens on plain TCP {docker_port(site)} without TLS "
+                              "([classic] docker_tls = false, allow_plain_tcp = true): anyone on the cluster "
+                              "network controls Docker on every host. No certificates are made.", skipped=True)
+        return CallResult(False, "[classic] docker_tls = false without allow_plain_tcp = true: the classic "
+                          "track needs Docker on TCP; set docker_tls = true (recommended)")
+    files = host_files(ctx)
+    have = _remote_sha(ctx, list(files))
+    stale = [p for p, (data, _) in files.items() if have.get(p) != _sha(data)]
+    if check:
+        return CallResult(not stale, "up to date" if not stale else f"differs or missing: {', '.join(stale)}")
+    for path in stale:
+        data, mode = files[path]
+        ctx.emit(CommandStarted(ctx.step, ctx.host.name, "apply", f"write {path} (mode {mode:o})"))
+        ctx.transport.put(data, path, mode=mode, sudo=True)
+    ctx.run(f"chmod 700 {TLS_DIR} && chmod 600 {TLS_DIR}/server-key.pem")
+    return CallResult(True, f"{len(stale)} file(s) written" if stale else "up to date", changed=bool(stale))
+
+
+def _curl_ping(ctx: StepContext, ip: str, port: int, with_cert: bool) -> tuple[bool, str]:
+    """From the hub: GET /_ping on ip:port, verifying the server against the site CA."""
+    cert = f" --cert {CLIENT_DIR}/cert.pem --key {CLIENT_DIR}/key.pem" if with_cert else ""
+    cmd = (f"curl -sS --max-time 10 --cacert {CLIENT_DIR}/ca.pem{cert} "
+           f"https://{shlex.quote(ip)}:{port}/_ping")
+    hub = ctx.connections.get(ctx.site.hub_host.name) if ctx.connections else ctx.transport
+    res = hub.run(cmd, sudo=True, timeout=30)
+    return res.ok and res.stdout.strip() == "OK", res.output
+
+
+@register("classic_tls_verify")
+def classic_tls_verify(ctx: StepContext) -> CallResult:
+    """From the hub: this host's Docker port answers with the client cert, refuses without it."""
+    ip = ctx.template_context.get("host_ip") or ctx.host.address
+    port = docker_port(ctx.site)
+    ok, out = _curl_ping(ctx, ip, port, with_cert=True)
+    if not ok:
+        return CallResult(False, f"https://{ip}:{port}/_ping with the hub's client certificate failed: {out}")
+    refused, out2 = _curl_ping(ctx, ip, port, with_cert=False)
+    if refused:
+        return CallResult(False, f"https://{ip}:{port} answered a client WITHOUT a certificate: tlsverify is off")
+    return CallResult(True, f"{ip}:{port}: client cert accepted; without it refused ({out2.splitlines()[-1][:120]})")
+
+
+# ----------------------------------------------------------------------- lab stand-ins
+
+_CONSUL_STAND_IN = (
+    "mkdir -p /srv/v1/status && printf '\"%s:8300\"' \"$HUB_IP\" > /srv/v1/status/leader && "
+    "exec python3 -m http.server 8500 --bind \"$HUB_IP\" --directory /srv"
+)
+_RELAY = r"""
+import os, socket, threading
+def pipe(a, b):
+    try:
+        while (data := a.recv(65536)):
+            b.sendall(data)
+    except OSError:
+        pass
+    finally:
+        for s in (a, b):
+            try:
+                s.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+srv = socket.create_server((os.environ["HUB_IP"], 4000), reuse_port=True)
+while True:
+    c, _ = srv.accept()
+    try:
+        u = socket.create_connection((os.environ["HUB_IP"], int(os.environ["DOCKER_PORT"])), timeout=5)
+    except OSError:
+        c.close()
+        continue
+    u.settimeout(None)
+    for x, y in ((c, u), (u, c)):
+        threading.Thread(target=pipe, args=(x, y), daemon=True).start()
+"""
+
+
+def stand_in_command(site: Site, role: str, hub_ip: str) -> str:
+    """The `docker run` of a lab stand-in (role: consul | manager), from the hub base image."""
+    name = CONSUL if role == "consul" else MANAGER
+    script = _CONSUL_STAND_IN if role == "consul" else f"exec python3 -c {shlex.quote(_RELAY)}"
+    return (f"docker run -d --name {name} --restart always --network host --label {STAND_IN_LABEL}={role} "
+            f"-e HUB_IP={shlex.quote(hub_ip)} -e DOCKER_PORT={docker_port(site)} "
+            f"{shlex.quote(site.images.hub_base)} sh -c {shlex.quote(script)}")
+
+
+def registry_login(ctx: StepContext) -> CallResult | None:
+    """docker login to the site's registry (password on stdin); None when it worked or is not needed."""
+    reg = ctx.site.registry
+    if not reg.username or reg.url == "docker.io":
+        return None
+    password = ctx.secrets.get("registry_password")
+    cmd = f"docker login -u {shlex.quote(reg.username)} --password-stdin {shlex.quote(reg.url)}"
+    ctx.emit(CommandStarted(ctx.step, ctx.host.name, "apply", cmd))
+    res = ctx.run(cmd, stdin=(password or "") + "\n")
+    return None if res.ok else CallResult(False, f"{cmd}: {res.output}")
+
+
+@register("classic_stand_in")
+def classic_stand_in(ctx: StepContext, role: str) -> CallResult:
+    """LAB ONLY ([classic] lab_stand_ins = true): run a stand-in where the classic images cannot
+    be pulled. consul: a static Consul status endpoint; manager: :4000 relayed to this hub's own
+    dockerd TLS port, so `docker -H tcp://HUB:4000 ps -a` is answered by a real Docker API
+    (this hub's engine only: a relay does not aggregate the nodes as `swarm manage` does)."""
+    if role == "agent":
+        return CallResult(False, "cannot run here: no swarm image to run `swarm join` (lab stand-ins), and the "
+                          "stand-in manager relays to the hub's own engine instead of aggregating nodes",
+                          skipped=True)
+    name = CONSUL if role == "consul" else MANAGER
+    hub_ip = ctx.facts.hub_ip
+    want = stand_in_command(ctx.site, role, hub_ip)
+    state = ctx.run(f"docker inspect -f '{{{{.State.Running}}}} {{{{index .Config.Labels \"{STAND_IN_LABEL}\"}}}}' "
+                    f"{name} 2>/dev/null")
+    if state.stdout.split() == ["true", role]:
+        return CallResult(True, f"stand-in {name} runs")
+    failed = registry_login(ctx)
+    if failed:
+        return failed
+    for cmd in (f"docker rm -f {name} >/dev/null 2>&1 || true", want):
+        ctx.emit(CommandStarted(ctx.step, ctx.host.name, "apply", cmd))
+        res = ctx.run(cmd, timeout=600)
+        if not res.ok:
+            return CallResult(False, f"{cmd}\n{res.output}")
+    return CallResult(True, f"stand-in {name} started (lab only: the real image {_image(ctx.site, role)} "
+                      "cannot be pulled here)", changed=True)
+
+
+def _image(site: Site, role: str) -> str:
+    return site.classic.consul_image if role == "consul" else site.classic.swarm_image
+
+
+# ----------------------------------------------------------------------- the manager's view
+
+
+def parse_classic_info(text: str) -> dict:
+    """`docker -H :4000 info` of a standalone Swarm manager -> role, primary, and its nodes.
+
+    The node list is plain text ("Nodes: 3" then " name: addr" and "  └ Status: Healthy"
+    lines), and `docker -H :4000 ps` answers "No elected primary cluster manager" when the
+    replicated managers cannot elect a primary through Consul.
+    """
+    info: dict = {"no_primary": "No elected primary cluster manager" in text, "role": "", "primary": "",
+                  "nodes": [], "node_count": None}
+    current: dict | None = None
+    for raw in text.splitlines():
+        line = raw.rstrip()
+        stripped = line.strip()
+        if stripped.startswith("└"):
+            if current is not None:
+                key, _, value = stripped.lstrip("└ ").partition(":")
+                current[key.strip().lower()] = value.strip()
+            continue
+        one_space = line.startswith(" ") and not line.startswith("  ")
+        if info["node_count"] and one_space and ": " in line and len(info["nodes"]) < info["node_count"]:
+            name, _, addr = stripped.partition(": ")
+            current = {"name": name, "addr": addr}
+            info["nodes"].append(current)
+            continue
+        current = None
+        if line.startswith(("Role:", "Primary:")):
+            key, _, value = line.partition(":")
+            info[key.lower()] = value.strip()
+        elif line.startswith("Nodes:"):
+            value = line.partition(":")[2].strip()
+            info["node_count"] = int(value) if value.isdigit() else None
+    return info
+
+
+@register("classic_cluster_nodes")
+def classic_cluster_nodes(ctx: StepContext) -> CallResult:
+    """The manager's `info` lists every node of the site, Healthy."""
+    if ctx.site.classic.lab_stand_ins:
+        return CallResult(False, "cannot check here: the lab's stand-in manager relays to the hub's own dockerd, "
+                          "which has no Swarm node list", skipped=True)
+    res = ctx.run(f"{manager_cli(ctx.site, ctx.facts.hub_ip)} info", timeout=60)
+    info = parse_classic_info(res.output)
+    if info["no_primary"]:
+        return CallResult(False, "No elected primary cluster manager: Consul is broken (hubwizard doctor --fix)")
+    problems = node_problems(info, {h.name: ctx.facts.ips.get(h.name, h.address) for h in ctx.site.nodes})
+    return CallResult(not problems, "\n".join(problems) or f"{len(info['nodes'])} node(s), all healthy")
+
+
+def node_problems(info: dict, nodes: dict[str, str]) -> list[str]:
+    """Lines for each site node missing from the manager's list or not Healthy there."""
+    problems = []
+    for name, ip in nodes.items():
+        found = next((n for n in info["nodes"] if n["addr"].split(":")[0] == ip or n["name"] == name), None)
+        if found is None:
+            problems.append(f"{name} ({ip}) is missing from the cluster")
+        elif found.get("status", "Healthy") != "Healthy":
+            error = found.get("error", "")
+            problems.append(f"{name} ({found['addr']}) is {found.get('status')}" + (f": {error}" if error else ""))
+    return problems
+
+
+# ----------------------------------------------------------------------- NFS and autofs
+
+
+def kernel_has(ctx_run, fs: str) -> bool:
+    """Whether the kernel knows filesystem ``fs`` now or after loading its module."""
+    res = ctx_run(f"grep -qw {shlex.quote(fs)} /proc/filesystems || modprobe -q {shlex.quote(fs)} 2>/dev/null "
+                  f"&& grep -qw {shlex.quote(fs)} /proc/filesystems")
+    return res.ok
+
+
+@register("classic_exportfs")
+def classic_exportfs(ctx: StepContext, check: bool = False) -> CallResult:
+    """Publish /etc/exports.d with `exportfs -ra` where the kernel has an NFS server
+    (with ``check``: only whether /home is exported)."""
+    if not kernel_has(ctx.run, "nfsd"):
+        return CallResult(False, "cannot export here: the kernel has no NFS server (nfsd); the export file is "
+                          "written and takes effect on a host whose kernel has one", skipped=True)
+    if check:
+        res = ctx.run("exportfs -v | grep -q '^/home'")
+        return CallResult(res.ok, "/home is exported" if res.ok else "/home is not exported")
+    res = ctx.run("command -v exportfs >/dev/null || DEBIAN_FRONTEND=noninteractive apt-get install -y -q "
+                  "nfs-kernel-server; exportfs -ra && exportfs -v", timeout=600)
+    return CallResult(res.ok, res.output, changed=res.ok)
+
+
+@register("classic_home_mount")
+def classic_home_mount(ctx: StepContext) -> CallResult:
+    """`ls /home/USER` on this node shows the hub's files (through autofs and NFS)."""
+    if not kernel_has(ctx.run, "nfs"):
+        return CallResult(False, "cannot check on this host: kernel has no NFS client", skipped=True)
+    hub = ctx.connections.get(ctx.site.hub_host.name)
+    users = site_users(ctx.site) or _home_users(hub)
+    if not users:
+        return CallResult(False, "no user folder in the hub's /home to compare", skipped=True)
+    user = shlex.quote(users[0])
+    want = hub.run(f"ls -A /home/{user}", sudo=True).stdout.split()
+    have = ctx.run(f"ls -A /home/{user}", timeout=60)
+    ok = have.ok and sorted(have.stdout.split()) == sorted(want)
+    return CallResult(ok, f"/home/{users[0]} on {ctx.host.name}: " + ("same files as on the hub" if ok else
+                      f"differs from the hub (hub: {want[:5]}, here: {have.output[:200]})"))
+
+
+# ----------------------------------------------------------------------- users, clones
+
+
+def site_users(site: Site) -> list[str]:
+    return list(dict.fromkeys([*site.hub.admin_users, *site.hub.allowed_users]))
+
+
+def _home_users(transport) -> list[str]:
+    res = transport.run("ls -1 /home 2>/dev/null", sudo=True)
+    return [u for u in res.stdout.split() if u and not u.startswith(".") and u != "lost+found"]
+
+
+def parse_passwd(text: str) -> dict[str, tuple[int, int]]:
+    """getent passwd lines -> {name: (uid, gid)}."""
+    out = {}
+    for line in text.splitlines():
+        parts = line.split(":")
+        if len(parts) >= 4 and parts[2].isdigit() and parts[3].isdigit():
+            out[parts[0]] = (int(parts[2]), int(parts[3]))
+    return out
+
+
+def uid_mismatches(users: list[str], by_host: dict[str, dict[str, tuple[int, int]]], reference: str) -> list[str]:
+    """Human lines for each user whose UID/GID differs from (or is missing next to) the reference host."""
+    problems = []
+    ref = by_host[reference]
+    for user in users:
+        if user not in ref:
+            problems.append(f"{user}: no such user on {reference}")
+            continue
+        for host, table in by_host.items():
+            if host == reference:
+                continue
+            if user not in table:
+                problems.append(f"{user}: missing on {host} (uid {ref[user][0]} on {reference})")
+            elif table[user] != ref[user]:
+                problems.append(f"{user}: uid:gid {table[user][0]}:{table[user][1]} on {host}, "
+                                f"{ref[user][0]}:{ref[user][1]} on {reference}")
+    return problems
+
+
+@register("classic_uids")
+def classic_uids(ctx: StepContext) -> CallResult:
+    """Same UID and GID for the site's users on every host (NFS checks numbers, not names)."""
+    hub = ctx.site.hub_host.name
+    hosts = [h.name for h in ctx.site.active_hosts]
+    users = site_users(ctx.site) or _home_users(ctx.connections.get(hub))
+    if not users:
+        return CallResult(False, "no users listed ([hub] allowed_users/admin_users) and none in the hub's /home",
+                          skipped=True)
+    cmd = "getent passwd " + " ".join(shlex.quote(u) for u in users) + " || true"
+    by_host = {h: parse_passwd(ctx.connections.get(h).run(cmd, sudo=False).stdout) for h in hosts}
+    problems = uid_mismatches(users, by_host, hub)
+    if problems:
+        return CallResult(False, "UIDs differ between hosts:\n" + "\n".join(problems))
+    return CallResult(True, f"{len(users)} user(s) with the same uid:gid on {len(hosts)} hosts")
+
+
+def clone_problems(transport) -> list[str]:
+    """What must be fixed on a machine before it is snapshotted to make more nodes (tutorial)."""
+    problems = []
+    res = transport.run("docker ps -aq 2>/dev/null | wc -l", sudo=True)
+    count = res.stdout.strip()
+    if count.isdigit() and int(count) > 0:
+        problems.append(f"{count} container(s) exist: remove them (`docker rm -f $(docker ps -aq)`) "
+                        "so clones do not start copies")
+    if transport.run("test -e /etc/docker/key.json", sudo=True).ok:
+        problems.append("/etc/docker/key.json exists: every clone would share this engine ID and Swarm "
+                        "would see one node; remove it (`rm /etc/docker/key.json`) before the snapshot")
+    return problems
+
+
+def engine_id(transport) -> str:
+    return transport.run("docker info --format '{{.ID}}' 2>/dev/null", sudo=True, timeout=30).stdout.strip()
+
+
+@register("classic_engine_id")
+def classic_engine_id(ctx: StepContext, check: bool = False) -> CallResult:
+    """This engine's ID differs from every other host's; else (a clone that kept
+    /etc/docker/key.json) give it a new one: stop dockerd, remove the key, start dockerd."""
+    mine = engine_id(ctx.transport)
+    others = {h.name: engine_id(ctx.connections.get(h.name)) for h in ctx.site.active_hosts
+              if h.name != ctx.host.name}
+    same = sorted(name for name, other in others.items() if mine and other == mine)
+    if not same:
+        return CallResult(True, f"engine ID {mine or '(dockerd not answering)'} is unique")
+    if check:
+        return CallResult(False, f"same engine ID as {', '.join(same)}: a clone that kept /etc/docker/key.json")
+    cmd = ("systemctl stop docker.socket docker.service && rm -f /etc/docker/key.json && "
+           "{ systemctl reset-failed docker.service docker.socket 2>/dev/null || true; } && systemctl start docker")
+    ctx.emit(CommandStarted(ctx.step, ctx.host.name, "apply", cmd))
+    res = ctx.run(cmd, timeout=120)
+    return CallResult(res.ok, res.output if not res.ok else f"new engine ID {engine_id(ctx.transport)}",
+                      changed=res.ok)
+
+
+@register("classic_clone_ready")
+def classic_clone_ready(ctx: StepContext) -> CallResult:
+    """Before a snapshot of this node: no containers, no /etc/docker/key.json."""
+    problems = clone_problems(ctx.transport)
+    return CallResult(not problems, "ready to clone" if not problems else "\n".join(problems))

@@ -1,0 +1,263 @@
+"""The hub service: JupyterHub as a Swarm service, and the rule that keeps its port private.
+
+Why Python and not shell in the recipes: the service is re-created only when what it runs
+(image digest, secrets, mounts) changed, which needs a digest compare.
+
+Secrets: the hub's API token and the OAuth client secret reach the hub as Docker secrets
+created from stdin, never in a command line, an event or the journal.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import shlex
+import socket
+import time
+from collections.abc import Iterable
+from pathlib import Path
+
+from hubwizard.actions.hub_image import _client, local_repo_digests
+from hubwizard.core.config import Site
+from hubwizard.engine.calls import CallResult, StepContext, register
+
+SPEC_LABEL = "org.hubwizard.spec"  # digest of the hub service's definition
+DATA_VOLUME = "jupyterhub-data"
+HUB_PORT = 8000
+PORT_GUARD_UNIT = "/etc/systemd/system/hubwizard-hub-port.service"
+
+
+def secret_name(base: str, value: str) -> str:
+    """Docker secrets cannot change: a new value gets a new name (a short digest suffix)."""
+    return f"{base}-{hashlib.sha256(value.encode()).hexdigest()[:10]}"
+
+
+def api_token(ctx: StepContext, *, create: bool) -> str | None:
+    """The hub API token of the end-to-end check: from the secrets store, made once if absent."""
+    token = ctx.secrets.get("hub_api_token", required=False)
+    if token or not create:
+        return token
+    import secrets as pysecrets
+
+    from hubwizard.core.secrets import write_secrets
+
+    token = pysecrets.token_hex(32)
+    ctx.secrets.add_runtime("hub_api_token", token)
+    path = getattr(ctx.secrets, "path", None)
+    if path is not None:
+        write_secrets(Path(path).with_name(Path(path).name.removesuffix(".secrets.toml") + ".toml"),
+                      {"hub_api_token": token})
+    return token
+
+
+def hub_secrets(ctx: StepContext, *, create: bool) -> dict[str, str]:
+    """Docker secret target name -> value, for the hub service."""
+    from hubwizard.core.render import API_TOKEN_SECRET_NAME, OAUTH_SECRET_NAME
+
+    out = {}
+    token = api_token(ctx, create=create)
+    if token:
+        out[API_TOKEN_SECRET_NAME] = token
+    if ctx.site.oauth.provider != "dummy":
+        out[OAUTH_SECRET_NAME] = ctx.secrets.get("oauth_client_secret") or ""
+    return out
+
+
+def nodes_mount_nfs(ctx: StepContext) -> bool:
+    """Can the worker nodes mount NFS volumes (kernel client present or loadable)?"""
+    for node in ctx.site.nodes or [ctx.site.hub_host]:
+        t = ctx.connections.get(node.name) if ctx.connections else ctx.transport
+        if not t.run("grep -qw nfs4 /proc/filesystems || modprobe -q nfs4", sudo=True).ok:
+            return False
+    return True
+
+
+def service_args(site: Site, image_ref: str, secrets: dict[str, str], nfs_volumes: bool) -> list[str]:
+    """The `docker service create` arguments of the hub (without the spec label)."""
+    from hubwizard.core.render import HUB_SERVICE
+
+    args = [
+        "--name", HUB_SERVICE, "--detach", "--with-registry-auth",
+        "--constraint", "node.role==manager",
+        # the name "jupyterhub" resolves to the task itself, no virtual IP (needs no IPVS)
+        "--endpoint-mode", "dnsrr",
+        "--network", site.hub.network,
+        # host mode: port 8000 exists on the hub only; the DOCKER-USER rule keeps it off the
+        # public interfaces, nginx on the hub reaches it on 127.0.0.1
+        "--publish", f"mode=host,target={HUB_PORT},published={HUB_PORT}",
+        "--mount", "type=bind,source=/var/run/docker.sock,target=/var/run/docker.sock",
+        "--mount", f"type=volume,source={DATA_VOLUME},target=/srv/jupyterhub/data",
+    ]
+    if site.storage.kind == "nfs":
+        path = site.storage.path
+        if site.nfs_host.name == site.hub_host.name:
+            args += ["--mount", f"type=bind,source={path},target={path}"]
+        args += ["--env", f"HUBWIZARD_NFS_ROOT={path}", "--env", f"HUBWIZARD_NFS_VOLUMES={int(nfs_volumes)}"]
+    for target, value in sorted(secrets.items()):
+        args += ["--secret", f"source={secret_name(target, value)},target={target},mode=0400"]
+    return [*args, image_ref]
+
+
+def spec_digest(args: list[str]) -> str:
+    return hashlib.sha256("\0".join(args).encode()).hexdigest()[:16]
+
+
+def _image_ref(ctx: StepContext) -> str | None:
+    """The hub image pinned by its registry digest: a new push means a new service spec."""
+    client = _client(ctx)
+    digests = local_repo_digests(client, ctx.site.images.hub)
+    if not digests:
+        return None
+    return f"{ctx.site.images.hub}@{digests[0]}" if "@" not in ctx.site.images.hub else ctx.site.images.hub
+
+
+def _current_spec(ctx: StepContext) -> str | None:
+    from hubwizard.core.render import HUB_SERVICE
+
+    fmt = "{{index .Spec.Labels \"" + SPEC_LABEL + "\"}}"
+    res = ctx.run(f"docker service inspect --format {shlex.quote(fmt)} {HUB_SERVICE}", sudo=True)
+    return res.stdout.strip() if res.ok else None
+
+
+def _wanted(ctx: StepContext, create: bool) -> tuple[list[str], dict[str, str]] | None:
+    image = _image_ref(ctx)
+    if image is None:
+        return None
+    secrets = hub_secrets(ctx, create=create)
+    return service_args(ctx.site, image, secrets, nodes_mount_nfs(ctx)), secrets
+
+
+@register("hub_service_current")
+def hub_service_current(ctx: StepContext) -> CallResult:
+    """Check: the service runs the current image, secrets, mounts; port guard in place."""
+    wanted = _wanted(ctx, create=False)
+    if wanted is None:
+        return CallResult(False, f"{ctx.site.images.hub} is not on the hub: run the hub-image step")
+    if api_token(ctx, create=False) is None:
+        return CallResult(False, "no hub_api_token in the secrets store yet")
+    have, want = _current_spec(ctx), spec_digest(wanted[0])
+    if have is None:
+        return CallResult(False, "service jupyterhub does not exist")
+    if have != want:
+        return CallResult(False, f"service jupyterhub has spec {have}, wanted {want} (image, secrets or mounts changed)")
+    if not ctx.run(_GUARD_CHECK, sudo=True).ok:
+        return CallResult(False, "the DOCKER-USER rule guarding port 8000 is missing")
+    return CallResult(True, f"service jupyterhub spec {want}")
+
+
+_GUARD_RULE = f"DOCKER-USER -p tcp -m conntrack --ctstate DNAT --ctorigdstport {HUB_PORT} -j DROP"
+_GUARD_CHECK = f"iptables -C {_GUARD_RULE}"
+_GUARD_SCRIPT = f"iptables -N DOCKER-USER 2>/dev/null; iptables -C {_GUARD_RULE} 2>/dev/null || iptables -I {_GUARD_RULE}"
+PORT_GUARD = f"""\
+# Written by hubwizard: keep the JupyterHub service's port {HUB_PORT} off the public interfaces.
+# The hub service publishes {HUB_PORT} in host mode (Docker binds it on every interface); this
+# rule drops any connection forwarded to it from outside, so only nginx on this host
+# (through 127.0.0.1, which is not forwarded) reaches the hub. Re-applied whenever Docker starts.
+[Unit]
+Description=hubwizard: JupyterHub port {HUB_PORT} reachable from this host only
+After=docker.service
+PartOf=docker.service
+
+[Service]
+Type=oneshot
+RemainAfterExit=yes
+ExecStart=/bin/sh -c '{_GUARD_SCRIPT}'
+
+[Install]
+WantedBy=docker.service
+"""
+
+
+def _ensure_secrets(ctx: StepContext, secrets: dict[str, str]) -> None:
+    for target, value in secrets.items():
+        name = secret_name(target, value)
+        if not ctx.run(f"docker secret inspect {name} >/dev/null 2>&1", sudo=True).ok:
+            res = ctx.run(f"docker secret create --label org.hubwizard.secret={target} {name} -", sudo=True,
+                          stdin=value)
+            if not res.ok:
+                raise RuntimeError(f"docker secret create {name} failed: {res.output}")
+
+
+def _remove_service(ctx: StepContext) -> None:
+    from hubwizard.core.render import HUB_SERVICE
+
+    ctx.run(f"docker service rm {HUB_SERVICE} >/dev/null 2>&1", sudo=True)
+    # the task's container must be gone before a new one can publish the same host port
+    fmt = shlex.quote("label=com.docker.swarm.service.name=" + HUB_SERVICE)
+    ctx.run(f"for i in $(seq 60); do [ -z \"$(docker ps -q --filter {fmt})\" ] && break; sleep 1; done", sudo=True)
+
+
+def _prune_secrets(ctx: StepContext, keep: Iterable[str]) -> None:
+    keep = set(keep)
+    res = ctx.run("docker secret ls --filter label=org.hubwizard.secret --format '{{.Name}}'", sudo=True)
+    for name in res.stdout.split():
+        if name not in keep:
+            ctx.run(f"docker secret rm {shlex.quote(name)} >/dev/null 2>&1", sudo=True)
+
+
+@register("hub_service")
+def hub_service(ctx: StepContext) -> CallResult:
+    """Apply: secrets, the port guard, and the service (re-created when its spec changed)."""
+    wanted = _wanted(ctx, create=True)
+    if wanted is None:
+        return CallResult(False, f"{ctx.site.images.hub} is not on the hub: run the hub-image step first")
+    args, secrets = wanted
+    ctx.transport.put(PORT_GUARD.encode(), PORT_GUARD_UNIT, mode=0o644, sudo=True)
+    res = ctx.run(f"systemctl daemon-reload && systemctl enable --now {Path(PORT_GUARD_UNIT).name} && {_GUARD_CHECK}")
+    if not res.ok:
+        return CallResult(False, f"cannot install the port-8000 guard: {res.output}")
+    _ensure_secrets(ctx, secrets)
+    want = spec_digest(args)
+    if _current_spec(ctx) == want:
+        return CallResult(True, "service jupyterhub already current", changed=False)
+    _remove_service(ctx)
+    cmd = "docker service create --label " + shlex.quote(f"{SPEC_LABEL}={want}") + " " + shlex.join(args)
+    res = ctx.run(cmd, sudo=True)
+    if not res.ok:
+        return CallResult(False, f"docker service create failed: {res.output}")
+    _prune_secrets(ctx, (secret_name(t, v) for t, v in secrets.items()))
+    return CallResult(True, f"service jupyterhub created (spec {want})", changed=True)
+
+
+@register("hub_service_running")
+def hub_service_running(ctx: StepContext, timeout: float = 240) -> CallResult:
+    """Verify: `docker service ls` shows jupyterhub 1/1 and the hub answers on 127.0.0.1:8000."""
+    from hubwizard.core.render import HUB_SERVICE
+
+    fmt = shlex.quote("{{.Replicas}}")
+    probe = (f"curl -fsS -m 5 http://127.0.0.1:{HUB_PORT}/hub/api 2>/dev/null || python3 -c "
+             + shlex.quote("import urllib.request as u;print(u.urlopen("
+                           f"'http://127.0.0.1:{HUB_PORT}/hub/api',timeout=5).read().decode())"))
+    deadline = time.monotonic() + timeout
+    replicas, answer = "", ""
+    while time.monotonic() < deadline:
+        replicas = ctx.transport.run(f"docker service ls --filter name={HUB_SERVICE} --format {fmt}",
+                                     sudo=True).stdout.strip()
+        if replicas.startswith("1/1"):
+            res = ctx.transport.run(probe, sudo=False)
+            if res.ok and '"version"' in res.stdout:
+                answer = res.stdout.strip()
+                ctx.progress("hub answering", 1, 1)
+                return CallResult(True, f"jupyterhub {replicas}, /hub/api says {answer[:60]}")
+        ctx.progress("waiting for jupyterhub 1/1", time.monotonic() - deadline + timeout, timeout)
+        time.sleep(3)
+    logs = ctx.transport.run(f"docker service ps --no-trunc {HUB_SERVICE} | head -5; "
+                             f"docker service logs --tail 20 {HUB_SERVICE} 2>&1", sudo=True).output
+    return CallResult(False, f"jupyterhub is {replicas or 'absent'} after {timeout:.0f}s\n{logs}")
+
+
+@register("hub_port_private")
+def hub_port_private(ctx: StepContext) -> CallResult:
+    """Verify: port 8000 of the hub does not answer from another host (nor from here)."""
+    hub_ip = ctx.facts.hub_ip
+    for node in ctx.site.nodes:
+        t = ctx.connections.get(node.name)
+        res = t.run(f"timeout 4 bash -c {shlex.quote(f'exec 3<>/dev/tcp/{hub_ip}/{HUB_PORT}')}", sudo=False)
+        if res.ok:
+            return CallResult(False, f"{node.name} can connect to {hub_ip}:{HUB_PORT}: the hub port is public")
+    for address in {ctx.site.hub_host.address, hub_ip}:
+        try:
+            socket.create_connection((address, HUB_PORT), timeout=3).close()
+            return CallResult(False, f"this machine can connect to {address}:{HUB_PORT}: the hub port is public")
+        except OSError:
+            pass
+    return CallResult(True, f"{hub_ip}:{HUB_PORT} refuses other hosts; nginx reaches it on 127.0.0.1")

@@ -1,0 +1,129 @@
+"""`hubwizard init`: the wizard's questions in a plain terminal (questionary), writing the
+same site file the wizard writes.
+
+The questions are hubwizard.core.sitefile.QUESTIONS and every answer is checked by the site
+file's own models as it is typed, so init, the wizard and `load_site` never disagree."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+from hubwizard.core import sitefile
+from hubwizard.core.sitefile import Question
+
+HOST_QUESTIONS = (("address", "address (IP, DNS name or ~/.ssh/config alias)"), ("user", "SSH user"),
+                  ("port", "SSH port"))
+
+
+def _validator(check):
+    """questionary wants True or the message to show."""
+
+    def validate(text: str) -> bool | str:
+        error = check(text)
+        return True if error is None else error
+
+    return validate
+
+
+def _ask_setting(q: Question, draft: dict[str, Any], secrets: dict[str, str]) -> None:
+    import questionary
+
+    current = draft.get(q.section, {}).get(q.key, sitefile.default_of(q))
+    if q.kind == "choice":
+        value: Any = questionary.select(q.label, choices=list(q.choices), default=str(current)).unsafe_ask()
+    elif q.kind == "bool":
+        value = questionary.confirm(q.label, default=bool(current)).unsafe_ask()
+    elif q.kind == "secret":
+        value = questionary.password(q.label + " (empty: set it later)").unsafe_ask()
+    else:
+        value = questionary.text(q.label, default=str(current),
+                                 validate=_validator(lambda t: sitefile.answer_error(q, t.strip(), draft))).unsafe_ask()
+        value = value.strip()
+    if value == sitefile.default_of(q) and not q.required:
+        value = ""  # keep the file short: defaults are not written
+    sitefile.set_answer(draft, q, value, secrets)
+
+
+def _host_error(key: str, text: str) -> str | None:
+    value: Any = int(text) if key == "port" and text.strip().isdigit() else text.strip()
+    return sitefile.field_error("hosts", key, value, required=("name", "address"))
+
+
+def _ask_host(name: str, role: str, others: list[str]) -> dict[str, Any]:
+    import questionary
+
+    host: dict[str, Any] = {"name": name, "role": role}
+    for key, label in HOST_QUESTIONS:
+        default = {"user": "root", "port": "22"}.get(key, "")
+        text = questionary.text(f"{name}: {label}", default=default,
+                                validate=_validator(lambda t, k=key: _host_error(k, t))).unsafe_ask().strip()
+        if key == "port":
+            if text != "22":
+                host["port"] = int(text)
+        elif key != "user" or text != "root":
+            host[key] = text
+    if others:
+        jump = questionary.select(f"{name}: reached through (jump host)", choices=["(direct)", *others],
+                                  default="(direct)").unsafe_ask()
+        if jump != "(direct)":
+            host["jump"] = jump
+    return host
+
+
+def _ask_hosts(draft: dict[str, Any]) -> None:
+    import questionary
+
+    if draft.get("hosts") and questionary.confirm(
+            f"Keep the {len(draft['hosts'])} hosts already in the file?", default=True).unsafe_ask():
+        return
+    hosts = [_ask_host("hub", "hub", [])]
+    while questionary.confirm(f"Add a node? ({len(hosts) - 1} so far)", default=len(hosts) == 1).unsafe_ask():
+        taken = [h["name"] for h in hosts]
+        name = questionary.text("node name", default=f"node{len(hosts)}", validate=_validator(
+            lambda t, taken=taken: "that name is taken" if t.strip() in taken else _host_error("name", t))).unsafe_ask().strip()
+        hosts.append(_ask_host(name, "node", taken))
+    draft["hosts"] = hosts
+
+
+def _load(path: Path) -> dict[str, Any]:
+    if not path.exists():
+        return {"site": {}, "hosts": []}
+    from hubwizard.core.config import load_site
+
+    site = load_site(path)
+    draft = site.model_dump(exclude_defaults=True)
+    draft["site"] = site.site.model_dump(exclude_defaults=True) | {"name": site.site.name}
+    draft["hosts"] = [h.model_dump(exclude_defaults=True) | {"name": h.name, "address": h.address, "role": h.role}
+                      for h in site.hosts]
+    return draft
+
+
+def main(args: argparse.Namespace) -> int:
+    """Ask, validate, write SITE (and SITE.secrets.toml, 0600, for secrets)."""
+    path = Path(getattr(args, "config", None) or "site.toml")
+    print(f"hubwizard init: questions for {path} (Ctrl-C stops; nothing is written until the end)")
+    draft = _load(path)
+    secrets: dict[str, str] = {}
+    try:
+        for q in sitefile.QUESTIONS:
+            if sitefile.asked(q, draft):
+                _ask_setting(q, draft, secrets)
+        _ask_hosts(draft)
+    except KeyboardInterrupt:
+        print("\ninit: stopped; nothing was written", file=sys.stderr)
+        return 130
+    error = sitefile.site_error(draft)
+    if error:
+        print(f"init: the answers do not make a valid site: {error}", file=sys.stderr)
+        return 2
+    sitefile.write(path, draft)
+    print(f"wrote {path}")
+    if secrets:
+        from hubwizard.core.secrets import write_secrets
+
+        print(f"wrote {write_secrets(path, secrets)} (mode 0600)")
+    print(f"next: hubwizard plan -c {path}")
+    return 0

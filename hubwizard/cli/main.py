@@ -1,0 +1,307 @@
+"""The command line: the stable contract of DESIGN.md.
+
+Only argparse is imported at start so ``--help`` is instant; each command imports what it
+needs. Exit codes: 0 ok, 1 a check or step failed, 2 bad input, 3 cannot reach a host.
+Errors meant for people are printed as messages, never as tracebacks.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Callable
+
+from hubwizard.core.errors import UsageError  # light: plain classes
+
+
+def _site_arg(p: argparse.ArgumentParser, required: bool = True) -> None:
+    p.add_argument("-c", "--config", dest="config", metavar="SITE", required=required,
+                   default=None if required else os.environ.get("HUBWIZARD_SITE"),
+                   help="the site file (TOML)")
+    p.add_argument("--recipes", metavar="DIR", help=argparse.SUPPRESS)
+
+
+def _conn_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--accept-new-host-keys", action="store_true",
+                   help="trust SSH host keys not yet in known_hosts (a changed key is still refused)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="hubwizard",
+        description="Guided, resumable installer and live monitor for JupyterHub on Docker Swarm, over SSH.",
+    )
+    parser.add_argument("--version", action="version", version="hubwizard 0.1.0")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    p = sub.add_parser("wizard", help="the TUI: a new site, or resume one")
+    _site_arg(p, required=False)
+    p = sub.add_parser("init", help="plain-terminal questions that write a site file")
+    _site_arg(p, required=False)
+
+    p = sub.add_parser("plan", help="what each step would change, with the exact commands (read-only)")
+    _site_arg(p)
+    _conn_args(p)
+    p.add_argument("--json", action="store_true")
+    p.add_argument("--from", dest="start", metavar="STEP")
+    p.add_argument("--only", metavar="STEP")
+
+    p = sub.add_parser("apply", help="converge the site; resumes from the journal")
+    _site_arg(p)
+    _conn_args(p)
+    p.add_argument("--yes", "-y", action="store_true", help="do not ask before changing hosts")
+    p.add_argument("--from", dest="start", metavar="STEP", help="start at this step")
+    p.add_argument("--only", metavar="STEP", help="run just this step")
+    p.add_argument("--json", action="store_true")
+    p.add_argument("-v", "--verbose", action="store_true", help="show command output")
+
+    p = sub.add_parser("verify", help="run every verification check; exit 0 only if all pass")
+    _site_arg(p)
+    _conn_args(p)
+    p.add_argument("--json", action="store_true")
+
+    p = sub.add_parser("status", help="journal: done / failed / pending per step and host")
+    _site_arg(p)
+    p.add_argument("--json", action="store_true")
+
+    p = sub.add_parser("doctor", help="troubleshooting checks, diagnosis and fixes")
+    _site_arg(p)
+    _conn_args(p)
+    p.add_argument("--fix", action="store_true", help="offer the fix of each failed check")
+    p.add_argument("--yes", "-y", action="store_true", help="with --fix: apply fixes without asking")
+    p.add_argument("--json", action="store_true")
+
+    p = sub.add_parser("monitor", help="the live cluster monitor")
+    _site_arg(p)
+    _conn_args(p)
+    p.add_argument("--interval", type=float, default=2.0, help="refresh interval in seconds")
+
+    p = sub.add_parser("render", help="write every generated file for review")
+    _site_arg(p)
+    p.add_argument("-o", "--output", required=True, metavar="DIR")
+
+    p = sub.add_parser("add-node", help="scale out: run only what a new node needs")
+    _site_arg(p)
+    _conn_args(p)
+    p.add_argument("host", metavar="HOST", help="name of the host in the site file")
+    p.add_argument("--yes", "-y", action="store_true")
+    p.add_argument("--json", action="store_true")
+
+    p = sub.add_parser("teardown", help="undo services and swarm membership; data kept unless --purge-data")
+    _site_arg(p)
+    _conn_args(p)
+    p.add_argument("--purge-data", action="store_true")
+    p.add_argument("--yes", "-y", action="store_true")
+
+    try:
+        from hubwizard.lab import cli as lab_cli
+
+        lab_cli.register(sub)
+    except ImportError:  # pragma: no cover - the lab is optional in a trimmed install
+        pass
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    command = args.command or "wizard"
+    handler = _HANDLERS.get(command)
+    try:
+        if handler is None:
+            from hubwizard.lab import cli as lab_cli
+
+            return lab_cli.run(args)
+        return handler(args)
+    except KeyboardInterrupt:
+        print("\ninterrupted: finished steps are journaled; run `hubwizard apply` again to resume", file=sys.stderr)
+        return 130
+    except Exception as exc:  # noqa: BLE001 - the one place errors become messages
+        return _report_error(exc, getattr(args, "json", False))
+
+
+def _report_error(exc: Exception, as_json: bool) -> int:
+    from hubwizard.core.errors import HubwizardError
+
+    if isinstance(exc, HubwizardError):
+        code, title, text = exc.exit_code, exc.title, str(exc)
+    elif isinstance(exc, UsageError):
+        code, title, text = 2, "bad input", str(exc)
+    else:
+        import traceback
+
+        log = _crash_log(traceback.format_exc())
+        code, title = 1, "internal error"
+        text = f"{type(exc).__name__}: {exc}\n  this is a bug in hubwizard; details were written to {log}"
+    if as_json:
+        print(json.dumps({"error": title, "message": text, "exit_code": code}))
+    else:
+        print(f"hubwizard: {title}: {text}", file=sys.stderr)
+    return code
+
+
+def _crash_log(text: str) -> str:
+    import tempfile
+
+    fd, path = tempfile.mkstemp(prefix="hubwizard-crash-", suffix=".log")
+    with os.fdopen(fd, "w") as fh:
+        fh.write(text)
+    return path
+
+
+# ---------------------------------------------------------------- commands
+
+
+def _open(args):
+    from hubwizard.session import open_site
+
+    return open_site(args.config, recipes_dir=args.recipes)
+
+
+def _run(args, mode: str, **kw) -> int:
+    from hubwizard.cli.report import HumanPrinter, JsonCollector
+
+    session = _open(args)
+    sink = JsonCollector() if args.json else HumanPrinter(verbose=getattr(args, "verbose", False),
+                                                           show_commands=mode == "apply")
+    engine = session.engine(sink, accept_new_host_keys=args.accept_new_host_keys)
+    try:
+        summary = engine.run(mode, **kw)
+    finally:
+        engine.conns.close()
+    code = summary.exit_code
+    if args.json:
+        print(sink.document(mode, code))
+    else:
+        _summary_line(summary, mode)
+    return code
+
+
+def _summary_line(summary, mode: str) -> None:
+    from collections import Counter
+
+    counts = Counter(r.status for r in summary.results)
+    parts = [f"{n} {s}" for s, n in sorted(counts.items())]
+    if summary.checks:
+        passed = sum(1 for c in summary.checks if c.ok and not c.skipped)
+        skipped = sum(1 for c in summary.checks if c.skipped)
+        parts.append(f"checks: {passed} passed, {len(summary.checks) - passed - skipped} failed, {skipped} cannot run here")
+    print(f"\n{mode}: " + (", ".join(parts) if parts else "nothing to do"))
+    if mode == "apply" and counts and set(counts) <= {"unchanged", "skipped"}:
+        print("apply: nothing changed, every step was already in the desired state")
+
+
+def cmd_plan(args) -> int:
+    return _run(args, "plan", start=args.start, only=args.only)
+
+
+def cmd_apply(args) -> int:
+    if not args.yes:
+        if not sys.stdin.isatty():
+            raise UsageError("apply changes hosts: run `hubwizard plan` to review, then `hubwizard apply --yes`")
+        code = cmd_plan(argparse.Namespace(**{**vars(args), "json": False}))
+        if code not in (0,):
+            return code
+        if input("\nApply these changes? [y/N] ").strip().lower() not in ("y", "yes"):
+            print("nothing changed")
+            return 0
+    return _run(args, "apply", start=args.start, only=args.only)
+
+
+def cmd_verify(args) -> int:
+    return _run(args, "verify")
+
+
+def cmd_status(args) -> int:
+    from hubwizard.session import status_table
+
+    session = _open(args)
+    rows = status_table(session)
+    if args.json:
+        print(json.dumps({"command": "status", "site": session.site.site.name, "steps": rows}, indent=2))
+        return 0
+    for row in rows:
+        states = "  ".join(f"{h}:{v['state']}" for h, v in row["hosts"].items())
+        print(f"{row['id']:<24} {states}")
+    return 0
+
+
+def cmd_render(args) -> int:
+    from pathlib import Path
+
+    from hubwizard.core.render import Facts, render_all
+
+    session = _open(args)
+    try:
+        written = render_all(session.site, Facts.offline(session.site), Path(args.output))
+    except OSError as exc:  # the folder the admin named cannot take the files: bad input, not a bug
+        where = exc.filename or args.output
+        raise UsageError(f"render: cannot write {where}: {exc.strerror or exc}") from None
+    for p in written:
+        print(p)
+    print(f"render: {len(written)} files written under {args.output}")
+    return 0
+
+
+def cmd_add_node(args) -> int:
+    session = _open(args)
+    try:
+        host = session.site.host(args.host)
+    except KeyError:
+        raise UsageError(f"add-node: no host named {args.host!r} in {args.config}; add it under [[hosts]] first") from None
+    if host.role != "node":
+        raise UsageError(f"add-node: host {args.host!r} has role {host.role!r}; only nodes can be added")
+    from hubwizard.cli import scale
+
+    return scale.add_node(session, args)
+
+
+def cmd_teardown(args) -> int:
+    from hubwizard.cli import scale
+
+    return scale.teardown(_open(args), args)
+
+
+def cmd_doctor(args) -> int:
+    from hubwizard.doctor import model as doctor
+
+    return doctor.main(_open(args), args)
+
+
+def cmd_monitor(args) -> int:
+    from hubwizard.app import run_monitor
+
+    return run_monitor(args)
+
+
+def cmd_wizard(args) -> int:
+    from hubwizard.app import run_wizard
+
+    return run_wizard(args)
+
+
+def cmd_init(args) -> int:
+    from hubwizard.cli import init
+
+    return init.main(args)
+
+
+_HANDLERS: dict[str, Callable[[argparse.Namespace], int]] = {
+    "plan": cmd_plan,
+    "apply": cmd_apply,
+    "verify": cmd_verify,
+    "status": cmd_status,
+    "render": cmd_render,
+    "add-node": cmd_add_node,
+    "teardown": cmd_teardown,
+    "doctor": cmd_doctor,
+    "monitor": cmd_monitor,
+    "wizard": cmd_wizard,
+    "init": cmd_init,
+}
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,201 @@
+"""Writing a site back to TOML, and checking one answer at a time with the site file's rules.
+
+Why here: the wizard's forms and `hubwizard init` both build a site from answers; they must
+write the same file and refuse the same values as `load_site`. So a single field is checked
+by validating its whole section (pydantic models of hubwizard.core.config, nothing re-implemented),
+and a file is only written after the whole site validated.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ValidationError
+from pydantic_core import PydanticUndefined
+
+from hubwizard.core.config import Host, Site, parse_site
+
+SECTIONS: dict[str, type[BaseModel]] = {
+    name: info.annotation  # type: ignore[misc]
+    for name, info in Site.model_fields.items()
+    if name != "hosts"
+}
+SECTION_ORDER = ("site", "ssh", "docker", "storage", "quotas", "registry", "images", "hub", "https", "oauth", "classic")
+
+
+def _value(v: Any) -> str:
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, int | float):
+        return repr(v)
+    if isinstance(v, list | tuple):
+        return "[" + ", ".join(_value(x) for x in v) + "]"
+    return json.dumps(str(v))  # a JSON string is a valid TOML basic string
+
+
+def _table(header: str, values: dict[str, Any]) -> str:
+    lines = [header]
+    lines += [f"{k} = {_value(v)}" for k, v in values.items() if v is not None]
+    return "\n".join(lines) + "\n"
+
+
+def to_toml(site: Site | dict[str, Any]) -> str:
+    """The site as TOML; values left at their defaults are not written (the file stays short)."""
+    model = site if isinstance(site, Site) else Site.model_validate(site)
+    data = model.model_dump(exclude_defaults=True)
+    data["site"] = model.site.model_dump(exclude_defaults=True) | {"name": model.site.name, "track": model.site.track}
+    parts = ["# written by hubwizard; comments are not kept when the wizard saves this file\n"]
+    for name in SECTION_ORDER:
+        if data.get(name):
+            parts.append(_table(f"[{name}]", data[name]))
+    for host in model.hosts:
+        values = host.model_dump(exclude_defaults=True)
+        parts.append(_table("[[hosts]]", {"name": host.name, "address": host.address, "role": host.role} | values))
+    return "\n".join(parts)
+
+
+def write(path: str | Path, site: Site | dict[str, Any]) -> Path:
+    """Validate, then write atomically (a crash never leaves half a site file)."""
+    text = to_toml(site)
+    p = Path(path)
+    parse_site(text, p)  # what load_site will read must validate: refuse before writing
+    tmp = p.with_name(f".{p.name}.tmp")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, p)
+    return p
+
+
+def section_error(section: str, values: dict[str, Any], key: str | None = None) -> str | None:
+    """Validate one section's values; return the message for ``key`` (or any), None if valid."""
+    model = Host if section == "hosts" else SECTIONS[section]
+    clean = {k: v for k, v in values.items() if v not in (None, "")}
+    try:
+        model.model_validate(clean)
+    except ValidationError as exc:
+        for err in exc.errors():
+            loc = [str(p) for p in err["loc"]]
+            model_level = not loc and (key is None or key in err["msg"])  # "provider 'github' needs client_id"
+            if key is None or (loc and loc[0] == key) or model_level:
+                msg = err["msg"].removeprefix("Value error, ")
+                return f"{'.'.join(loc) + ': ' if loc and key is None else ''}{msg}"
+        return None
+    return None
+
+
+def field_error(section: str, key: str, value: Any, current: dict[str, Any] | None = None,
+                required: tuple[str, ...] = ()) -> str | None:
+    """The message the site file would give for ``section.key = value``, or None if valid."""
+    if key in required and value in (None, ""):
+        return "is required"
+    values = dict(current or {})
+    values[key] = value
+    if section == "site":
+        values = {"name": "x", "domain": "x.org", "email": "a@x.org"} | {k: v for k, v in values.items() if v != ""}
+        values[key] = value
+    if section == "hosts":
+        values = {"name": "x", "address": "x", "role": "node"} | {k: v for k, v in values.items() if v != ""}
+        values[key] = value
+    return section_error(section, values, key)
+
+
+def site_error(data: dict[str, Any]) -> str | None:
+    """The whole-site message (topology: one hub, jump hosts exist...), or None."""
+    try:
+        Site.model_validate(data)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        loc = ".".join(str(p) for p in err["loc"])
+        return f"{loc + ': ' if loc else ''}{err['msg'].removeprefix('Value error, ')}"
+    return None
+
+
+# ------------------------------------------------------------ the questions of the forms
+
+
+@dataclass(frozen=True)
+class Question:
+    """One setting as the wizard's form and `hubwizard init` both ask it."""
+
+    section: str
+    key: str
+    label: str
+    kind: str = "text"  # text | choice | bool | secret
+    choices: tuple[str, ...] = ()
+    required: bool = False
+    when: tuple[str, str, tuple[str, ...]] | None = None  # (section, key, values): ask only then
+
+
+def _choices(section: str, key: str) -> tuple[str, ...]:
+    import typing
+
+    ann = SECTIONS[section].model_fields[key].annotation
+    return tuple(a for a in typing.get_args(ann) if isinstance(a, str))
+
+
+QUESTIONS: tuple[Question, ...] = (
+    Question("site", "name", "Site name (lowercase, e.g. workshop)", required=True),
+    Question("site", "track", "Track", "choice", _choices("site", "track")),
+    Question("site", "domain", "Domain the hub answers on", required=True),
+    Question("site", "email", "Admin e-mail (Let's Encrypt notices)", required=True),
+    Question("oauth", "provider", "Login (OAuth provider)", "choice", _choices("oauth", "provider")),
+    Question("oauth", "client_id", "OAuth client id", when=("oauth", "provider", ("github", "google", "cilogon",
+                                                                                   "globus", "generic"))),
+    Question("secrets", "oauth_client_secret", "OAuth client secret (kept in the 0600 secrets file)", "secret",
+             when=("oauth", "provider", ("github", "google", "cilogon", "globus", "generic"))),
+    Question("oauth", "authorize_url", "OIDC authorize URL", when=("oauth", "provider", ("generic",))),
+    Question("oauth", "token_url", "OIDC token URL", when=("oauth", "provider", ("generic",))),
+    Question("oauth", "userdata_url", "OIDC userdata URL", when=("oauth", "provider", ("generic",))),
+    Question("storage", "kind", "Shared home folders", "choice", _choices("storage", "kind")),
+    Question("storage", "path", "Exported path on the NFS server", when=("storage", "kind", ("nfs", "autofs"))),
+    Question("quotas", "enabled", "Per-user disk quotas (XFS project quotas)", "bool"),
+    Question("quotas", "default", "Default quota per user (e.g. 10G)", when=("quotas", "enabled", ("True",))),
+    Question("images", "hub_base", "Hub base image"),
+    Question("images", "singleuser", "Single-user server image"),
+    Question("registry", "url", "Registry (host[:port]) for the hub image"),
+    Question("registry", "username", "Registry user (empty: none)"),
+)
+
+
+def default_of(q: Question) -> Any:
+    """The value the site file takes when the question is left empty ("" when there is none)."""
+    if q.section == "secrets":
+        return ""
+    default = SECTIONS[q.section].model_fields[q.key].default
+    return "" if default is None or default is PydanticUndefined else default
+
+
+def asked(q: Question, draft: dict[str, Any]) -> bool:
+    """Whether ``q`` applies given the answers so far (a client id only for a real provider)."""
+    if q.when is None:
+        return True
+    section, key, values = q.when
+    current = draft.get(section, {}).get(key, default_of(next(x for x in QUESTIONS if (x.section, x.key) == (section, key))))
+    return str(current) in values
+
+
+def answer_error(q: Question, value: Any, draft: dict[str, Any]) -> str | None:
+    """The site file's verdict on one answer, given the rest of its section."""
+    if q.section == "secrets":
+        return None
+    current = {k: v for k, v in draft.get(q.section, {}).items() if k != q.key}
+    if q.section == "oauth" and q.key == "provider":
+        current.pop("client_id", None)  # asked next: not an error yet
+        return field_error("oauth", "provider", value, {}) if value in ("dummy",) else None
+    return field_error(q.section, q.key, value, current, required=("name", "domain", "email") if q.required else ())
+
+
+def set_answer(draft: dict[str, Any], q: Question, value: Any, secrets: dict[str, str] | None = None) -> None:
+    """Store an answer in the draft (a secret in ``secrets``); empty means 'the default'."""
+    if q.section == "secrets":
+        if value and secrets is not None:
+            secrets[q.key] = value
+        return
+    section = draft.setdefault(q.section, {})
+    if value in ("", None):
+        section.pop(q.key, None)
+    else:
+        section[q.key] = value

@@ -1,0 +1,74 @@
+"""Facts every step needs and no site file should have to spell out: which internal IP
+each host uses to reach the hub, and the cluster subnet. Read-only probes, once per run."""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+import shlex
+from concurrent.futures import ThreadPoolExecutor
+
+from hubwizard.core.config import Site
+from hubwizard.core.errors import HubwizardError
+from hubwizard.remote.connections import Connections
+
+
+def _route_src(conns: Connections, host: str, dest: str) -> str | None:
+    """``ip route get DEST`` on HOST -> the source address it would use (sends nothing)."""
+    res = conns.get(host).run(f"ip -4 -o route get {shlex.quote(dest)} 2>/dev/null || true", sudo=False)
+    m = re.search(r"\bsrc (\d+\.\d+\.\d+\.\d+)", res.stdout)
+    return m.group(1) if m else None
+
+
+def _resolve_on(conns: Connections, host: str, name: str) -> str:
+    try:
+        ipaddress.ip_address(name)
+        return name
+    except ValueError:
+        pass
+    res = conns.get(host).run(f"getent ahostsv4 {shlex.quote(name)} | head -n1", sudo=False)
+    return res.stdout.split()[0] if res.stdout.split() else name
+
+
+def _hub_ip(site: Site, conns: Connections) -> str:
+    hub = site.hub_host
+    if hub.internal_address:
+        return hub.internal_address
+    for node in site.nodes:
+        dest = _resolve_on(conns, hub.name, node.address)
+        src = _route_src(conns, hub.name, dest)
+        if src:
+            return src
+    res = conns.get(hub.name).run("hostname -I", sudo=False)
+    if not res.stdout.split():
+        raise HubwizardError(f"cannot find the internal IP of the hub {hub.name}", fix="set internal_address for it")
+    return res.stdout.split()[0]
+
+
+def _subnet(site: Site, conns: Connections, hub_ip: str) -> str:
+    if site.site.subnet:
+        return site.site.subnet
+    res = conns.get(site.hub_host.name).run("ip -4 -o addr show", sudo=False)
+    for cidr in re.findall(r"inet (\d+\.\d+\.\d+\.\d+/\d+)", res.stdout):
+        iface = ipaddress.ip_interface(cidr)
+        if str(iface.ip) == hub_ip:
+            return str(iface.network)
+    return f"{hub_ip}/32"
+
+
+def gather(site: Site, conns: Connections):
+    """Probe every active host (in parallel) and return a render.Facts."""
+    from hubwizard.core.render import Facts
+
+    hub_ip = _hub_ip(site, conns)
+
+    def ip_of(host) -> tuple[str, str]:
+        if host.name == site.hub_host.name:
+            return host.name, hub_ip
+        return host.name, host.internal_address or _route_src(conns, host.name, hub_ip) or host.address
+
+    hosts = site.active_hosts
+    with ThreadPoolExecutor(max_workers=max(1, len(hosts))) as pool:
+        ips = dict(pool.map(ip_of, hosts))
+    nfs = site.nfs_host
+    return Facts(hub_ip=hub_ip, subnet=_subnet(site, conns, hub_ip), ips=ips, nfs_ip=ips.get(nfs.name, hub_ip))

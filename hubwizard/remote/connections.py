@@ -1,0 +1,107 @@
+"""From site-file hosts to open transports: ~/.ssh/config applied, jump hosts chained,
+one connection per host for the whole run."""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Callable
+from pathlib import Path
+
+from hubwizard.core.config import Host, Site
+from hubwizard.core.secrets import Secrets
+from hubwizard.remote.transport import HostKeyPolicy, LocalTransport, SshTarget, SshTransport, Transport
+
+
+def _ssh_config(path: str | None):
+    import paramiko
+
+    cfg = paramiko.SSHConfig()
+    p = Path(path or "~/.ssh/config").expanduser()
+    if p.exists():
+        with p.open() as fh:
+            cfg.parse(fh)
+    return cfg
+
+
+def _parse_jump(spec: str) -> tuple[str | None, str, int]:
+    """``user@host:port`` (first hop of a ProxyJump list) -> parts."""
+    first = spec.split(",")[0].strip()
+    user, _, hostport = first.rpartition("@")
+    host, _, port = hostport.partition(":")
+    return (user or None), host, int(port) if port else 22
+
+
+class Connections:
+    """Lazily opened, thread-safe, one transport per host name."""
+
+    def __init__(
+        self,
+        site: Site,
+        secrets: Secrets,
+        *,
+        accept_new_host_keys: bool = False,
+        confirm: Callable[[str, str], bool] | None = None,
+    ) -> None:
+        self.site = site
+        self.secrets = secrets
+        known = site.ssh.known_hosts or "~/.ssh/known_hosts"
+        if confirm is None and accept_new_host_keys:
+            confirm = lambda host, fp: True  # noqa: E731 - the admin said yes on the command line
+        self.policy = HostKeyPolicy(known, confirm)
+        self._sshcfg = _ssh_config(site.ssh.config)
+        self._open: dict[str, Transport] = {}
+        self._lock = threading.Lock()
+
+    def target(self, host: Host) -> SshTarget:
+        """Where to connect: the site file wins over ~/.ssh/config, which fills the gaps."""
+        entry = self._sshcfg.lookup(host.address)
+        hostname = entry.get("hostname", host.address)
+        port = host.port if host.port != 22 else int(entry.get("port", 22))
+        user = host.user if host.user != "root" or "user" not in entry else entry["user"]
+        keys = [host.key] if host.key else []
+        keys += entry.get("identityfile", [])
+        if not keys:
+            keys = [k for k in ("~/.ssh/id_ed25519", "~/.ssh/id_ecdsa", "~/.ssh/id_rsa") if os.path.exists(os.path.expanduser(k))]
+        jump: SshTarget | None = None
+        if host.jump:
+            jump = self.target(self.site.host(host.jump))
+        elif "proxyjump" in entry and entry["proxyjump"].lower() != "none":
+            juser, jhost, jport = _parse_jump(entry["proxyjump"])
+            jentry = self._sshcfg.lookup(jhost)
+            jump = SshTarget(
+                name=f"{host.name}-jump",
+                hostname=jentry.get("hostname", jhost),
+                port=jport if jport != 22 else int(jentry.get("port", 22)),
+                user=juser or jentry.get("user", user),
+                key_files=tuple(jentry.get("identityfile", keys)),
+            )
+        password = self.secrets.get("sudo_password") if host.sudo == "password" else None
+        return SshTarget(host.name, hostname, port, user, tuple(keys), jump, password)
+
+    def get(self, name: str) -> Transport:
+        with self._lock:
+            if name in self._open:
+                return self._open[name]
+            host = self.site.host(name)
+            if host.transport == "local":
+                password = self.secrets.get("sudo_password") if host.sudo == "password" else None
+                t: Transport = LocalTransport(name, sudo_password=password)
+            else:
+                t = SshTransport(self.target(host), self.policy, connect_timeout=self.site.ssh.connect_timeout)
+            self._open[name] = t
+        if isinstance(t, SshTransport):
+            t.connect()
+        return t
+
+    def close(self) -> None:
+        with self._lock:
+            for t in self._open.values():
+                t.close()
+            self._open.clear()
+
+    def __enter__(self) -> Connections:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()

@@ -1,0 +1,98 @@
+"""The Docker SDK, spoken through our own SSH connection.
+
+docker-py's ``ssh://`` support opens a second SSH connection with its own host-key and
+config rules. Instead we run ``docker system dial-stdio`` on a channel of the
+connection the engine already holds (what the docker CLI itself does over SSH), so a
+host has one connection, one host-key policy, one sudo rule.
+"""
+
+from __future__ import annotations
+
+import queue
+import shlex
+
+import docker
+import requests.adapters
+import urllib3
+import urllib3.connection
+import urllib3.connectionpool
+from docker.transport.basehttpadapter import BaseHTTPAdapter
+
+from hubwizard.remote.transport import LocalTransport, SshTransport, Transport
+
+API_VERSION = "1.41"  # Docker 20.10, the oldest engine we support; newer engines accept it
+
+
+class _ChannelConnection(urllib3.connection.HTTPConnection):
+    def __init__(self, ssh: SshTransport, command: str, timeout: float, password: str | None) -> None:
+        super().__init__("localhost", timeout=timeout)
+        self.ssh, self.command, self._timeout, self._password = ssh, command, timeout, password
+
+    def connect(self) -> None:
+        chan = self.ssh.connect().get_transport().open_session()
+        chan.settimeout(self._timeout)
+        chan.exec_command(self.command)
+        if self._password is not None:
+            # sudo -S reads one line from the channel before dial-stdio starts relaying HTTP.
+            chan.sendall((self._password + "\n").encode())
+        self.sock = chan
+
+
+class _ChannelPool(urllib3.connectionpool.HTTPConnectionPool):
+    scheme = "ssh"
+
+    def __init__(self, ssh: SshTransport, command: str, timeout: float, maxsize: int, password: str | None) -> None:
+        super().__init__("localhost", timeout=timeout, maxsize=maxsize)
+        self.ssh, self.command, self._timeout, self._password = ssh, command, timeout, password
+
+    def _new_conn(self):
+        return _ChannelConnection(self.ssh, self.command, self._timeout, self._password)
+
+    def _get_conn(self, timeout):  # as docker-py: never call fileno() on a channel
+        conn = None
+        try:
+            conn = self.pool.get(block=self.block, timeout=timeout)
+        except AttributeError as exc:
+            raise urllib3.exceptions.ClosedPoolError(self, "Pool is closed.") from exc
+        except queue.Empty:
+            pass
+        return conn or self._new_conn()
+
+
+class _ChannelAdapter(BaseHTTPAdapter):
+    __attrs__ = [*requests.adapters.HTTPAdapter.__attrs__, "pool"]
+
+    def __init__(self, ssh: SshTransport, command: str, timeout: float, password: str | None = None) -> None:
+        super().__init__()
+        self.pool = _ChannelPool(ssh, command, timeout, 10, password)
+
+    def get_connection(self, url, proxies=None):
+        return self.pool
+
+    def get_connection_with_tls_context(self, request, verify, proxies=None, cert=None):
+        return self.pool
+
+    def close(self) -> None:
+        super().close()
+        self.pool.close()
+
+
+def client_for(transport: Transport, *, sudo: bool = True, timeout: float = 120) -> docker.DockerClient:
+    """A DockerClient talking to the engine of ``transport``'s host."""
+    if isinstance(transport, LocalTransport):
+        return docker.DockerClient(base_url="unix:///var/run/docker.sock", version=API_VERSION, timeout=timeout)
+    if not isinstance(transport, SshTransport):
+        raise TypeError(f"no Docker API for {type(transport).__name__}")
+    command, password = "docker system dial-stdio", None
+    if sudo and transport.user != "root":
+        password = transport.sudo_password
+        command = ("sudo -S -p '' -- " if password is not None else "sudo -n -- ") + command
+    client = docker.DockerClient(base_url="ssh://unused", version=API_VERSION, use_ssh_client=True, timeout=timeout)
+    adapter = _ChannelAdapter(transport, command, timeout, password)
+    client.api._custom_adapter = adapter
+    client.api.mount("http+docker://ssh", adapter)
+    return client
+
+
+def quote_cmd(args: list[str]) -> str:
+    return " ".join(shlex.quote(a) for a in args)

@@ -1,0 +1,488 @@
+"""Running commands and copying files on a host: over SSH (paramiko) or locally.
+
+One SSH connection per host, opened once and reused for every command and SFTP
+transfer. Host keys are checked against known_hosts: an unknown key is refused unless
+the admin confirmed its fingerprint, a changed key is always refused. sudo is applied
+here, so recipes say *what* needs root, not *how*; a sudo password is sent on stdin,
+never on a command line.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import hashlib
+import io
+import logging
+import os
+import selectors
+import shlex
+import socket
+import subprocess
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+from hubwizard.core.errors import HostKeyError, UnreachableError
+
+# paramiko logs a refused channel itself ("Secsh channel N open FAILED"); with no logging set up
+# Python prints that raw to stderr in the middle of our report. What matters is raised to us.
+logging.getLogger("paramiko").addHandler(logging.NullHandler())
+
+EOF_GRACE_S = 2.0  # after the exit status, how long to wait for the rest of the output
+OnLine = Callable[[str, str], None]  # (stream "out"|"err", line without newline)
+
+
+@dataclass(frozen=True)
+class Result:
+    """What one command did."""
+
+    host: str
+    command: str
+    exit_code: int
+    stdout: str
+    stderr: str
+
+    @property
+    def ok(self) -> bool:
+        return self.exit_code == 0
+
+    @property
+    def output(self) -> str:
+        return (self.stdout + ("\n" if self.stdout and self.stderr else "") + self.stderr).strip()
+
+
+class Transport(Protocol):
+    """What the engine needs of a host."""
+
+    name: str
+
+    def run(
+        self,
+        command: str,
+        *,
+        sudo: bool = False,
+        stdin: str | None = None,
+        timeout: float | None = None,
+        on_line: OnLine | None = None,
+    ) -> Result: ...
+
+    def put(self, data: bytes, path: str, *, mode: int = 0o644, sudo: bool = False) -> None: ...
+
+    def get(self, path: str, *, sudo: bool = False) -> bytes: ...
+
+    def close(self) -> None: ...
+
+
+def fingerprint(key_type: str, key_bytes: bytes) -> str:
+    """OpenSSH-style SHA256 fingerprint, what admins compare against `ssh-keygen -lf`."""
+    digest = base64.b64encode(hashlib.sha256(key_bytes).digest()).decode().rstrip("=")
+    return f"{key_type} SHA256:{digest}"
+
+
+def _sudo_wrap(command: str, user: str, sudo: bool, password: str | None) -> tuple[str, str | None]:
+    """Wrap ``command`` for root when needed; return (command, stdin prefix)."""
+    if not sudo or user == "root":
+        return command, None
+    if password is None:
+        return f"sudo -n -- sh -c {shlex.quote(command)}", None
+    return f"sudo -S -p '' -- sh -c {shlex.quote(command)}", password + "\n"
+
+
+class _LineSplitter:
+    """Turns chunks into complete lines for a callback, keeping the full text too."""
+
+    def __init__(self, stream: str, on_line: OnLine | None) -> None:
+        self.stream, self.on_line = stream, on_line
+        self.parts: list[str] = []
+        self._pending = ""
+
+    def feed(self, chunk: bytes) -> None:
+        text = chunk.decode("utf-8", "replace")
+        self.parts.append(text)
+        if self.on_line is None:
+            return
+        self._pending += text
+        *lines, self._pending = self._pending.split("\n")
+        for line in lines:
+            self.on_line(self.stream, line.rstrip("\r"))
+
+    def close(self) -> str:
+        if self.on_line is not None and self._pending:
+            self.on_line(self.stream, self._pending.rstrip("\r"))
+            self._pending = ""
+        return "".join(self.parts)
+
+
+# --------------------------------------------------------------------------- local
+
+
+class LocalTransport:
+    """The machine hubwizard runs on: same interface, no SSH."""
+
+    def __init__(self, name: str = "local", *, sudo_password: str | None = None) -> None:
+        self.name = name
+        self.user = os.environ.get("USER") or ("root" if os.geteuid() == 0 else "user")
+        if os.geteuid() == 0:
+            self.user = "root"
+        self.sudo_password = sudo_password
+
+    def run(self, command, *, sudo=False, stdin=None, timeout=None, on_line=None) -> Result:
+        wrapped, prefix = _sudo_wrap(command, self.user, sudo, self.sudo_password)
+        data = (prefix or "") + (stdin or "")
+        proc = subprocess.Popen(
+            ["/bin/sh", "-c", wrapped],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
+        assert proc.stdin and proc.stdout and proc.stderr
+        if data:
+            proc.stdin.write(data.encode())
+        proc.stdin.close()
+        out, err = _LineSplitter("out", on_line), _LineSplitter("err", on_line)
+        sel = selectors.DefaultSelector()
+        sel.register(proc.stdout, selectors.EVENT_READ, out)
+        sel.register(proc.stderr, selectors.EVENT_READ, err)
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while sel.get_map():
+            if deadline is not None and time.monotonic() > deadline:
+                proc.kill()
+                break
+            for key, _ in sel.select(timeout=0.5):
+                chunk = os.read(key.fileobj.fileno(), 65536)  # type: ignore[union-attr]
+                if chunk:
+                    key.data.feed(chunk)
+                else:
+                    sel.unregister(key.fileobj)
+        code = proc.wait()
+        if deadline is not None and time.monotonic() > deadline:
+            code = 124
+        return Result(self.name, command, code, out.close(), err.close())
+
+    def put(self, data: bytes, path: str, *, mode: int = 0o644, sudo: bool = False) -> None:
+        tmp = f"/tmp/.hubwizard-{uuid.uuid4().hex}"
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+        _install(self, tmp, path, mode, sudo)
+
+    def get(self, path: str, *, sudo: bool = False) -> bytes:
+        if not sudo or self.user == "root":
+            return Path(path).read_bytes()
+        res = self.run(f"base64 < {shlex.quote(path)}", sudo=True)
+        return base64.b64decode(res.stdout)
+
+    def close(self) -> None:
+        pass
+
+
+def _install(t: Transport, tmp: str, path: str, mode: int, sudo: bool) -> None:
+    """Move an uploaded temp file into place atomically with its mode."""
+    parent = os.path.dirname(path) or "/"
+    cmd = (
+        f"mkdir -p {shlex.quote(parent)} && chmod {mode:o} {shlex.quote(tmp)} && "
+        f"mv -f {shlex.quote(tmp)} {shlex.quote(path)}"
+    )
+    res = t.run(cmd, sudo=sudo)
+    if not res.ok:
+        t.run(f"rm -f {shlex.quote(tmp)}")
+        raise OSError(f"{t.name}: cannot write {path}: {res.output}")
+
+
+# --------------------------------------------------------------------------- ssh
+
+
+@dataclass
+class SshTarget:
+    """Where and how to connect, after ~/.ssh/config was applied."""
+
+    name: str
+    hostname: str
+    port: int = 22
+    user: str = "root"
+    key_files: tuple[str, ...] = ()
+    proxy_jump: SshTarget | None = None
+    sudo_password: str | None = None
+
+
+class HostKeyPolicy:
+    """Decides on host keys; the single place that says yes to an unknown key.
+
+    ``confirm(host, fingerprint) -> bool`` is how the TUI shows a modal, or the CLI's
+    ``--accept-new-host-keys`` says yes. Accepted keys are written to known_hosts.
+    """
+
+    def __init__(self, known_hosts: str | Path, confirm: Callable[[str, str], bool] | None = None) -> None:
+        self.path = Path(known_hosts).expanduser()
+        self.confirm = confirm
+        self._lock = threading.Lock()
+
+    def check(self, host_id: str, key) -> None:  # key: paramiko.PKey
+        import paramiko
+
+        known = paramiko.HostKeys()
+        if self.path.exists():
+            known.load(str(self.path))
+        fp = fingerprint(key.get_name(), key.asbytes())
+        entries = known.lookup(host_id)
+        if entries is not None and key.get_name() in entries:
+            if entries[key.get_name()].asbytes() == key.asbytes():
+                return
+            raise HostKeyError(
+                f"host key of {host_id} CHANGED: it now presents {fp}. "
+                "This may be a man-in-the-middle attack, or the machine was reinstalled.",
+                fix=f"if the machine was rebuilt, remove the old key with `ssh-keygen -R '{host_id}' -f {self.path}` "
+                "after checking the new fingerprint on its console, then run again",
+            )
+        if entries is not None and entries.keys():
+            # known host with another key type: treat as changed, never silently add.
+            raise HostKeyError(
+                f"host {host_id} presents a {key.get_name()} key {fp} but known_hosts holds another type",
+                fix=f"check on its console, then `ssh-keygen -R '{host_id}' -f {self.path}` and run again",
+            )
+        if self.confirm is None or not self.confirm(host_id, fp):
+            raise HostKeyError(
+                f"host {host_id} is not in {self.path}; it presents {fp}",
+                fix="compare that fingerprint with `ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub` on the host's "
+                "console, then re-run with --accept-new-host-keys (or confirm it in the wizard)",
+            )
+        with self._lock:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            known = paramiko.HostKeys()
+            if self.path.exists():
+                known.load(str(self.path))
+            known.add(host_id, key.get_name(), key)
+            known.save(str(self.path))
+
+
+def _host_id(hostname: str, port: int) -> str:
+    return hostname if port == 22 else f"[{hostname}]:{port}"
+
+
+class SshTransport:
+    """A paramiko connection to one host, reused for everything."""
+
+    def __init__(self, target: SshTarget, policy: HostKeyPolicy, *, connect_timeout: float = 10.0) -> None:
+        self.name = target.name
+        self.target = target
+        self.user = target.user
+        self.sudo_password = target.sudo_password
+        self.policy = policy
+        self.connect_timeout = connect_timeout
+        self._client = None
+        self._jump: SshTransport | None = None
+        self._sftp = None
+        self._lock = threading.Lock()
+
+    # -- connection -----------------------------------------------------------
+    def connect(self):
+        """Open the connection (once); raise UnreachableError/HostKeyError with a fix."""
+        with self._lock:
+            if self._client is not None and self._client.get_transport() and self._client.get_transport().is_active():
+                return self._client
+            self._client = self._open()
+            return self._client
+
+    def _open(self):
+        import paramiko
+
+        t = self.target
+        sock = None
+        if t.proxy_jump is not None:
+            self._jump = SshTransport(t.proxy_jump, self.policy, connect_timeout=self.connect_timeout)
+            jump_client = self._jump.connect()
+            try:
+                sock = jump_client.get_transport().open_channel(
+                    "direct-tcpip", (t.hostname, t.port), ("127.0.0.1", 0), timeout=self.connect_timeout
+                )
+            except (paramiko.SSHException, OSError) as exc:
+                raise UnreachableError(
+                    f"{t.name}: cannot reach {t.hostname}:{t.port} through {t.proxy_jump.name}: {exc}",
+                    fix="check the host is up and its sshd listens on that port, from the jump host",
+                ) from None
+        else:
+            try:
+                sock = socket.create_connection((t.hostname, t.port), timeout=self.connect_timeout)
+            except OSError as exc:
+                raise UnreachableError(
+                    f"{t.name}: cannot connect to {t.hostname}:{t.port}: {exc}",
+                    fix="check the address and port in the site file, that the machine is up and sshd runs",
+                ) from None
+        transport = paramiko.Transport(sock)
+        transport.banner_timeout = self.connect_timeout
+        try:
+            transport.start_client(timeout=self.connect_timeout)
+            self.policy.check(_host_id(t.hostname, t.port), transport.get_remote_server_key())
+            self._authenticate(transport)
+        except (paramiko.SSHException, EOFError, OSError) as exc:
+            transport.close()
+            raise UnreachableError(
+                f"{t.name}: SSH to {t.user}@{t.hostname}:{t.port} failed: {exc}",
+                fix="check the user, the key (key = ... in the site file, ssh-agent, ~/.ssh/config) "
+                "and that the key is in the user's authorized_keys",
+            ) from None
+        except Exception:
+            transport.close()
+            raise
+        client = paramiko.SSHClient()
+        client._transport = transport  # an SSHClient around our checked transport
+        return client
+
+    def _authenticate(self, transport) -> None:
+        import paramiko
+
+        t = self.target
+        errors: list[str] = []
+        keys = []
+        for path in t.key_files:
+            p = os.path.expanduser(path)
+            if os.path.exists(p):
+                keys.append(_load_key(p))
+        with contextlib.suppress(paramiko.SSHException):
+            keys.extend(paramiko.Agent().get_keys())
+        for key in keys:
+            try:
+                transport.auth_publickey(t.user, key)
+                if transport.is_authenticated():
+                    return
+            except paramiko.AuthenticationException as exc:
+                errors.append(str(exc))
+        raise paramiko.AuthenticationException(
+            f"no key was accepted (tried {len(keys)} key(s))" + (f": {errors[-1]}" if errors else "")
+        )
+
+    # -- commands -------------------------------------------------------------
+    def _open_session(self, client):
+        """A new channel. sshd refuses channels past its MaxSessions (10 by default) while other
+        commands and Docker API streams of this connection are open (verify runs steps at once):
+        wait for one to close, rather than calling the host unreachable."""
+        import paramiko
+
+        deadline = time.monotonic() + self.connect_timeout
+        delay = 0.05
+        while True:
+            try:
+                return client.get_transport().open_session(timeout=self.connect_timeout)
+            except paramiko.ChannelException:
+                if time.monotonic() > deadline or not client.get_transport().is_active():
+                    raise
+                time.sleep(delay)
+                delay = min(delay * 2, 0.5)
+
+    def run(self, command, *, sudo=False, stdin=None, timeout=None, on_line=None) -> Result:
+        client = self.connect()
+        wrapped, prefix = _sudo_wrap(command, self.user, sudo, self.sudo_password)
+        try:
+            chan = self._open_session(client)
+        except Exception as exc:
+            raise UnreachableError(f"{self.name}: the SSH connection dropped: {exc}", fix="check the host is up") from None
+        chan.settimeout(1.0)
+        chan.exec_command(wrapped)
+        data = (prefix or "") + (stdin or "")
+        if data:
+            chan.sendall(data.encode())
+        chan.shutdown_write()
+        out, err = _LineSplitter("out", on_line), _LineSplitter("err", on_line)
+        deadline = None if timeout is None else time.monotonic() + timeout
+        timed_out = False
+        exited_at = 0.0
+        while True:
+            got = False
+            while chan.recv_ready():
+                out.feed(chan.recv(65536))
+                got = True
+            while chan.recv_stderr_ready():
+                err.feed(chan.recv_stderr(65536))
+                got = True
+            if chan.exit_status_ready() and not chan.recv_ready() and not chan.recv_stderr_ready():
+                # sshd may send the exit status before it has drained the command's output:
+                # wait for EOF too (briefly: a background child may hold stdout open forever)
+                exited_at = exited_at or time.monotonic()
+                if chan.eof_received or chan.closed or time.monotonic() - exited_at > EOF_GRACE_S:
+                    break
+            if chan.closed and not got:
+                break
+            if deadline is not None and time.monotonic() > deadline:
+                timed_out = True
+                break
+            if not got:
+                if not client.get_transport().is_active():
+                    raise UnreachableError(
+                        f"{self.name}: the SSH connection dropped while running: {command}",
+                        fix="check the host and the network, then run again: finished steps are kept",
+                    )
+                time.sleep(0.01)
+        code = 124 if timed_out else chan.recv_exit_status()
+        chan.close()
+        stderr = err.close()
+        if code == -1:  # no exit status: the connection dropped, or the command died of a signal
+            if not _wait_inactive(client.get_transport()):
+                stderr += "\n(the command ended without an exit status: killed by a signal?)"
+            else:
+                raise UnreachableError(
+                    f"{self.name}: the SSH connection dropped while running: {command}",
+                    fix="check the host, its sshd and the network, then run again: finished steps are kept "
+                    "and this one starts over",
+                )
+        return Result(self.name, command, code, out.close(), stderr)
+
+    def _sftp_client(self):
+        if self._sftp is None:
+            self._sftp = self.connect().open_sftp()
+        return self._sftp
+
+    def put(self, data: bytes, path: str, *, mode: int = 0o644, sudo: bool = False) -> None:
+        tmp = f"/tmp/.hubwizard-{uuid.uuid4().hex}"
+        sftp = self._sftp_client()
+        with sftp.open(tmp, "wb") as fh:
+            fh.chmod(0o600)
+            fh.write(data)
+        _install(self, tmp, path, mode, sudo)
+
+    def get(self, path: str, *, sudo: bool = False) -> bytes:
+        if sudo and self.user != "root":
+            res = self.run(f"base64 < {shlex.quote(path)}", sudo=True)
+            if not res.ok:
+                raise OSError(f"{self.name}: cannot read {path}: {res.output}")
+            return base64.b64decode(res.stdout)
+        buf = io.BytesIO()
+        self._sftp_client().getfo(path, buf)
+        return buf.getvalue()
+
+    def close(self) -> None:
+        if self._sftp is not None:
+            self._sftp.close()
+            self._sftp = None
+        if self._client is not None:
+            self._client.close()
+            self._client = None
+        if self._jump is not None:
+            self._jump.close()
+            self._jump = None
+
+
+def _wait_inactive(transport, seconds: float = 1.0) -> bool:
+    """True once the SSH transport is down. paramiko closes a dead connection's channels a
+    moment before it marks the transport inactive, so give it that moment."""
+    deadline = time.monotonic() + seconds
+    while transport is not None and transport.is_active():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.02)
+    return True
+
+
+def _load_key(path: str):
+    import paramiko
+
+    for cls in (paramiko.Ed25519Key, paramiko.ECDSAKey, paramiko.RSAKey):
+        try:
+            return cls.from_private_key_file(path)
+        except paramiko.SSHException:
+            continue
+    raise UnreachableError(f"cannot load the SSH key {path}", fix="use an unencrypted key or load it into ssh-agent")
