@@ -104,9 +104,16 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _wizard_by_default(argv: list[str]) -> list[str]:
+    """`hubwizard -c SITE` means `hubwizard wizard -c SITE`: DESIGN.md's `hubwizard [wizard] [-c SITE]`."""
+    if argv and (argv[0] in ("-c", "--config") or argv[0].startswith("--config=")):
+        return ["wizard", *argv]
+    return argv
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = parser.parse_args(_wizard_by_default(sys.argv[1:] if argv is None else list(argv)))
     command = args.command or "wizard"
     handler = _HANDLERS.get(command)
     try:
