@@ -395,11 +395,13 @@ def _storage_url(ctx: StepContext, name: str) -> str:
 
 
 @register("nfs_test_write")
-def nfs_test_write(ctx: StepContext) -> CallResult:
+def nfs_test_write(ctx: StepContext, folder: str = "") -> CallResult:
     """Write a file through NFS from this host (libnfs nfs-cp, NFSv3) and read it back on the server.
 
     Why libnfs: it needs no kernel NFS client, so the share is proven even on hosts that
     cannot mount it; and a read-back on the server proves it is *this* export that got it.
+    ``folder``: a sub-folder of the share the squashed client may write (the export squashes
+    every client to jovyan, who cannot write the share's root-owned top).
     """
     server = ctx.site.nfs_host.name
     on_server = ctx.connections.get(server)
@@ -408,7 +410,7 @@ def nfs_test_write(ctx: StepContext) -> CallResult:
         # a fresh name each time: nfs-cp creates exclusively, and a server's cache may still
         # know a file removed behind its back (nfs-ganesha answers NFS3ERR_EXIST)
         nonce = pysecrets.token_hex(6)
-        name = f".hubwizard-test-{ctx.host.name}-{nonce}"
+        name = f"{folder + '/' if folder else ''}.hubwizard-test-{ctx.host.name}-{nonce}"
         content = f"hubwizard test write from {ctx.host.name} {nonce}\n"
         url = _storage_url(ctx, name)
         cmd = (f"command -v nfs-cp >/dev/null || {{ echo 'nfs-cp not found: install libnfs-utils'; exit 127; }}; "
@@ -430,7 +432,7 @@ def nfs_test_write(ctx: StepContext) -> CallResult:
 
 
 @register("nfs_kernel_mount")
-def nfs_kernel_mount(ctx: StepContext) -> CallResult:
+def nfs_kernel_mount(ctx: StepContext, folder: str = "") -> CallResult:
     """The mount Docker makes for a user's NFS volume, done once by hand, where the kernel can.
 
     Docker's local driver calls mount(2) with type nfs, ``addr=NFS_IP,rw,nfsvers=4`` and
@@ -440,7 +442,7 @@ def nfs_kernel_mount(ctx: StepContext) -> CallResult:
                     "grep -qwE 'nfs4?' /proc/filesystems", sudo=True)
     if not probe.ok:
         return CallResult(True, "cannot check on this host: kernel has no NFS client", skipped=True)
-    ip, path = ctx.facts.nfs_ip, ctx.site.storage.path
+    ip, path = ctx.facts.nfs_ip, ctx.site.storage.path + (f"/{folder}" if folder else "")
     cmd = (f"d=$(mktemp -d) && mount -i -t nfs -o {shlex.quote(f'addr={ip},rw,nfsvers=4')} {shlex.quote(':' + path)} "
            f"\"$d\" && touch \"$d/.hubwizard-mount-{ctx.host.name}\"; rc=$?; umount \"$d\" 2>/dev/null; "
            f"rmdir \"$d\"; exit $rc")

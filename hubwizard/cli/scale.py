@@ -204,6 +204,13 @@ def logout_undo(site: Site) -> Undo:
                 f"grep -qF {reg} \"$HOME/.docker/config.json\" 2>/dev/null")
 
 
+def nfs_guard_undo() -> Undo:
+    """The NFS guard of step nfs-guard (every host): its unit and firewall chains."""
+    from hubwizard.actions.nfs_guard import UNDO_PROBE, UNDO_SCRIPT, UNIT
+
+    return Undo(f"removed the NFS guard ({UNIT}, its DOCKER-USER/INPUT rules)", UNDO_SCRIPT, UNDO_PROBE)
+
+
 def _node_leave(conns: Any, host: Host, report: Report) -> str | None:
     """The node leaves the swarm; returns its swarm node id for the manager to remove."""
     t = conns.get(host.name)
@@ -256,6 +263,8 @@ def teardown(session: Any, args: Any) -> int:
         if site.registry.username:
             for host in site.active_hosts:
                 _run_undo(conns.get(host.name), host.name, [logout_undo(site)], report)
+        for host in site.active_hosts:  # users' servers are gone: the NFS guard goes too
+            _run_undo(conns.get(host.name), host.name, [nfs_guard_undo()], report)
         with ThreadPoolExecutor(max_workers=max(1, len(site.nodes))) as pool:
             ids = list(pool.map(lambda h: _node_leave(conns, h, report), site.nodes))
         _manager_removes(t_hub, hub.name, [i for i in ids if i], report)

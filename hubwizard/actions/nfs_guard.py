@@ -1,0 +1,158 @@
+"""The NFS guard: users' containers must never reach the NFS server's ports 2049 and 111.
+
+Why: a user's server runs as a container on a node; its traffic leaves the node with the
+node's address, which the export trusts, and Docker lets a container bind a low port, so
+NFS's AUTH_SYS believes whatever uid it claims. Without this guard any student reads and
+writes every home. The nodes' own processes (dockerd mounting a user's volume, libnfs'
+test write) are not forwarded traffic and keep their access.
+
+Two chains, refilled whole each time (so a changed NFS address leaves no stale rule):
+  HUBWIZARD-NFS-FWD, jumped to from DOCKER-USER: containers on this host -> the NFS
+      server's addresses (the FORWARD path, on every node);
+  HUBWIZARD-NFS-IN, jumped to from INPUT: containers -> this host itself, through Docker's
+      bridges (on the NFS server, and on a one-host site where users' servers run there).
+A systemd unit holds the rules, one per line for an admin to read, and runs again whenever
+Docker starts (Docker may re-create its chains), like the hub-port guard.
+"""
+
+from __future__ import annotations
+
+import re
+import shlex
+
+from hubwizard.engine.calls import CallResult, StepContext, register
+
+UNIT_PATH = "/etc/systemd/system/hubwizard-nfs-guard.service"
+UNIT = "hubwizard-nfs-guard.service"
+FWD_CHAIN = "HUBWIZARD-NFS-FWD"
+IN_CHAIN = "HUBWIZARD-NFS-IN"
+PORTS = (2049, 111)  # nfsd, rpcbind
+PROTOS = ("tcp", "udp")
+BRIDGES = ("docker0", "docker_gwbridge", "br-+")  # the host side of containers' networks
+IPT = "/usr/sbin/iptables -w"
+JUMPS = (("DOCKER-USER", FWD_CHAIN), ("INPUT", IN_CHAIN))
+
+# teardown: unhook and delete both chains, remove the unit (idempotent)
+UNDO_SCRIPT = "; ".join([
+    f"systemctl disable --now {UNIT} >/dev/null 2>&1", f"rm -f {UNIT_PATH}", "systemctl daemon-reload",
+    *(f"while iptables -w -D {src} -j {dst} 2>/dev/null; do :; done" for src, dst in JUMPS),
+    *(f"iptables -w -F {c} 2>/dev/null; iptables -w -X {c} 2>/dev/null" for c in (FWD_CHAIN, IN_CHAIN)),
+    "true",
+])
+UNDO_PROBE = " || ".join([f"test -e {UNIT_PATH}",
+                           *(f"iptables -w -n -L {c} >/dev/null 2>&1" for c in (FWD_CHAIN, IN_CHAIN))])
+
+
+def drop_rules(nfs_addresses: list[str]) -> list[str]:
+    """The rules (iptables arguments, chain first) that drop containers' NFS traffic."""
+    rules = [f"{FWD_CHAIN} -d {ip} -p {proto} --dport {port} -j DROP"
+             for ip in nfs_addresses for proto in PROTOS for port in PORTS]
+    rules += [f"{IN_CHAIN} -i {bridge} -p {proto} --dport {port} -j DROP"
+              for bridge in BRIDGES for proto in PROTOS for port in PORTS]
+    return rules
+
+
+def unit_text(nfs_addresses: list[str]) -> str:
+    """The systemd unit: make both chains, fill them, hook them first into DOCKER-USER and INPUT."""
+    lines = [f"ExecStart=-{IPT} -N {chain}" for chain in ("DOCKER-USER", FWD_CHAIN, IN_CHAIN)]
+    lines += [f"ExecStart={IPT} -F {chain}" for chain in (FWD_CHAIN, IN_CHAIN)]
+    lines += [f"ExecStart={IPT} -A {rule}" for rule in drop_rules(nfs_addresses)]
+    lines += [f"ExecStart=/bin/sh -c '{IPT} -C {src} -j {dst} 2>/dev/null || {IPT} -I {src} -j {dst}'"
+              for src, dst in JUMPS]
+    body = "\n".join(lines)
+    return f"""\
+# Written by hubwizard: users' containers must not reach the NFS server ({", ".join(nfs_addresses)})
+# on ports {"/".join(map(str, PORTS))} (tcp, udp). NFS trusts the client's address and the uid it claims;
+# a container's traffic leaves this host with the host's address, so without these rules any
+# user's server could read and write every user's folder. This host's own processes (dockerd
+# mounting users' volumes) are not forwarded and are not affected. Re-applied whenever Docker starts.
+# Do not edit by hand: `hubwizard apply` rewrites it; `hubwizard teardown` removes it.
+[Unit]
+Description=hubwizard: containers cannot reach the NFS server
+After=docker.service
+PartOf=docker.service
+
+[Service]
+Type=oneshot
+RemainAfterExit=yes
+{body}
+
+[Install]
+WantedBy=docker.service
+"""
+
+
+_SKIP_IFACE = re.compile(r"^(docker0|docker_gwbridge|br-|veth|lo$)")
+
+
+def nfs_addresses(ctx: StepContext) -> list[str]:
+    """Every IPv4 address of the NFS server a container could aim at: its internal address and
+    the other global addresses of its own interfaces (a public one too), not Docker's bridges."""
+    found = {ctx.facts.nfs_ip}
+    if ctx.connections is not None:
+        out = ctx.connections.get(ctx.site.nfs_host.name).run("ip -4 -o addr show scope global", sudo=False)
+        for iface, ip in re.findall(r"^\d+:\s+(\S+)\s+inet\s+(\d+\.\d+\.\d+\.\d+)/", out.stdout, re.M):
+            if not _SKIP_IFACE.match(iface.split("@")[0]):
+                found.add(ip)
+    return sorted(found, key=lambda a: tuple(int(p) for p in a.split(".")))
+
+
+def missing_rules(ctx: StepContext, addresses: list[str]) -> list[str]:
+    """The rules and jumps not in this host's firewall now (empty: the guard is complete)."""
+    wanted = [*drop_rules(addresses), *(f"{src} -j {dst}" for src, dst in JUMPS)]
+    script = "; ".join(f"iptables -w -C {rule} 2>/dev/null || echo {shlex.quote(rule)}" for rule in wanted)
+    res = ctx.run(script, sudo=True)
+    return [line for line in res.stdout.splitlines() if line.strip()]
+
+
+def _state(ctx: StepContext) -> tuple[list[str], str, bool, list[str]]:
+    addresses = nfs_addresses(ctx)
+    want = unit_text(addresses)
+    have = ctx.run(f"cat {UNIT_PATH} 2>/dev/null", sudo=True).stdout
+    enabled = ctx.run(f"systemctl is-enabled --quiet {UNIT}", sudo=True).ok
+    return addresses, want, have == want and enabled, missing_rules(ctx, addresses)
+
+
+@register("nfs_guard_current")
+def nfs_guard_current(ctx: StepContext) -> CallResult:
+    """Check (read-only): the unit is as wanted and enabled, and every rule is in the firewall."""
+    addresses, _want, unit_ok, missing = _state(ctx)
+    if not unit_ok:
+        return CallResult(False, f"{UNIT_PATH} is missing, differs or is not enabled")
+    if missing:
+        return CallResult(False, f"{len(missing)} rule(s) of the NFS guard missing, e.g. iptables -A {missing[0]}")
+    return CallResult(True, f"containers cannot reach {', '.join(addresses)} on 2049/111")
+
+
+@register("nfs_guard")
+def nfs_guard(ctx: StepContext) -> CallResult:
+    """Apply: write the unit, enable it, run it; confirm every rule is in place."""
+    addresses, want, unit_ok, missing = _state(ctx)
+    if unit_ok and not missing:
+        return CallResult(True, f"NFS guard already in place ({', '.join(addresses)})", changed=False)
+    ctx.transport.put(want.encode(), UNIT_PATH, mode=0o644, sudo=True)
+    res = ctx.run(f"systemctl daemon-reload && systemctl enable {UNIT} >/dev/null 2>&1 && systemctl restart {UNIT}",
+                  sudo=True)
+    if not res.ok:
+        return CallResult(False, f"{ctx.host.name}: cannot start {UNIT}: {res.output[-500:]}\n"
+                                 f"see: journalctl -u {UNIT} -n 30")
+    missing = missing_rules(ctx, addresses)
+    if missing:
+        return CallResult(False, f"{ctx.host.name}: {UNIT} ran but {len(missing)} rule(s) are missing, "
+                                 f"e.g. iptables -A {missing[0]}")
+    return CallResult(True, f"containers on {ctx.host.name} cannot reach {', '.join(addresses)} on 2049/111",
+                      changed=True)
+
+
+@register("nfs_guard_in_place")
+def nfs_guard_in_place(ctx: StepContext) -> CallResult:
+    """Verify: the unit is enabled (so it runs again when Docker starts) and every rule is there."""
+    addresses, _want, unit_ok, missing = _state(ctx)
+    if missing:
+        return CallResult(False, f"{ctx.host.name}: containers can reach the NFS server: {len(missing)} rule(s) "
+                                 f"missing, e.g. iptables -A {missing[0]}; run `hubwizard apply --from nfs-guard`")
+    if not unit_ok:
+        return CallResult(False, f"{ctx.host.name}: the rules are in place but {UNIT} is missing or not enabled: "
+                                 "they would be lost when Docker restarts; run apply")
+    return CallResult(True, f"{ctx.host.name}: DOCKER-USER and INPUT drop containers' traffic to "
+                            f"{', '.join(addresses)} ports 2049/111 (tcp, udp); {UNIT} enabled")
