@@ -159,7 +159,8 @@ class InventoryScreen(Screen):
 
         draft = self.app.draft()
         data = {"site": {"name": "probe", "domain": "probe.invalid", "email": "probe@probe.invalid"},
-                "hosts": self.hosts, "ssh": draft.get("ssh", {})}
+                "hosts": self.hosts, "ssh": draft.get("ssh", {}),
+                "oauth": {"provider": "dummy", "i_understand_anyone_can_log_in": True}}  # never written: probes only
         if not any(h["role"] == "hub" for h in self.hosts):
             data["hosts"] = [*self.hosts, {"name": "zz-probe-hub", "address": "127.0.0.1", "role": "hub"}]
         return Site.model_validate(data)

@@ -55,7 +55,7 @@ class SettingsScreen(Screen):
             return Select([(c, c) for c in q.choices], value=value, allow_blank=False, id=_wid(q))
         if q.kind == "bool":
             return Switch(bool(value), id=_wid(q))
-        return Input(str(value), password=q.kind == "secret", id=_wid(q), classes="answer")
+        return Input(sitefile.shown(q, value), password=q.kind == "secret", id=_wid(q), classes="answer")
 
     def on_mount(self) -> None:
         self.sub_title = "settings"

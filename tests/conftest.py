@@ -28,6 +28,10 @@ def ssh_env(tmp_path_factory):
         s.stop()
 
 
+# test sites log in with the open dummy login, which the site file accepts only when it says so
+LAB_LOGIN = '[oauth]\nprovider = "dummy"\ni_understand_anyone_can_log_in = true\n\n'
+
+
 def write_site(tmp_path: Path, ssh_env, *, domain: str = "hub.example.org", known: bool = True,
                extra: str = "") -> Path:
     """A site whose hosts are the test sshd servers; storage.path is a fresh work dir."""
@@ -42,10 +46,12 @@ def write_site(tmp_path: Path, ssh_env, *, domain: str = "hub.example.org", know
         hosts += (f'[[hosts]]\nname = "{name}"\naddress = "127.0.0.1"\nport = {s.port}\nrole = "{role}"\n'
                   f'user = "root"\nkey = "{ssh_env["key"]}"\ninternal_address = "127.0.0.1"\n\n')
     site = tmp_path / "site.toml"
+    (tmp_path / "no-ssh-config").write_text("")  # a named ssh config must exist (an empty one: none)
+    login = "" if "[oauth]" in extra else LAB_LOGIN
     site.write_text(
         f'[site]\nname = "t"\ndomain = "{domain}"\nemail = "a@example.org"\nsubnet = "127.0.0.0/8"\n\n'
         f'[ssh]\nknown_hosts = "{kh}"\nconfig = "{tmp_path}/no-ssh-config"\n\n'
-        f'[storage]\npath = "{work}"\n\n{extra}\n{hosts}'
+        f'[storage]\npath = "{work}"\n\n{login}{extra}\n{hosts}'
     )
     return site
 

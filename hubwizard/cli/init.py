@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from hubwizard.core import sitefile
+from hubwizard.core.config import DUMMY_FLAG
 from hubwizard.core.sitefile import Question
 
 HOST_QUESTIONS = (("address", "address (IP, DNS name or ~/.ssh/config alias)"), ("user", "SSH user"),
@@ -36,13 +37,16 @@ def _ask_setting(q: Question, draft: dict[str, Any], secrets: dict[str, str]) ->
         value: Any = questionary.select(q.label, choices=list(q.choices), default=str(current)).unsafe_ask()
     elif q.kind == "bool":
         value = questionary.confirm(q.label, default=bool(current)).unsafe_ask()
+    elif q.kind == "list":
+        value = questionary.text(q.label, default=sitefile.shown(q, current),
+                                 validate=_validator(lambda t: sitefile.answer_error(q, t, draft))).unsafe_ask()
     elif q.kind == "secret":
         value = questionary.password(q.label + " (empty: set it later)").unsafe_ask()
     else:
         value = questionary.text(q.label, default=str(current),
                                  validate=_validator(lambda t: sitefile.answer_error(q, t.strip(), draft))).unsafe_ask()
         value = value.strip()
-    if value == sitefile.default_of(q) and not q.required:
+    if value == sitefile.default_of(q) and not q.required and q.kind != "list":
         value = ""  # keep the file short: defaults are not written
     sitefile.set_answer(draft, q, value, secrets)
 
@@ -93,12 +97,40 @@ def _load(path: Path) -> dict[str, Any]:
         return {"site": {}, "hosts": []}
     from hubwizard.core.config import load_site
 
-    site = load_site(path)
+    site = load_site(path, check_files=False)  # a key file that moved is asked about, not fatal
     draft = site.model_dump(exclude_defaults=True)
     draft["site"] = site.site.model_dump(exclude_defaults=True) | {"name": site.site.name}
     draft["hosts"] = [h.model_dump(exclude_defaults=True) | {"name": h.name, "address": h.address, "role": h.role}
                       for h in site.hosts]
     return draft
+
+
+def _ask_settings(draft: dict[str, Any], secrets: dict[str, str]) -> None:
+    """Every question that applies; a declined dummy login goes back to the provider question."""
+    questions = list(sitefile.QUESTIONS)
+    provider = next(i for i, q in enumerate(questions) if (q.section, q.key) == ("oauth", "provider"))
+    i = 0
+    while i < len(questions):
+        q = questions[i]
+        if sitefile.asked(q, draft):
+            _ask_setting(q, draft, secrets)
+            if q.key == DUMMY_FLAG and not draft.get("oauth", {}).get(DUMMY_FLAG):
+                print("init: then choose a real login provider (github, google, cilogon, globus, generic)")
+                i = provider
+                continue
+        i += 1
+
+
+def _callback_hint(path: Path) -> None:
+    """The URL the admin registers with the OAuth provider, or a warning for the dummy login."""
+    from hubwizard.core.config import load_site, oauth_callback_url, site_warnings
+
+    site = load_site(path, check_files=False)
+    url = oauth_callback_url(site)
+    if url:
+        print(f"OAuth callback URL (register it with {site.oauth.provider}): {url}")
+    for line in site_warnings(site):
+        print(line)
 
 
 def main(args: argparse.Namespace) -> int:
@@ -108,9 +140,7 @@ def main(args: argparse.Namespace) -> int:
     draft = _load(path)
     secrets: dict[str, str] = {}
     try:
-        for q in sitefile.QUESTIONS:
-            if sitefile.asked(q, draft):
-                _ask_setting(q, draft, secrets)
+        _ask_settings(draft, secrets)
         _ask_hosts(draft)
     except KeyboardInterrupt:
         print("\ninit: stopped; nothing was written", file=sys.stderr)
@@ -121,6 +151,7 @@ def main(args: argparse.Namespace) -> int:
         return 2
     sitefile.write(path, draft)
     print(f"wrote {path}")
+    _callback_hint(path)
     if secrets:
         from hubwizard.core.secrets import write_secrets
 

@@ -171,6 +171,7 @@ def _run(args, mode: str, **kw) -> int:
     from hubwizard.cli.report import HumanPrinter, JsonCollector
 
     session = _open(args)
+    _site_notes(session.site, mode, args.json)
     sink = JsonCollector() if args.json else HumanPrinter(verbose=getattr(args, "verbose", False),
                                                            show_commands=mode == "apply")
     engine = session.engine(sink, accept_new_host_keys=args.accept_new_host_keys)
@@ -184,6 +185,18 @@ def _run(args, mode: str, **kw) -> int:
     else:
         _summary_line(summary, mode)
     return code
+
+
+def _site_notes(site, mode: str, as_json: bool) -> None:
+    """Warnings about an open login (stderr, red on a terminal) and, in plan, the OAuth callback URL."""
+    from hubwizard.core.config import oauth_callback_url, site_warnings
+
+    red = sys.stderr.isatty()
+    for line in site_warnings(site):
+        print(f"\x1b[1;31m{line}\x1b[0m" if red else line, file=sys.stderr)
+    url = oauth_callback_url(site)
+    if mode == "plan" and url and not as_json:
+        print(f"OAuth callback URL (registered with {site.oauth.provider}): {url}")
 
 
 def _summary_line(summary, mode: str) -> None:

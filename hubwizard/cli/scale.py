@@ -204,6 +204,9 @@ def logout_undo(site: Site) -> Undo:
                 f"grep -qF {reg} \"$HOME/.docker/config.json\" 2>/dev/null")
 
 
+_NODE_ID = re.compile(r"[a-z0-9]{25}\Z")  # what Docker's swarm node ids look like
+
+
 def nfs_guard_undo() -> Undo:
     """The NFS guard of step nfs-guard (every host): its unit and firewall chains."""
     from hubwizard.actions.nfs_guard import UNDO_PROBE, UNDO_SCRIPT, UNIT
@@ -212,11 +215,19 @@ def nfs_guard_undo() -> Undo:
 
 
 def _node_leave(conns: Any, host: Host, report: Report) -> str | None:
-    """The node leaves the swarm; returns its swarm node id for the manager to remove."""
+    """The node leaves the swarm; returns its swarm node id for the manager to remove.
+
+    The id comes from the node, which the hub must not trust (root on a worker is not root on
+    the hub): anything but a swarm node id is refused before it reaches a command on the hub."""
     t = conns.get(host.name)
     node_id = t.run("docker info --format '{{.Swarm.NodeID}}'", sudo=True).stdout.strip()
     if not node_id:
         report.add(host.name, "not in a swarm: nothing to leave")
+        return None
+    if not _NODE_ID.fullmatch(node_id):
+        report.add(host.name, f"reported swarm node id {node_id[:40]!r}, which is not one (25 letters and digits); "
+                   "not removed from the swarm: check the node, then `docker node ls` / `docker node rm` on the hub",
+                   False)
         return None
     res = t.run("docker swarm leave", sudo=True, timeout=120)
     report.add(host.name, "left the swarm" if res.ok else f"docker swarm leave: {res.output}", res.ok)
@@ -225,8 +236,12 @@ def _node_leave(conns: Any, host: Host, report: Report) -> str | None:
 
 def _manager_removes(t: Any, hub: str, node_ids: list[str], report: Report) -> None:
     for node_id in node_ids:
-        res = t.run(f"for i in $(seq 30); do docker node rm {node_id} >/dev/null 2>&1 && exit 0; sleep 2; done; "
-                    f"docker node rm --force {node_id}", sudo=True, timeout=120)
+        if not _NODE_ID.fullmatch(node_id):  # never a host's text in a root command, however it got here
+            report.add(hub, f"refused to remove node {node_id[:40]!r}: not a swarm node id", False)
+            continue
+        q = shlex.quote(node_id)
+        res = t.run(f"for i in $(seq 30); do docker node rm {q} >/dev/null 2>&1 && exit 0; sleep 2; done; "
+                    f"docker node rm --force {q}", sudo=True, timeout=120)
         report.add(hub, f"removed node {node_id[:12]} from the swarm" if res.ok else
                    f"docker node rm {node_id[:12]}: {res.output}", res.ok)
 

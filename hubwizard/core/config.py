@@ -25,21 +25,27 @@ from pydantic import (
 
 from hubwizard.core.errors import ConfigError
 
-_HOSTNAME = re.compile(r"^(?=.{1,253}$)[A-Za-z0-9]([A-Za-z0-9-]{0,62})(\.[A-Za-z0-9]([A-Za-z0-9-]{0,62}))*\.?$")
-_NAME = re.compile(r"^[a-z][a-z0-9-]{0,31}$")
-_USER = re.compile(r"^[a-z_][a-z0-9_-]{0,31}$")
-_IMAGE = re.compile(r"^[a-z0-9][a-z0-9._/:-]{0,254}(@sha256:[0-9a-f]{64})?$")
-_SIZE = re.compile(r"^[0-9]+(\.[0-9]+)?[KMGT]?$")
-_EMAIL = re.compile(r"^[A-Za-z0-9._%+-]{1,64}@[A-Za-z0-9.-]{1,253}\.[A-Za-z]{2,}$")
-_PATH = re.compile(r"^/[A-Za-z0-9._/-]*$")
-_URL = re.compile(r"^https?://[A-Za-z0-9.-]+(:[0-9]{1,5})?(/[A-Za-z0-9._~/%-]*)?$")
+# Every pattern is applied with ``fullmatch`` and ends in ``\Z``: ``$`` also matches before a
+# trailing newline, and ``"/var/nfs\n"`` would then write one more line into every export file.
+_HOSTNAME = re.compile(r"(?=.{1,253}\Z)[A-Za-z0-9]([A-Za-z0-9-]{0,62})(\.[A-Za-z0-9]([A-Za-z0-9-]{0,62}))*\.?\Z")
+_NAME = re.compile(r"[a-z][a-z0-9-]{0,31}\Z")
+_USER = re.compile(r"[a-z_][a-z0-9_-]{0,31}\Z")
+_IMAGE = re.compile(r"[a-z0-9][a-z0-9._/:-]{0,254}(@sha256:[0-9a-f]{64})?\Z")
+_SIZE = re.compile(r"[0-9]+(\.[0-9]+)?[KMGT]?\Z")
+_EMAIL = re.compile(r"[A-Za-z0-9._%+-]{1,64}@[A-Za-z0-9.-]{1,253}\.[A-Za-z]{2,}\Z")
+_PATH = re.compile(r"/[A-Za-z0-9._/-]*\Z")
+_URL = re.compile(r"https?://[A-Za-z0-9.-]+(:[0-9]{1,5})?(/[A-Za-z0-9._~/%-]*)?\Z")
+_CLIENT_ID = re.compile(r"[A-Za-z0-9._@-]{1,200}\Z")
+_VERSION = re.compile(r"[0-9]+(\.[0-9]+){0,3}\Z")
+# a local file path (key, known_hosts, ssh config, CA bundle): printable, no control characters
+_LOCAL_PATH = re.compile(r"[^\x00-\x1f\x7f]{1,4096}\Z")
 
 
 def _check(pattern: re.Pattern[str], what: str):
     """Build a validator that accepts only values matching ``pattern``."""
 
     def validate(value: str) -> str:
-        if not pattern.match(value):
+        if not pattern.fullmatch(value):
             raise ValueError(f"not a valid {what}")
         return value
 
@@ -49,23 +55,53 @@ def _check(pattern: re.Pattern[str], what: str):
 def _host_or_ip(value: str) -> str:
     try:
         ipaddress.ip_address(value)
-        return value
     except ValueError:
         pass
-    if not _HOSTNAME.match(value):
+    else:
+        if "%" in value:  # an IPv6 scope id is free text ("fe80::1%$(id)" parses): refused
+            raise ValueError("an IPv6 address with a %scope id is not supported; give the address alone")
+        return value
+    if not _HOSTNAME.fullmatch(value):
         raise ValueError("not a valid host name or IP address (letters, digits, '-' and '.')")
     return value
 
 
 def _path(value: str) -> str:
-    if not _PATH.match(value):
+    if not _PATH.fullmatch(value):
         raise ValueError("must be an absolute path of letters, digits, '.', '_', '-' and '/'")
     if ".." in value.split("/"):
         raise ValueError("must not contain '..'")
     return value
 
 
+def _local_path(value: str) -> str:
+    if not _LOCAL_PATH.fullmatch(value):
+        raise ValueError("must be a file path without newlines or control characters")
+    return value
+
+
+def _port(value: str) -> str:
+    if not re.fullmatch(r"[0-9]{1,5}", value) or not 0 < int(value) < 65536:
+        raise ValueError("port must be a number from 1 to 65535")
+    return value
+
+
+def _subnet_scope(net: ipaddress.IPv4Network | ipaddress.IPv6Network) -> str | None:
+    """Why an export to ``net`` could reach machines that are not the cluster's; None if it cannot."""
+    if net.is_loopback:
+        return None  # reaches this machine only, whatever its size
+    shortest, public_shortest = (16, 24) if net.version == 4 else (48, 64)
+    if net.prefixlen < shortest:
+        return (f"/{net.prefixlen} is wider than /{shortest}: NFS exports and Docker ports would be open to "
+                f"{net.num_addresses:,} addresses; name the cluster's own network (e.g. 10.0.0.0/24)")
+    if not net.is_private and net.prefixlen < public_shortest:
+        return (f"a public range wider than /{public_shortest} holds other people's machines; name the hosts' "
+                f"private network, or a /{public_shortest} or narrower, or leave subnet out (the hosts' own addresses are used)")
+    return None
+
+
 HostName = Annotated[str, AfterValidator(_host_or_ip)]
+LocalPath = Annotated[str, AfterValidator(_local_path)]
 Name = Annotated[str, _check(_NAME, "name (lowercase letters, digits and '-', starting with a letter)")]
 UserName = Annotated[str, _check(_USER, "user name (lowercase letters, digits, '_' and '-')")]
 Image = Annotated[str, _check(_IMAGE, "image reference (e.g. registry:5000/jupyterhub:5)")]
@@ -102,6 +138,9 @@ class SiteSection(_Strict):
             raise ValueError("not a CIDR network such as 10.0.0.0/24") from exc
         if net.prefixlen == 0:
             raise ValueError("0.0.0.0/0 would open exports to everyone; name the cluster subnet")
+        why = _subnet_scope(net)
+        if why:
+            raise ValueError(why)
         return str(net)
 
 
@@ -113,7 +152,7 @@ class Host(_Strict):
     role: Role
     user: UserName = "root"
     port: int = Field(22, ge=1, le=65535)
-    key: str | None = None  # identity file; ssh-agent and ~/.ssh/config are used too
+    key: LocalPath | None = None  # identity file; ssh-agent and ~/.ssh/config are used too
     jump: Name | None = None  # name of another host to reach this one through
     sudo: Literal["nopasswd", "password"] = "nopasswd"
     internal_address: HostName | None = None  # the IP other hosts use; probed if absent
@@ -122,14 +161,14 @@ class Host(_Strict):
 
 
 class SshSection(_Strict):
-    known_hosts: str | None = None  # default: ~/.ssh/known_hosts
-    config: str | None = None  # default: ~/.ssh/config
+    known_hosts: LocalPath | None = None  # default: ~/.ssh/known_hosts
+    config: LocalPath | None = None  # default: ~/.ssh/config
     connect_timeout: float = Field(10.0, gt=0, le=300)
     command_timeout: float = Field(1800.0, gt=0)
 
 
 class DockerSection(_Strict):
-    min_version: str = "20.10"
+    min_version: Annotated[str, _check(_VERSION, "version such as 20.10")] = "20.10"
     install: bool = True  # install from the distribution if missing
     insecure_registries: list[Annotated[str, AfterValidator(_host_or_ip)] | str] = []
 
@@ -137,10 +176,10 @@ class DockerSection(_Strict):
     @classmethod
     def _registries(cls, values: list[str]) -> list[str]:
         for value in values:
-            host, _, port = value.partition(":")
+            host, sep, port = value.partition(":")
             _host_or_ip(host)
-            if port and not port.isdigit():
-                raise ValueError(f"{value!r}: port must be a number")
+            if sep:
+                _port(port)
         return values
 
 
@@ -166,10 +205,10 @@ class RegistrySection(_Strict):
     @field_validator("url")
     @classmethod
     def _url(cls, value: str) -> str:
-        host, _, port = value.partition(":")
+        host, sep, port = value.partition(":")
         _host_or_ip(host)
-        if port and not (port.isdigit() and 0 < int(port) < 65536):
-            raise ValueError("port must be a number from 1 to 65535")
+        if sep:
+            _port(port)
         return value
 
 
@@ -192,18 +231,33 @@ class HubSection(_Strict):
 class HttpsSection(_Strict):
     enabled: bool = True
     acme_server: Url = "https://acme-v02.api.letsencrypt.org/directory"
-    acme_ca_bundle: str | None = None  # local file trusted for the ACME server (lab, private CA)
+    acme_ca_bundle: LocalPath | None = None  # local file trusted for the ACME server (lab, private CA)
+
+
+DUMMY_FLAG = "i_understand_anyone_can_log_in"
+OAUTH_PROVIDERS = ("github", "google", "cilogon", "globus", "generic")
+_WHO_LOGS_IN = ('who may log in: set [oauth] provider = "github" (or google, cilogon, globus, generic) with '
+                'its client_id, and [hub] admin_users; provider = "dummy" lets anyone log in as anyone '
+                f'(a lab only) and needs {DUMMY_FLAG} = true')
 
 
 class OAuthSection(_Strict):
-    provider: Literal["github", "google", "cilogon", "globus", "generic", "dummy"] = "dummy"
-    client_id: Annotated[str, _check(re.compile(r"^[A-Za-z0-9._@-]{1,200}$"), "client id")] | None = None
+    """Who may log in. No default: a hub on a public address must not come up open to anyone."""
+
+    provider: Literal["github", "google", "cilogon", "globus", "generic", "dummy"]
+    i_understand_anyone_can_log_in: bool = False  # required with provider "dummy" (labs, rehearsals)
+    client_id: Annotated[str, _check(_CLIENT_ID, "client id (letters, digits and ._@-)")] | None = None
     authorize_url: Url | None = None  # generic OIDC only
     token_url: Url | None = None
     userdata_url: Url | None = None
 
     @model_validator(mode="after")
     def _needs_client(self) -> OAuthSection:
+        if self.provider == "dummy" and not self.i_understand_anyone_can_log_in:
+            raise ValueError(f'provider "dummy" lets anyone log in as any user, admins included; for a lab add '
+                             f'{DUMMY_FLAG} = true, else use a real provider (github, google, cilogon, globus, generic)')
+        if self.provider != "dummy" and self.i_understand_anyone_can_log_in:
+            raise ValueError(f"{DUMMY_FLAG} applies to provider \"dummy\" only; remove it")
         if self.provider != "dummy" and not self.client_id:
             raise ValueError(f"provider {self.provider!r} needs client_id")
         if self.provider == "generic" and not (self.authorize_url and self.token_url and self.userdata_url):
@@ -234,7 +288,7 @@ class Site(_Strict):
     images: ImagesSection = ImagesSection()
     hub: HubSection = HubSection()
     https: HttpsSection = HttpsSection()
-    oauth: OAuthSection = OAuthSection()
+    oauth: OAuthSection  # no default: see _WHO_LOGS_IN
     classic: ClassicSection = ClassicSection()
 
     @model_validator(mode="after")
@@ -253,6 +307,9 @@ class Site(_Strict):
                 raise ValueError(f"host {host.name!r} cannot jump through itself")
         if self.storage.server is not None and self.storage.server not in names:
             raise ValueError(f"storage.server = {self.storage.server!r} is not a host of this site")
+        if self.oauth.provider != "dummy" and not self.hub.admin_users:
+            raise ValueError(f"hub.admin_users = []: with provider {self.oauth.provider!r} nobody could run the hub; "
+                             'name your own login there, e.g. admin_users = ["your-github-login"]')
         return self
 
     # -- views the recipes use -------------------------------------------------
@@ -300,11 +357,11 @@ def _format_errors(path: Path, exc: ValidationError) -> str:
         if kind == "extra_forbidden":
             msg = "unknown key (a typo?); remove it or check the spelling against examples/site.toml"
         elif kind == "missing":
-            msg = "is required"
+            msg = "is required" + (f": {_WHO_LOGS_IN}" if loc in ("oauth", "oauth.provider") else "")
         else:
             msg = err["msg"].removeprefix("Value error, ")
         shown = "" if kind == "missing" or isinstance(value, dict) else f" = {value!r}"
-        lines.append(f"  {loc or '(top level)'}{shown}: {msg}")
+        lines.append(f"  {loc}{shown}: {msg}" if loc else f"  {msg}")
     return "\n".join(lines)
 
 
@@ -320,8 +377,8 @@ def parse_site(text: str, path: Path = Path("<site>")) -> Site:
         raise ConfigError(_format_errors(path, exc)) from None
 
 
-def load_site(path: str | Path) -> Site:
-    """Read the site file at ``path``."""
+def load_site(path: str | Path, *, check_files: bool = True) -> Site:
+    """Read the site file at ``path``; with ``check_files``, also the local files it names."""
     p = Path(path)
     try:
         text = p.read_text(encoding="utf-8")
@@ -329,4 +386,77 @@ def load_site(path: str | Path) -> Site:
         raise ConfigError(f"{p}: no such site file; create one with `hubwizard init -c {p}`") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"{p}: cannot read the site file: {exc}") from None
-    return parse_site(text, p)
+    site = parse_site(text, p)
+    if check_files:
+        problems = local_file_problems(site)
+        if problems:
+            raise ConfigError("\n".join([f"{p}: the site file names local files that cannot be used:", *problems]))
+    return site
+
+
+def _file_problem(value: str, *, may_be_missing: bool = False) -> str | None:
+    """Why the local file ``value`` cannot be read (a directory, missing, unreadable); None if it can."""
+    import os
+    import stat
+
+    target = Path(value).expanduser()
+    try:
+        st = target.stat()
+    except FileNotFoundError:
+        if may_be_missing and target.parent.is_dir():
+            return None
+        return "no such file"
+    except OSError as exc:
+        return f"cannot be read ({exc.strerror or exc})"
+    if stat.S_ISDIR(st.st_mode):
+        return "is a directory, not a file"
+    if not (stat.S_ISREG(st.st_mode) or stat.S_ISCHR(st.st_mode)):
+        return "is not a regular file"
+    if not os.access(target, os.R_OK):
+        return "cannot be read (permission denied)"
+    return None
+
+
+def local_file_problems(site: Site) -> list[str]:
+    """Every local file the site names (SSH keys, ssh config, known_hosts, the ACME CA bundle)
+    checked now, so a wrong path is bad input naming the field, not a crash halfway through a run.
+    known_hosts may be missing (accepting a host key creates it) when its folder exists."""
+    fields: list[tuple[str, str | None, bool, str]] = [
+        (f"hosts[{i}].key", h.key, False, "the SSH private key for this host (or remove key = to use ssh-agent)")
+        for i, h in enumerate(site.hosts)
+    ]
+    fields += [
+        ("ssh.config", site.ssh.config, False, "an OpenSSH client config file (or remove the line)"),
+        ("ssh.known_hosts", site.ssh.known_hosts, True, "a known_hosts file, or a new file in an existing folder"),
+        ("https.acme_ca_bundle", site.https.acme_ca_bundle, False, "a PEM file of the ACME server's CA"),
+    ]
+    out = []
+    for name, value, may_be_missing, want in fields:
+        if value is None:
+            continue
+        why = _file_problem(value, may_be_missing=may_be_missing)
+        if why:
+            out.append(f"  {name} = {value!r}: {why}; it must name {want}")
+    return out
+
+
+def oauth_callback_url(site: Site) -> str | None:
+    """The URL to register with the OAuth provider (None for the dummy login)."""
+    if site.oauth.provider == "dummy":
+        return None
+    scheme, port = ("https", "") if site.https.enabled else ("http", ":8000")
+    return f"{scheme}://{site.site.domain}{port}/hub/oauth_callback"
+
+
+def site_warnings(site: Site) -> list[str]:
+    """Loud lines for plan/apply/verify: settings the admin chose that leave the hub open."""
+    out = []
+    if site.oauth.provider == "dummy":
+        admins = ", ".join(site.hub.admin_users) or "none named"
+        out.append(f"WARNING: [oauth] provider = \"dummy\" ({DUMMY_FLAG} = true): ANYONE who reaches "
+                   f"{site.site.domain} can log in as any user, admins ({admins}) included, and run code on "
+                   "the cluster. For a lab only; set a real OAuth provider before real users come.")
+    if site.site.track == "classic" and site.classic.allow_plain_tcp:
+        out.append("WARNING: [classic] allow_plain_tcp = true: dockerd listens without TLS on the internal "
+                   "address; anyone on that network is root on every host.")
+    return out

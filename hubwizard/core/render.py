@@ -86,10 +86,11 @@ class Facts:
 
 
 def derive_subnet(addresses: Any) -> str:
-    """The smallest network, /24 or wider, holding every IPv4 address given; "" if none are IPs.
+    """The smallest network holding every IPv4 address given, /24 at the widest; "" when there is none.
 
-    Host names (not IPs) are skipped. A site whose addresses span more than a /8 gets "" rather
-    than a guess that would open an export to strangers.
+    Why so narrow: the result is who may mount the NFS export (as root) and reach Docker's
+    ports, so it must not take in other people's machines. Host names (not IPs) are skipped; a
+    public address, or hosts spread wider than a /24, give "" and the files then list each host.
     """
     ips = []
     for addr in addresses:
@@ -99,9 +100,9 @@ def derive_subnet(addresses: Any) -> str:
             continue
         if ip.version == 4:
             ips.append(ip)
-    if not ips:
+    if not ips or not all(ip.is_private for ip in ips):
         return ""
-    for prefix in range(24, 7, -1):
+    for prefix in range(32, 23, -1):
         net = ipaddress.ip_network(f"{ips[0]}/{prefix}", strict=False)
         if all(ip in net for ip in ips):
             return str(net)

@@ -17,7 +17,7 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 from pydantic_core import PydanticUndefined
 
-from hubwizard.core.config import Host, Site, parse_site
+from hubwizard.core.config import DUMMY_FLAG, OAUTH_PROVIDERS, Host, Site, parse_site
 
 SECTIONS: dict[str, type[BaseModel]] = {
     name: info.annotation  # type: ignore[misc]
@@ -123,10 +123,11 @@ class Question:
     section: str
     key: str
     label: str
-    kind: str = "text"  # text | choice | bool | secret
+    kind: str = "text"  # text | choice | bool | secret | list (comma-separated names)
     choices: tuple[str, ...] = ()
     required: bool = False
     when: tuple[str, str, tuple[str, ...]] | None = None  # (section, key, values): ask only then
+    suggested: str = ""  # shown first when the site file has no default (never the open dummy login)
 
 
 def _choices(section: str, key: str) -> tuple[str, ...]:
@@ -141,14 +142,19 @@ QUESTIONS: tuple[Question, ...] = (
     Question("site", "track", "Track", "choice", _choices("site", "track")),
     Question("site", "domain", "Domain the hub answers on", required=True),
     Question("site", "email", "Admin e-mail (Let's Encrypt notices)", required=True),
-    Question("oauth", "provider", "Login (OAuth provider)", "choice", _choices("oauth", "provider")),
-    Question("oauth", "client_id", "OAuth client id", when=("oauth", "provider", ("github", "google", "cilogon",
-                                                                                   "globus", "generic"))),
+    # real providers first, the open dummy login last: it is never the suggestion
+    Question("oauth", "provider", "Login (OAuth provider)", "choice", (*OAUTH_PROVIDERS, "dummy"), required=True,
+             suggested="github"),
+    Question("oauth", DUMMY_FLAG, "dummy: ANYONE can log in as any user, admins included. Only for a lab: "
+             "do you accept that?", "bool", when=("oauth", "provider", ("dummy",))),
+    Question("oauth", "client_id", "OAuth client id", when=("oauth", "provider", OAUTH_PROVIDERS)),
     Question("secrets", "oauth_client_secret", "OAuth client secret (kept in the 0600 secrets file)", "secret",
-             when=("oauth", "provider", ("github", "google", "cilogon", "globus", "generic"))),
+             when=("oauth", "provider", OAUTH_PROVIDERS)),
     Question("oauth", "authorize_url", "OIDC authorize URL", when=("oauth", "provider", ("generic",))),
     Question("oauth", "token_url", "OIDC token URL", when=("oauth", "provider", ("generic",))),
     Question("oauth", "userdata_url", "OIDC userdata URL", when=("oauth", "provider", ("generic",))),
+    Question("hub", "admin_users", "Hub admins: login names at the provider, comma-separated", "list",
+             when=("oauth", "provider", OAUTH_PROVIDERS)),
     Question("storage", "kind", "Shared home folders", "choice", _choices("storage", "kind")),
     Question("storage", "path", "Exported path on the NFS server", when=("storage", "kind", ("nfs", "autofs"))),
     Question("quotas", "enabled", "Per-user disk quotas (XFS project quotas)", "bool"),
@@ -162,10 +168,22 @@ QUESTIONS: tuple[Question, ...] = (
 
 def default_of(q: Question) -> Any:
     """The value the site file takes when the question is left empty ("" when there is none)."""
-    if q.section == "secrets":
+    if q.section == "secrets" or q.kind == "list":
         return ""
     default = SECTIONS[q.section].model_fields[q.key].default
-    return "" if default is None or default is PydanticUndefined else default
+    return q.suggested if default is None or default is PydanticUndefined else default
+
+
+def names(value: Any) -> list[str]:
+    """A list answer: ``"alice, bob"`` (or a list already) -> ["alice", "bob"]."""
+    if isinstance(value, list | tuple):
+        return [str(v) for v in value]
+    return [v for v in str(value or "").replace(",", " ").split(" ") if v]
+
+
+def shown(q: Question, value: Any) -> str:
+    """An answer as a form shows it (a list as "alice, bob")."""
+    return ", ".join(names(value)) if q.kind == "list" else str(value)
 
 
 def asked(q: Question, draft: dict[str, Any]) -> bool:
@@ -183,8 +201,13 @@ def answer_error(q: Question, value: Any, draft: dict[str, Any]) -> str | None:
         return None
     current = {k: v for k, v in draft.get(q.section, {}).items() if k != q.key}
     if q.section == "oauth" and q.key == "provider":
-        current.pop("client_id", None)  # asked next: not an error yet
-        return field_error("oauth", "provider", value, {}) if value in ("dummy",) else None
+        return None if value in q.choices else f"choose one of {', '.join(q.choices)}"  # client id/flag asked next
+    if q.key == DUMMY_FLAG:
+        return None if value else "without it, choose a real login provider"
+    if q.kind == "list":
+        if not names(value) and (q.section, q.key) == ("hub", "admin_users"):
+            return "name at least one admin (your own login at the provider): nobody could run the hub otherwise"
+        return field_error(q.section, q.key, names(value), current)
     return field_error(q.section, q.key, value, current, required=("name", "domain", "email") if q.required else ())
 
 
@@ -195,6 +218,8 @@ def set_answer(draft: dict[str, Any], q: Question, value: Any, secrets: dict[str
             secrets[q.key] = value
         return
     section = draft.setdefault(q.section, {})
+    if q.kind == "list":
+        value = names(value) or None
     if value in ("", None):
         section.pop(q.key, None)
     else:

@@ -25,7 +25,7 @@ class Raw(str):
     """A string a template author vouched for: emitted as is."""
 
 
-_TOKEN = re.compile(r"^[A-Za-z0-9._:/@%+=,~*-]*$")
+_TOKEN = re.compile(r"[A-Za-z0-9._:/@%+=,~*-]*\Z")  # fullmatch: "$" would let a trailing newline in
 
 
 def raw(value: Any) -> Raw:
@@ -66,7 +66,7 @@ def plain_token(value: Any) -> str:
     if isinstance(value, Raw):
         return str(value)
     text = str(value)
-    if not _TOKEN.match(text):
+    if not _TOKEN.fullmatch(text):
         raise ConfigError(f"value {text!r} cannot be written into a config file: only letters, digits and ._:/@%+=,~*-")
     return text
 

@@ -45,15 +45,15 @@ def _hub_ip(site: Site, conns: Connections) -> str:
     return res.stdout.split()[0]
 
 
-def _subnet(site: Site, conns: Connections, hub_ip: str) -> str:
+def _subnet(site: Site, ips: dict[str, str]) -> str:
+    """The configured subnet, else the narrowest one holding the hosts' internal addresses
+    (/24 at the widest, "" = one export line per host). Never the hub's interface network:
+    on a cloud VM that is a provider's /20 full of strangers."""
+    from hubwizard.core.render import derive_subnet
+
     if site.site.subnet:
         return site.site.subnet
-    res = conns.get(site.hub_host.name).run("ip -4 -o addr show", sudo=False)
-    for cidr in re.findall(r"inet (\d+\.\d+\.\d+\.\d+/\d+)", res.stdout):
-        iface = ipaddress.ip_interface(cidr)
-        if str(iface.ip) == hub_ip:
-            return str(iface.network)
-    return f"{hub_ip}/32"
+    return derive_subnet(ips.get(h.name, "") for h in site.active_hosts)
 
 
 def gather(site: Site, conns: Connections):
@@ -71,4 +71,4 @@ def gather(site: Site, conns: Connections):
     with ThreadPoolExecutor(max_workers=max(1, len(hosts))) as pool:
         ips = dict(pool.map(ip_of, hosts))
     nfs = site.nfs_host
-    return Facts(hub_ip=hub_ip, subnet=_subnet(site, conns, hub_ip), ips=ips, nfs_ip=ips.get(nfs.name, hub_ip))
+    return Facts(hub_ip=hub_ip, subnet=_subnet(site, ips), ips=ips, nfs_ip=ips.get(nfs.name, hub_ip))

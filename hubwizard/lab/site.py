@@ -86,7 +86,8 @@ def render_site(record: dict[str, Any]) -> str:
         f"acme_ca_bundle = {_q(record['pebble_cert'])}",
         "",
         "[oauth]",
-        'provider = "dummy"',
+        'provider = "dummy"  # anyone logs in as anyone: right for a lab on a private network only',
+        "i_understand_anyone_can_log_in = true",
         "",
     ]
     return "\n".join(out)

@@ -160,10 +160,12 @@ def write_site(tmp_path: Path, fleet: Fleet, *, name: str = "rel", domain: str =
             hosts += 'jump = "hub"\n'
         hosts += "\n"
     site = tmp_path / f"{name}.toml"
+    (tmp_path / "no-ssh-config").write_text("")  # a named ssh config must exist (an empty one: none)
+    login = "" if "[oauth]" in extra else '[oauth]\nprovider = "dummy"\ni_understand_anyone_can_log_in = true\n\n'
     site.write_text(
         f'[site]\nname = "{name}"\ndomain = {json.dumps(domain)}\nemail = "a@example.org"\nsubnet = "127.0.0.0/8"\n\n'
         f'[ssh]\nknown_hosts = "{kh}"\nconfig = "{tmp_path}/no-ssh-config"\nconnect_timeout = 5\n\n'
-        f'[storage]\npath = "{work}"\n\n{extra}\n{hosts}'
+        f'[storage]\npath = "{work}"\n\n{login}{extra}\n{hosts}'
     )
     if secrets:
         from hubwizard.core.secrets import write_secrets

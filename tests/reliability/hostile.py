@@ -93,7 +93,8 @@ def base_site(tmp: Path) -> dict[str, Any]:
     """A valid site whose hosts are this machine through the local transport (no SSH)."""
     return {
         "site": {"name": "rel", "domain": "hub.example.org", "email": "a@example.org", "subnet": "127.0.0.0/8"},
-        "ssh": {"known_hosts": str(tmp / "known_hosts"), "config": str(tmp / "no-ssh-config")},
+        "ssh": {"known_hosts": str(tmp / "known_hosts"), "config": "/dev/null"},  # a named config must exist
+        "oauth": {"provider": "dummy", "i_understand_anyone_can_log_in": True},
         "storage": {"path": str(tmp / "work")},
         "hosts": [
             {"name": "hub", "address": "127.0.0.1", "role": "hub", "transport": "local",

@@ -43,6 +43,10 @@ name = "node2"
 address = "10.0.0.12"
 role = "node"
 jump = "hub"
+
+[oauth]
+provider = "dummy"
+i_understand_anyone_can_log_in = true
 """
 
 

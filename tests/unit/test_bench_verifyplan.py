@@ -35,6 +35,7 @@ def _site(tmp_path: Path) -> Site:
             {"name": "node1", "address": "10.0.0.3", "role": "node", "user": "admin"},
         ],
         "ssh": {"known_hosts": str(tmp_path / "known_hosts")},
+        "oauth": {"provider": "dummy", "i_understand_anyone_can_log_in": True},
     })
 
 

@@ -26,6 +26,13 @@ name = "node1"
 address = "node1.internal"
 role = "node"
 jump = "hub"
+
+[hub]
+admin_users = ["alice"]
+
+[oauth]
+provider = "github"
+client_id = "Iv1.0123456789abcdef"
 '''
 
 

@@ -168,6 +168,10 @@ role = "hub"
 name = "node1"
 address = "10.0.0.11"
 role = "node"
+
+[oauth]
+provider = "dummy"  # a test site: anyone may log in
+i_understand_anyone_can_log_in = true
 """
 
 

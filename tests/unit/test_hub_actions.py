@@ -43,11 +43,16 @@ username = "ci"
 
 [images]
 hub = "registry.example.org:5000/demo/hub:1"
+
+[oauth]
+provider = "dummy"  # a test site: anyone may log in
+i_understand_anyone_can_log_in = true
 """
 
 
 def site(extra: str = ""):
-    return parse_site(SITE + extra)
+    """SITE plus ``extra``; an extra [oauth] replaces SITE's dummy login."""
+    return parse_site(SITE.split("\n[oauth]")[0] + extra if "[oauth]" in extra else SITE + extra)
 
 
 # -- build context -------------------------------------------------------------------
@@ -172,6 +177,8 @@ GITHUB = """
 [oauth]
 provider = "github"
 client_id = "Iv1.fakeclientid"
+[hub]
+admin_users = ["alice"]
 """
 
 # The Location header GitHubOAuthenticator (oauthenticator 17) sends for GET /hub/oauth_login.

@@ -29,6 +29,10 @@ role = "node"
 path = "/var/tmp/hubwizard-test-nfs"
 [quotas]
 enabled = true
+
+[oauth]
+provider = "dummy"  # a test site: anyone may log in
+i_understand_anyone_can_log_in = true
 """
 
 

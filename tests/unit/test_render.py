@@ -54,6 +54,8 @@ HOSTILE = [
 def make_site(track: str = "swarm-mode", provider: str = "github", extra: str = "", **replace: str):
     text = SITE_TEXT.replace('track = "swarm-mode"', f'track = "{track}"')
     text = text.replace('provider = "github"', f'provider = "{provider}"')
+    if provider == "dummy":
+        text += "i_understand_anyone_can_log_in = true\n"
     if provider == "generic":
         text += GENERIC_URLS
     for old, new in replace.items():
@@ -180,7 +182,7 @@ def test_offline_facts_from_the_site_file():
     facts = Facts.offline(make_site())
     assert facts.hub_ip == "10.0.0.10"
     assert facts.nfs_ip == "10.0.0.10"
-    assert facts.subnet == "10.0.0.0/24"
+    assert facts.subnet == "10.0.0.8/29"  # the narrowest network holding 10.0.0.10-12
     assert facts.ips == {"hub": "10.0.0.10", "node1": "10.0.0.11", "node2": "10.0.0.12"}
 
 
@@ -188,14 +190,15 @@ def test_offline_facts_without_internal_addresses_use_the_ssh_address():
     site = make_site(**{'internal_address = "10.0.0.11"\n': "", 'internal_address = "10.0.0.12"\n': ""})
     facts = Facts.offline(site)
     assert facts.ips["node1"] == "node1.internal"
-    assert facts.subnet == "10.0.0.0/24"  # from the addresses that are IPs
+    assert facts.subnet == "10.0.0.10/32"  # from the addresses that are IPs (the hub's only)
     explicit = make_site(**{'email = "admin@example.org"': 'email = "admin@example.org"\nsubnet = "10.0.0.0/16"'})
     assert Facts.offline(explicit).subnet == "10.0.0.0/16"
 
 
 def test_derive_subnet():
     assert derive_subnet(["10.0.0.10", "10.0.0.200"]) == "10.0.0.0/24"
-    assert derive_subnet(["172.18.0.2", "172.18.1.3"]) == "172.18.0.0/23"
+    assert derive_subnet(["10.0.0.10", "10.0.0.11"]) == "10.0.0.10/31"  # the narrowest, not a /24
+    assert derive_subnet(["172.18.0.2", "172.18.1.3"]) == ""  # wider than /24: one line per host
     assert derive_subnet(["hub.example.org"]) == ""
     assert derive_subnet(["10.0.0.1", "192.168.0.1"]) == ""  # too wide to guess
 
@@ -212,11 +215,11 @@ def _export_clients(content: str) -> list[str]:
 def test_exports_are_scoped_to_the_subnet_never_star():
     site = make_site()
     files = files_by_path(site)
-    assert _export_clients(files[PATHS["exports"]].content) == ["10.0.0.0/24"]
+    assert _export_clients(files[PATHS["exports"]].content) == ["10.0.0.8/29"]
     ganesha = files[PATHS["ganesha_conf"]].content
-    assert re.search(r"^\s*Clients = 10\.0\.0\.0/24;$", ganesha, re.M)
+    assert re.search(r"^\s*Clients = 10\.0\.0\.8/29;$", ganesha, re.M)
     classic = files_by_path(make_site("classic"))[PATHS["exports"]].content
-    assert _export_clients(classic) == ["10.0.0.0/24"]
+    assert _export_clients(classic) == ["10.0.0.8/29"]
     for content in (files[PATHS["exports"]].content, ganesha, classic):
         body = "\n".join(line for line in content.splitlines() if not line.lstrip().startswith("#"))
         assert "*" not in body

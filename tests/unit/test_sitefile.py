@@ -11,7 +11,8 @@ from hubwizard.core.errors import ConfigError
 DRAFT = {"site": {"name": "ws", "domain": "hub.example.org", "email": "a@example.org"},
          "hosts": [{"name": "hub", "address": "10.0.0.1", "role": "hub", "user": "ubuntu"},
                    {"name": "node1", "address": "node1.internal", "role": "node", "jump": "hub", "port": 2222}],
-         "quotas": {"enabled": True, "default": "5G"}, "hub": {"admin_users": ["alice"]}}
+         "quotas": {"enabled": True, "default": "5G"}, "hub": {"admin_users": ["alice"]},
+         "oauth": {"provider": "github", "client_id": "Iv1.abc"}}
 
 
 def test_round_trip(tmp_path):
@@ -44,5 +45,6 @@ def test_field_errors_are_the_site_files():
 
 def test_questions_follow_answers():
     q = next(x for x in sitefile.QUESTIONS if x.key == "client_id")
-    assert not sitefile.asked(q, {"oauth": {}})
+    assert sitefile.asked(q, {"oauth": {}})  # github is suggested: never the open dummy login
+    assert not sitefile.asked(q, {"oauth": {"provider": "dummy"}})
     assert sitefile.asked(q, {"oauth": {"provider": "github"}})
