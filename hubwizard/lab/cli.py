@@ -80,7 +80,12 @@ def run(args: argparse.Namespace) -> int:
         print("lab: interrupted", file=sys.stderr)
         return EXIT_FAILED
     except Exception as exc:  # noqa: BLE001 - docker/network failures become one readable line
-        print(f"lab: failed: {type(exc).__name__}: {exc}", file=sys.stderr)
+        from hubwizard.lab.dockerguard import call_timeout, is_timeout, silent
+
+        if is_timeout(exc):  # a Docker call no guard named: still a plain message, never a traceback
+            print(f"lab: {silent('an API call', call_timeout())}", file=sys.stderr)
+        else:
+            print(f"lab: failed: {type(exc).__name__}: {exc}", file=sys.stderr)
         return EXIT_FAILED
 
 

@@ -21,6 +21,7 @@ from hubwizard.core.secrets import write_secrets
 from hubwizard.lab import images as lab_images
 from hubwizard.lab import machines as lab_machines
 from hubwizard.lab import services as lab_services
+from hubwizard.lab.dockerguard import docker_lock
 from hubwizard.lab.machines import LABEL, SHAPE_LABEL, MachineSpec, container_name
 from hubwizard.lab.site import write_site
 from hubwizard.lab.spec import STAND_INS, LabSpec, Progress, network_name, save_record, state_dir
@@ -32,9 +33,15 @@ def registry_seed(base_image: str | None) -> Path:
     return lab_images.home() / f"registry-{hashlib.sha256(key.encode()).hexdigest()[:12]}.tar"
 
 
-def create(client: Any, spec: LabSpec, tags: dict[str, str], site_path: Path, progress: Progress, seed: Path) -> dict:
-    """Create the lab's objects in dependency order and write its files; the caller cleans up on failure."""
+def create(
+    client: Any, spec: LabSpec, tags: dict[str, str], site_path: Path, progress: Progress, seed: Path, slow: Any = None
+) -> dict:
+    """Create the lab's objects in dependency order and write its files; the caller cleans up on failure.
+
+    ``slow``: a client with a long timeout for pushes (``client``'s calls time out sooner).
+    """
     build = _Creation(client, spec, tags, progress, seed)
+    build.slow = slow or client
     build.network()
     build.registry()
     build.machines()
@@ -52,6 +59,7 @@ class _Creation:
 
     def __init__(self, client: Any, spec: LabSpec, tags: dict[str, str], progress: Progress, seed: Path) -> None:
         self.client, self.spec, self.tags, self.progress = client, spec, tags, progress
+        self.slow: Any = client  # pushes stream with long silences: create() may give a patient client
         self.seed = seed
         self.seeded = seed.exists()
         self.state = state_dir(spec.name)
@@ -69,7 +77,10 @@ class _Creation:
     def network(self) -> None:
         """A bridge of its own; docker picks a free subnet so concurrent labs never clash."""
         self.progress(f"creating network {network_name(self.spec.name)}…")
-        self.net = self.client.networks.create(network_name(self.spec.name), driver="bridge", labels={LABEL: self.spec.name})
+        with docker_lock(f"create network {network_name(self.spec.name)}"):
+            self.net = self.client.networks.create(
+                network_name(self.spec.name), driver="bridge", labels={LABEL: self.spec.name}
+            )
         self.net.reload()
         self.subnet = self.net.attrs["IPAM"]["Config"][0]["Subnet"]
 
@@ -145,7 +156,7 @@ class _Creation:
         if self.seeded:
             return
         password = self.secret["registry_password"]
-        _push_stand_ins(self.client, self.tags, self.registry_port, password, self.progress)
+        _push_stand_ins(self.slow, self.tags, self.registry_port, password, self.progress)
         with lab_images.build_lock():
             if not self.seed.exists():
                 self.progress("caching the registry's stand-in images for the next labs…")

@@ -6,6 +6,9 @@ registry and an ACME CA on a lab network of its own, records host keys read from
 machine, and writes a site file plus a 0600 secrets file that ``plan``/``apply`` use as they are.
 Everything the lab creates carries the label ``io.hubwizard.lab=NAME``; ``down`` removes exactly
 that, so labs with different names run side by side and never touch anything else.
+Every Docker call is bounded in time and the engine's fragile calls are serialised across
+processes (dockerguard): a deadlocked engine makes `lab up|down|status` fail with a plain
+message, never hang.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from hubwizard.core.secrets import write_secrets
 from hubwizard.lab import images as lab_images
 from hubwizard.lab import machines as lab_machines
 from hubwizard.lab.create import create, registry_seed
+from hubwizard.lab.dockerguard import EngineSilentError, answering, docker_lock, slow_client
 from hubwizard.lab.machines import LABEL, ROLE_LABEL
 from hubwizard.lab.site import write_site
 from hubwizard.lab.spec import (
@@ -36,32 +40,34 @@ from hubwizard.lab.spec import (
     validate_name,
 )
 
-__all__ = ["LabError", "LabSpec", "NoEngineError", "down", "state_dir", "status", "up", "validate_name"]
+__all__ = [
+    "EngineSilentError",
+    "LabError",
+    "LabSpec",
+    "NoEngineError",
+    "down",
+    "state_dir",
+    "status",
+    "up",
+    "validate_name",
+]
 
 
 def connect() -> Any:
-    """A docker client for the host's engine, or a NoEngineError saying how to get one."""
-    import docker
+    """A docker client whose calls time out, or NoEngineError/EngineSilentError saying what to do."""
+    from hubwizard.lab import dockerguard
 
-    try:
-        client = docker.from_env(timeout=300)
-        client.ping()
-        return client
-    except docker.errors.DockerException as exc:
-        raise NoEngineError(
-            f"no Docker engine answers ({exc})",
-            fix="start one with `scripts/dockerd.sh start` (install it first with `apt-get install -y docker.io`), "
-            "or set DOCKER_HOST to an engine that answers",
-        ) from None
+    return dockerguard.connect()
 
 
 def _objects(client: Any, name: str) -> dict[str, list[Any]]:
     flt = {"label": f"{LABEL}={name}"}
-    return {
-        "containers": client.containers.list(all=True, filters=flt),
-        "volumes": client.volumes.list(filters=flt),
-        "networks": client.networks.list(filters=flt),
-    }
+    with answering(client, "container ls / volume ls / network ls"):
+        return {
+            "containers": client.containers.list(all=True, filters=flt),
+            "volumes": client.volumes.list(filters=flt),
+            "networks": client.networks.list(filters=flt),
+        }
 
 
 INOTIFY = {"max_user_instances": 8192, "max_user_watches": 1048576}
@@ -118,9 +124,14 @@ def _up_locked(client: Any, spec: LabSpec, site_path: Path, progress: Progress) 
     kinds = ["machine-docker" if spec.with_docker else "machine", "support"]
     if not seed.exists():
         kinds += [kind for kind, _, _ in STAND_INS]
-    tags = _images(client, kinds, spec, progress)
+    slow = slow_client(client)
+    tags = _images(slow, kinds, spec, progress)
     try:
-        record = create(client, spec, tags, site_path, progress, seed)
+        with answering(client, f"lab up --name {spec.name}"):
+            record = create(client, spec, tags, site_path, progress, seed, slow)
+    except EngineSilentError:
+        progress(f"lab up failed: the Docker engine hangs; lab {spec.name!r} is left for `lab down` after a restart")
+        raise
     except BaseException:
         progress(f"lab up failed: removing what it made for lab {spec.name!r}…")
         _down_locked(client, spec.name, lambda _m: None)
@@ -134,7 +145,8 @@ def _images(client: Any, kinds: list[str], spec: LabSpec, progress: Progress) ->
     import docker.errors
 
     try:
-        return lab_images.ensure(client, kinds, progress, spec.base_image)
+        with answering(client, "image build"):
+            return lab_images.ensure(client, kinds, progress, spec.base_image)
     except (RuntimeError, docker.errors.APIError) as exc:
         fix = "check the network to deb.debian.org and PyPI, then run `lab up` again (builds resume from the cache)"
         if spec.base_image:
@@ -161,35 +173,54 @@ def _reuse(client: Any, spec: LabSpec, site_path: Path, existing: dict[str, list
 
 
 def down(name: str, progress: Progress = print, client: Any = None) -> dict[str, int]:
-    """Remove exactly what carries io.hubwizard.lab=NAME (containers, volumes, network)."""
+    """Remove exactly what carries io.hubwizard.lab=NAME (containers, volumes, network).
+
+    Never hangs: each Docker call has a timeout, and a deadlocked engine is reported as such.
+    """
     client = client or connect()
     with name_lock(name):
         return _down_locked(client, name, progress)
 
 
 def _down_locked(client: Any, name: str, progress: Progress) -> dict[str, int]:
-    import docker.errors
-
     found = _objects(client, name)
     counts = {kind: len(objs) for kind, objs in found.items()}
     if found["containers"]:
         progress(f"removing {len(found['containers'])} containers of lab {name!r}…")
-
-    def remove(obj: Any) -> None:
-        with contextlib.suppress(docker.errors.NotFound):
-            obj.remove(force=True, v=True)
-
-    with ThreadPoolExecutor(max_workers=8) as pool:
-        list(pool.map(remove, found["containers"]))
+    if found["containers"] or found["networks"]:
+        # Endpoint and network removal is where Docker 20.10 deadlocks when processes race.
+        with docker_lock(f"remove lab {name}"):
+            _remove_containers(client, found["containers"])
+            _remove_networks(client, found["networks"])
     for volume in _objects(client, name)["volumes"]:
-        with contextlib.suppress(docker.errors.NotFound):
+        with answering(client, f"volume rm {volume.name}"), _gone_is_fine():
             volume.remove(force=True)
-    for net in found["networks"]:
-        with contextlib.suppress(docker.errors.NotFound):
-            net.remove()
     shutil.rmtree(state_dir(name), ignore_errors=True)
     progress(f"lab {name!r} is down" if any(counts.values()) else f"lab {name!r} was not up; nothing to remove")
     return counts
+
+
+def _gone_is_fine() -> contextlib.AbstractContextManager[Any]:
+    import docker.errors
+
+    return contextlib.suppress(docker.errors.NotFound)
+
+
+def _remove_containers(client: Any, containers: list[Any]) -> None:
+    """Containers in parallel (each call bounded), before their network."""
+
+    def remove(obj: Any) -> None:
+        with answering(client, f"container rm -f {obj.name}"), _gone_is_fine():
+            obj.remove(force=True, v=True)
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        list(pool.map(remove, containers))
+
+
+def _remove_networks(client: Any, networks: list[Any]) -> None:
+    for net in networks:
+        with answering(client, f"network rm {net.name}"), _gone_is_fine():
+            net.remove()
 
 
 def status(name: str) -> dict[str, Any]:
@@ -197,6 +228,20 @@ def status(name: str) -> dict[str, Any]:
     client = connect()
     record = load_record(name) or {}
     port = int(record.get("spec", {}).get("ssh_port", 22))
+    with answering(client, f"lab status --name {name}"):
+        rows = _status_rows(client, name, port)
+    healthy = bool(rows) and all(r["state"] == "running" and r.get("sshd", "yes") == "yes" for r in rows)
+    return {
+        "name": name,
+        "up": bool(rows),
+        "healthy": healthy,
+        "site": record.get("site_path"),
+        "registry": record.get("registry"),  # url on the lab network, host_port on 127.0.0.1
+        "machines": rows,
+    }
+
+
+def _status_rows(client: Any, name: str, port: int) -> list[dict[str, str]]:
     rows = []
     for c in sorted(_objects(client, name)["containers"], key=lambda c: c.name):
         nets = c.attrs["NetworkSettings"]["Networks"]
@@ -209,12 +254,4 @@ def status(name: str) -> dict[str, Any]:
             row["sshd"] = "yes" if running and ip and lab_machines.ssh_banner(ip, port) else "no"
             row["dockerd"] = lab_machines.dockerd_answers(c) if running else "no"
         rows.append(row)
-    healthy = bool(rows) and all(r["state"] == "running" and r.get("sshd", "yes") == "yes" for r in rows)
-    return {
-        "name": name,
-        "up": bool(rows),
-        "healthy": healthy,
-        "site": record.get("site_path"),
-        "registry": record.get("registry"),  # url on the lab network, host_port on 127.0.0.1
-        "machines": rows,
-    }
+    return rows

@@ -18,6 +18,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+from hubwizard.lab.dockerguard import docker_lock
 from hubwizard.lab.images import text_tar
 
 LABEL = "io.hubwizard.lab"
@@ -134,7 +135,8 @@ def create(client: Any, lab: str, spec: MachineSpec, image: str, network: str, l
         **RUN_FLAGS,
     )
     container.put_archive("/", text_tar(identity_files(spec)))
-    container.start()
+    with docker_lock(f"start {name}"):  # start joins the network: serialised with other labs' removals
+        container.start()
     return container
 
 

@@ -24,6 +24,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
 from cryptography.x509.oid import NameOID
 
+from hubwizard.lab.dockerguard import docker_lock
 from hubwizard.lab.images import text_tar
 from hubwizard.lab.machines import HOST_LABEL, LABEL, ROLE_LABEL, container_name
 from hubwizard.lab.site import write_private
@@ -116,7 +117,8 @@ def start_registry(client: Any, lab: str, image: str, network: str, password: st
     if seed is not None:
         with open(seed, "rb") as fh:
             container.put_archive("/var/lib", fh)
-    container.start()
+    with docker_lock(f"start {container.name}"):  # joins the lab network
+        container.start()
     return container
 
 
@@ -152,7 +154,8 @@ def start_acme(client: Any, lab: str, image: str, network: str, hub_ip: str) -> 
         command=["sh", "-c", ACME_CMD],
         environment={"HUB_IP": hub_ip, "PEBBLE_VA_NOSLEEP": "1", "PEBBLE_WFE_NONCEREJECT": "0"},
     )
-    container.start()
+    with docker_lock(f"start {container.name}"):  # joins the lab network
+        container.start()
     return container
 
 
