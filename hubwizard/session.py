@@ -7,6 +7,7 @@ import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import hubwizard.actions  # noqa: F401  (registers the calls recipes name)
 from hubwizard.core.config import Site, load_site
@@ -33,12 +34,15 @@ class Session:
     steps: list[Step]
 
     def engine(self, sink: Sink, *, accept_new_host_keys: bool = False,
-               confirm: Callable[[str, str], bool] | None = None):
+               confirm: Callable[[str, str], bool] | None = None, connections: Any = None, facts: Any = None):
+        """The site's engine; ``connections`` (and ``facts``) reuse what a caller already opened
+        and probed (the doctor), else its own connections open lazily."""
         from hubwizard.engine.runner import Engine
         from hubwizard.remote.connections import Connections
 
-        conns = Connections(self.site, self.secrets, accept_new_host_keys=accept_new_host_keys, confirm=confirm)
-        return Engine(self.site, self.steps, conns, self.secrets, self.journal, sink)
+        conns = connections if connections is not None else Connections(
+            self.site, self.secrets, accept_new_host_keys=accept_new_host_keys, confirm=confirm)
+        return Engine(self.site, self.steps, conns, self.secrets, self.journal, sink, facts=facts)
 
 
 def open_site(path: str | Path, *, recipes_dir: str | None = None,

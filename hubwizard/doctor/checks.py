@@ -4,7 +4,8 @@ Each check is a function of the DoctorContext returning Diagnoses (one per host 
 at); parsing of command output is kept in small pure functions, tested on real captured
 outputs (tests/data/doctor_*.txt) where this machine cannot produce the failure itself.
 A fix is either the diagnosis' own shell commands (run as root on its host, after the admin
-confirmed them) or, where a fix spans hosts or re-runs a recipe step, a fixer function here.
+confirmed them) or, where a fix spans hosts or re-runs a recipe step, a fixer function here;
+either way it reaches the host through ``doctor.fixes`` (host lock, redacted events).
 """
 
 from __future__ import annotations
@@ -17,10 +18,12 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from hubwizard.actions import classic
+from hubwizard.actions import classic, probes
+from hubwizard.actions.swarm import SWARM_PORT
 from hubwizard.core.config import Host, Site
-from hubwizard.core.events import CommandStarted, OutputLine
-from hubwizard.doctor.model import Diagnosis, DoctorContext
+from hubwizard.core.render import CONSUL_PORT, PATHS, SWARM_MANAGER_PORT
+from hubwizard.doctor import fixes
+from hubwizard.doctor.context import Diagnosis, DoctorContext, tail
 
 BOTH = ("swarm-mode", "classic")
 DISK_FULL_PERCENT = 90
@@ -164,40 +167,6 @@ def skew_outliers(offsets: dict[str, float], limit: float = MAX_SKEW_SECONDS) ->
 # ===================================================================== helpers
 
 
-def _tail(text: str, n: int = 8) -> str:
-    return "\n".join(text.strip().splitlines()[-n:])
-
-
-def _engine(ctx: DoctorContext):
-    """A recipe engine over the doctor's own connections (to re-run a step as a fix)."""
-    from hubwizard.engine.runner import Engine
-
-    s = ctx.session
-    return Engine(s.site, s.steps, ctx.connections, s.secrets, s.journal, ctx.sink, facts=ctx.facts)
-
-
-def _step_commands(ctx: DoctorContext, step_id: str, host: Host) -> tuple[str, ...]:
-    """The apply commands of a recipe step on ``host``, as the plan shows them."""
-    eng = _engine(ctx)
-    step = next((s for s in eng.steps if s.id == step_id), None)
-    if step is None:
-        return ()
-    return tuple(text for _, text in eng.rendered(step, eng.context(host)))
-
-
-def _run_on(ctx: DoctorContext, host: str, command: str, label: str) -> str | None:
-    ctx.sink(CommandStarted(label, host, "apply", command))
-    res = ctx.connections.get(host).run(command, sudo=True, timeout=600,
-                                        on_line=lambda s, line: ctx.sink(OutputLine(label, host, s, line)))
-    return None if res.ok else f"`{command}` exited {res.exit_code} on {host}: {_tail(res.output, 5)}"
-
-
-def _apply_step(ctx: DoctorContext, step_id: str, host: str) -> str | None:
-    summary = _engine(ctx).run("apply", only=step_id, hosts={host})
-    bad = [r for r in summary.results if r.status in ("failed", "unreachable")]
-    return None if not bad else f"step {step_id} failed on {host}: {bad[0].message} {bad[0].output_tail}"
-
-
 def _hub(ctx: DoctorContext) -> Host:
     return ctx.site.hub_host
 
@@ -218,7 +187,7 @@ def docker_engine(ctx: DoctorContext) -> list[Diagnosis]:
         unit = ctx.run(h, "systemctl is-active docker; journalctl -u docker -n 6 --no-pager -o cat 2>/dev/null",
                        timeout=30)
         return Diagnosis("docker-engine", h.name, False, "dockerd does not answer on this host",
-                         _tail(res.output + "\n" + unit.output),
+                         tail(res.output + "\n" + unit.output),
                          fix_title=f"start dockerd on {h.name} (a Swarm node without it is Down)",
                          fix_commands=(RESET_DOCKERD, "systemctl start docker"))
 
@@ -261,13 +230,11 @@ def disk_space(ctx: DoctorContext) -> list[Diagnosis]:
 @check("clock-skew", f"clocks within {MAX_SKEW_SECONDS:.0f}s of each other")
 def clock_skew(ctx: DoctorContext) -> list[Diagnosis]:
     def offset(h: Host) -> list[Diagnosis]:
-        t0 = time.time()
-        res = ctx.run(h, "date +%s.%N", sudo=False, timeout=20)
-        t1 = time.time()
-        try:
-            offsets[h.name] = float(res.stdout.strip()) - (t0 + t1) / 2
+        try:  # preflight's measurement (host clock - this machine's, halving the round trip)
+            offsets[h.name], _ = probes.clock_skew(ctx.step_context(h, "doctor:clock-skew", "check"))
         except ValueError:
-            return [Diagnosis("clock-skew", h.name, False, "cannot read the clock", res.output)]
+            return [Diagnosis("clock-skew", h.name, False, "cannot read the clock",
+                              "`date +%s.%N` printed no time")]
         return []
 
     offsets: dict[str, float] = {}
@@ -286,19 +253,15 @@ def clock_skew(ctx: DoctorContext) -> list[Diagnosis]:
 
 def _cert_files(site: Site, h: Host) -> list[str]:
     if _is_classic(site):
-        files = [f"{classic.TLS_DIR}/server-cert.pem"]
-        return files + [f"{classic.CLIENT_DIR}/cert.pem"] if h.name == site.hub_host.name else files
-    return [f"/etc/letsencrypt/live/{site.site.domain}/cert.pem"] if h.name == site.hub_host.name else []
+        files = [f"{PATHS['docker_tls']}/server-cert.pem"]
+        return files + [f"{PATHS['docker_tls_client']}/cert.pem"] if h.name == site.hub_host.name else files
+    return [f"{PATHS['letsencrypt_live']}/{site.site.domain}/cert.pem"] if h.name == site.hub_host.name else []
 
 
 def _fix_cert(ctx: DoctorContext, d: Diagnosis) -> str | None:
     if _is_classic(ctx.site):
-        return _apply_step(ctx, "classic-docker-tls", d.host)
-    for c in d.fix_commands:
-        failed = _run_on(ctx, d.host, c, "doctor:cert-expiry")
-        if failed:
-            return failed
-    return None
+        return fixes.apply_step(ctx, "classic-docker-tls", d.host)
+    return fixes.run_fix_commands(ctx, d)
 
 
 def _cert_applies(site: Site) -> bool:
@@ -332,7 +295,7 @@ def cert_expiry(ctx: DoctorContext) -> list[Diagnosis]:
 def _cert_fix(ctx: DoctorContext, h: Host) -> tuple[str, tuple[str, ...]]:
     if _is_classic(ctx.site):
         return ("re-issue this host's Docker certificates from the site CA and restart dockerd",
-                _step_commands(ctx, "classic-docker-tls", h))
+                fixes.step_commands(ctx, "classic-docker-tls", h))
     return ("renew the Let's Encrypt certificate and reload nginx",
             (f"certbot renew --cert-name {shlex.quote(ctx.site.site.domain)} --force-renewal",
              "systemctl reload nginx"))
@@ -346,12 +309,9 @@ def _nfs_target(site: Site, ctx: DoctorContext) -> tuple[Host, str, str]:
 
 
 def _fix_nfs(ctx: DoctorContext, d: Diagnosis) -> str | None:
+    """The diagnosis is the node's (it cannot write), its fix the server's."""
     server, _, _ = _nfs_target(ctx.site, ctx)
-    for c in d.fix_commands:
-        failed = _run_on(ctx, server.name, c, "doctor:nfs-write")
-        if failed:
-            return failed
-    return None
+    return fixes.run_fix_commands(ctx, d, host=server.name)
 
 
 def _nfs_restart(site: Site) -> tuple[str, ...]:
@@ -377,20 +337,23 @@ fi
 
 
 def _classic_write(ctx: DoctorContext, h: Host, ip: str, path: str) -> tuple[bool, str, bool]:
-    """(ok, output, cannot check) of one test write to the hub's /home."""
+    """(ok, output, cannot check) of a test write to the hub's /home, tried again while the
+    server answers NFS3ERR_JUKEBOX ("try again later": just (re)started, in its grace period)."""
     env = f"SRV={shlex.quote(ip)} DIR={shlex.quote(path)}"
-    res = ctx.run(h, f"{env} sh -c {shlex.quote(NFS_WRITE_SCRIPT)}", timeout=90)
-    return res.ok, res.output, res.exit_code == 99
+    deadline = time.monotonic() + NFS_GRACE_WAIT
+    while True:
+        res = ctx.run(h, f"{env} sh -c {shlex.quote(NFS_WRITE_SCRIPT)}", timeout=90)
+        if res.ok or "JUKEBOX" not in res.output or time.monotonic() > deadline:
+            return res.ok, res.output, res.exit_code == 99
+        time.sleep(5)
 
 
 def _swarm_write(ctx: DoctorContext, h: Host) -> tuple[bool, str, bool]:
-    """The storage step's own test write (libnfs, read back on the server): one way to do it."""
-    from hubwizard.engine import calls as actions
-    from hubwizard.engine.calls import RunState, StepContext
+    """The storage step's own test write (libnfs, read back on the server; it waits out the
+    server's grace period itself): one way to do it."""
+    from hubwizard.engine import calls
 
-    sc = StepContext("doctor:nfs-write", h, ctx.connections.get(h.name), ctx.site, ctx.facts, ctx.session.secrets,
-                     RunState(), ctx.sink, ctx.connections, {})
-    res = actions.get("nfs_test_write")(sc)
+    res = calls.get("nfs_test_write")(ctx.step_context(h, "doctor:nfs-write", "check"))
     return res.ok, res.message, bool(res.skipped)
 
 
@@ -400,14 +363,7 @@ def nfs_write(ctx: DoctorContext) -> list[Diagnosis]:
     server, ip, path = _nfs_target(ctx.site, ctx)
 
     def one(h: Host) -> Diagnosis:
-        deadline = time.monotonic() + NFS_GRACE_WAIT
-        while True:
-            ok, output, cannot = (_classic_write(ctx, h, ip, path) if _is_classic(ctx.site)
-                                  else _swarm_write(ctx, h))
-            # NFS3ERR_JUKEBOX: "try again later" (a server just (re)started, in its grace period)
-            if ok or "JUKEBOX" not in output or time.monotonic() > deadline:
-                break
-            time.sleep(5)
+        ok, output, cannot = _classic_write(ctx, h, ip, path) if _is_classic(ctx.site) else _swarm_write(ctx, h)
         if cannot:
             return Diagnosis("nfs-write", h.name, False, "cannot check on this host: kernel has no NFS client "
                              "(and libnfs-utils' nfs-cp is not installed)", skipped=True)
@@ -415,14 +371,14 @@ def nfs_write(ctx: DoctorContext) -> list[Diagnosis]:
             return Diagnosis("nfs-write", h.name, True, f"test write to {ip}:{path} worked")
         if "JUKEBOX" in output:
             return Diagnosis("nfs-write", h.name, False, f"{ip}:{path} answers 'try again later' (NFS3ERR_JUKEBOX): "
-                             "the server is still in its grace period after a restart", _tail(output),
+                             "the server is still in its grace period after a restart", tail(output),
                              fix_title="wait for the grace period (90 s by default) to end, then run doctor again")
         if "MNT3ERR_ACCES" in output or "access denied" in output.lower():
             step = "classic-nfs-home" if _is_classic(ctx.site) else "storage"
             return Diagnosis("nfs-write", h.name, False, f"{ip} refuses to let this node mount {path}: not exported "
-                             "to it", _tail(output),
+                             "to it", tail(output),
                              fix_title=f"export it to the cluster: `hubwizard apply --only {step}`, then re-check")
-        return Diagnosis("nfs-write", h.name, False, f"test write to {ip}:{path} failed", _tail(output),
+        return Diagnosis("nfs-write", h.name, False, f"test write to {ip}:{path} failed", tail(output),
                          fix_title=f"on {server.name} (the NFS server): restart it and re-export",
                          fix_commands=_nfs_restart(ctx.site))
 
@@ -442,22 +398,13 @@ def _node_hostnames(ctx: DoctorContext) -> dict[str, str]:
 
 
 def _swarm_fix(ctx: DoctorContext, d: Diagnosis) -> str | None:
-    """Re-join a missing node (token fetched from the hub, never shown), else the commands."""
+    """A missing node leaves whatever swarm it thinks it is in and joins again through the
+    swarm-join step (the Docker API: the token never reaches a command line); else the commands
+    (the leader's on the hub, a node's restart on the node: each diagnosis' own host)."""
     if "missing from the cluster" not in d.summary:
-        for c in d.fix_commands:
-            target = ctx.site.hub_host.name if c.startswith("docker swarm init") else d.host
-            failed = _run_on(ctx, target, c, "doctor:swarm-nodes")
-            if failed:
-                return failed
-        return None
-    token = ctx.run(_hub(ctx), "docker swarm join-token -q worker", timeout=30)
-    if not token.ok:
-        return f"cannot read the join token on the hub: {token.output}"
-    ctx.session.secrets.add_runtime("swarm_worker_token", token.stdout.strip())
-    cmd = (f"docker swarm leave --force >/dev/null 2>&1; docker swarm join --token {token.stdout.strip()} "
-           f"{ctx.facts.hub_ip}:2377")
-    res = ctx.connections.get(d.host).run(cmd, sudo=True, timeout=120)
-    return None if res.ok else f"docker swarm join failed on {d.host}: exit {res.exit_code}"
+        return fixes.run_fix_commands(ctx, d)
+    return (fixes.call(ctx, d.host, "swarm_leave", fixes.label(d), force=True)
+            or fixes.apply_step(ctx, "swarm-join", d.host))
 
 
 @check("swarm-nodes", "Swarm mode: a leader, quorum, and every node Ready", tracks=("swarm-mode",),
@@ -471,7 +418,7 @@ def swarm_nodes(ctx: DoctorContext) -> list[Diagnosis]:
     leader = problems.pop("(leader)", None)
     if leader:
         quorum = "quorum" in leader or "no leader" in leader
-        out.append(Diagnosis("swarm-nodes", hub.name, False, leader, _tail(res.output),
+        out.append(Diagnosis("swarm-nodes", hub.name, False, leader, tail(res.output),
                              fix_title="force a new cluster from the hub's manager state (keeps services)"
                              if quorum else "initialise Swarm mode on the hub: `hubwizard apply`",
                              fix_commands=(f"docker swarm init --force-new-cluster --advertise-addr "
@@ -484,25 +431,18 @@ def swarm_nodes(ctx: DoctorContext) -> list[Diagnosis]:
         if name in problems:
             missing = "missing" in problems[name]
             out.append(Diagnosis(
-                "swarm-nodes", name, False, problems[name], _tail(res.output),
+                "swarm-nodes", name, False, problems[name], tail(res.output),
                 fix_title="join it again with a worker token from the hub" if missing else
                 f"restart dockerd on {name} so it reconnects to the managers",
                 fix_commands=("docker swarm join --token <worker token from the hub> "
-                              f"{ctx.facts.hub_ip}:2377",) if missing else (RESET_DOCKERD, "systemctl restart docker")))
+                              f"{ctx.facts.hub_ip}:{SWARM_PORT}",) if missing else
+                (RESET_DOCKERD, "systemctl restart docker")))
         else:
             out.append(Diagnosis("swarm-nodes", name, True, "Ready in the swarm"))
     return out
 
 
-def _pull_fix(ctx: DoctorContext, d: Diagnosis) -> str | None:
-    for c in d.fix_commands:
-        failed = _run_on(ctx, d.host, c, "doctor:no-such-image")
-        if failed:
-            return failed
-    return None
-
-
-@check("no-such-image", "no task fails with \"No such image\"", tracks=("swarm-mode",), fix=_pull_fix)
+@check("no-such-image", "no task fails with \"No such image\"", tracks=("swarm-mode",))
 def no_such_image(ctx: DoctorContext) -> list[Diagnosis]:
     hub = _hub(ctx)
     res = ctx.run(hub, "ids=$(docker service ls -q) && [ -n \"$ids\" ] && docker service ps --no-trunc $ids 2>&1",
@@ -537,7 +477,7 @@ def hub_network(ctx: DoctorContext) -> list[Diagnosis]:
                        "'{{.Driver}} {{.Attachable}} {{.ID}}' 2>&1", timeout=30)
     create = f"docker network create --driver overlay --attachable {shlex.quote(net)}"
     if not res.ok:
-        return [Diagnosis("hub-network", hub.name, False, f"the network {net} does not exist", _tail(res.output),
+        return [Diagnosis("hub-network", hub.name, False, f"the network {net} does not exist", tail(res.output),
                           fix_title=f"create {net} (overlay, attachable), then `hubwizard apply` re-attaches the hub",
                           fix_commands=(create,))]
     driver, attachable, net_id = (res.stdout.split() + ["", "", ""])[:3]
@@ -560,11 +500,14 @@ def hub_network(ctx: DoctorContext) -> list[Diagnosis]:
                       + (" and the hub service is on it" if svc.ok else " (no hub service yet)"))]
 
 
+def _fix_quota(ctx: DoctorContext, d: Diagnosis) -> str | None:
+    return fixes.apply_step(ctx, "quotas", d.host)
+
+
 @check("quota", "user folders have an enforced XFS project quota", tracks=("swarm-mode",),
-       applies=lambda s: s.quotas.enabled)
+       applies=lambda s: s.quotas.enabled, fix=_fix_quota)
 def quota_enforced(ctx: DoctorContext) -> list[Diagnosis]:
-    from hubwizard.actions import quota
-    from hubwizard.core.render import PATHS
+    from hubwizard.engine import calls
 
     nfs, path = ctx.site.nfs_host, ctx.site.storage.path
     mnt = ctx.run(nfs, f"findmnt -n -o FSTYPE,OPTIONS -T {shlex.quote(path)}", timeout=20).stdout.split()
@@ -573,20 +516,14 @@ def quota_enforced(ctx: DoctorContext) -> list[Diagnosis]:
         return [Diagnosis("quota", nfs.name, False, f"{path} is on {fstype or 'an unknown filesystem'} without "
                           "project quotas: no quota can be enforced", f"mount options: {options}",
                           fix_title="put the user folders on XFS mounted with prjquota (fstab), then re-run apply")]
-    res = ctx.run(nfs, f"xfs_quota -x -c 'report -p -N' {shlex.quote(path)} 2>&1", timeout=30)
-    try:
-        report = quota.parse_report(res.output)
-    except ValueError:
-        report = None
-    folders = ctx.run(nfs, f"ls -1 {shlex.quote(path)}", timeout=20).stdout.split()
-    missing = [f for f in folders if report is None or not (
-        (row := report.get(quota.project_name(f))) and row.hard > 0)]
-    if missing:
-        return [Diagnosis("quota", nfs.name, False, f"{len(missing)} folder(s) without a hard limit: "
-                          + ", ".join(missing[:5]), _tail(res.output),
-                          fix_title="set each folder's project quota",
-                          fix_commands=tuple(f"{PATHS['set_quota']} {shlex.quote(f)}" for f in missing[:20]))]
-    return [Diagnosis("quota", nfs.name, True, f"{len(folders)} folder(s) with an enforced hard limit")]
+    # the quotas step's own read-back: every user folder's project has a hard limit
+    res = calls.get("quota_readback")(ctx.step_context(nfs, "doctor:quota", "check"))
+    if not res.ok:
+        return [Diagnosis("quota", nfs.name, False, res.message.splitlines()[0] if res.message else "quota check failed",
+                          tail(res.message),
+                          fix_title="set each folder's project quota (the quotas step: set_quota on every folder)",
+                          fix_commands=fixes.step_commands(ctx, "quotas", nfs))]
+    return [Diagnosis("quota", nfs.name, True, res.message)]
 
 
 # ===================================================================== classic
@@ -599,9 +536,9 @@ def _classic(site: Site) -> bool:
 def _fix_consul(ctx: DoctorContext, d: Diagnosis) -> str | None:
     """Remove and recreate the Consul container (the recipe step), then restart the manager."""
     hub = d.host
-    return (_run_on(ctx, hub, f"docker rm -f {classic.CONSUL}", "doctor:consul")
-            or _apply_step(ctx, "classic-consul", hub)
-            or _run_on(ctx, hub, f"docker restart {classic.MANAGER}", "doctor:consul"))
+    return (fixes.run_commands(ctx, hub, [f"docker rm -f {classic.CONSUL}"], fixes.label(d))
+            or fixes.apply_step(ctx, "classic-consul", hub)
+            or fixes.run_commands(ctx, hub, [f"docker restart {classic.MANAGER}"], fixes.label(d)))
 
 
 @check("consul", "Consul answers and the manager has an elected primary", tracks=("classic",),
@@ -610,7 +547,7 @@ def consul(ctx: DoctorContext) -> list[Diagnosis]:
     hub, ip = _hub(ctx), ctx.facts.hub_ip
     state = ctx.run(hub, f"docker inspect -f '{{{{.State.Status}}}} restarts={{{{.RestartCount}}}}' "
                          f"{classic.CONSUL} 2>&1", timeout=30)
-    leader = ctx.run(hub, f"curl -fsS --max-time 5 http://{ip}:8500/v1/status/leader 2>&1", timeout=30)
+    leader = ctx.run(hub, f"curl -fsS --max-time 5 http://{ip}:{CONSUL_PORT}/v1/status/leader 2>&1", timeout=30)
     mgr = ctx.run(hub, f"{classic.manager_cli(ctx.site, ip)} ps 2>&1", timeout=30)
     info = classic.parse_classic_info(mgr.output)
     has_leader = leader.ok and leader.stdout.strip() not in ("", '""')
@@ -619,11 +556,11 @@ def consul(ctx: DoctorContext) -> list[Diagnosis]:
         return [Diagnosis("consul", hub.name, True, f"Consul runs and knows its leader ({leader.stdout.strip()})")]
     symptom = ("No elected primary cluster manager: " if info["no_primary"] else "") + (
         "Consul is broken" + ("" if running else f" (container {state.stdout.strip() or 'missing'})")
-        + ("" if has_leader else ", no leader on :8500"))
-    fix = (f"docker rm -f {classic.CONSUL}", *_step_commands(ctx, "classic-consul", hub),
+        + ("" if has_leader else f", no leader on :{CONSUL_PORT}"))
+    fix = (f"docker rm -f {classic.CONSUL}", *fixes.step_commands(ctx, "classic-consul", hub),
            f"docker restart {classic.MANAGER}")
     return [Diagnosis("consul", hub.name, False, symptom,
-                      _tail(f"{state.output}\nleader: {leader.output}\nmanager: {mgr.output}"),
+                      tail(f"{state.output}\nleader: {leader.output}\nmanager: {mgr.output}"),
                       fix_title="remove and recreate the Consul container, then restart the manager",
                       fix_commands=fix)]
 
@@ -631,30 +568,31 @@ def consul(ctx: DoctorContext) -> list[Diagnosis]:
 def _fix_manager(ctx: DoctorContext, d: Diagnosis) -> str | None:
     exists = ctx.run(d.host, f"docker inspect {classic.MANAGER} >/dev/null 2>&1", timeout=20).ok
     if exists:
-        return _run_on(ctx, d.host, f"docker restart {classic.MANAGER}", "doctor:manager")
-    return _apply_step(ctx, "classic-manager", d.host)
+        return fixes.run_commands(ctx, d.host, [f"docker restart {classic.MANAGER}"], fixes.label(d))
+    return fixes.apply_step(ctx, "classic-manager", d.host)
 
 
-@check("manager", "the Swarm manager answers on HUB_IP:4000", tracks=("classic",), fix=_fix_manager, settle=20)
+@check("manager", f"the Swarm manager answers on HUB_IP:{SWARM_MANAGER_PORT}", tracks=("classic",), fix=_fix_manager, settle=20)
 def manager(ctx: DoctorContext) -> list[Diagnosis]:
     hub, ip = _hub(ctx), ctx.facts.hub_ip
     res = ctx.run(hub, f"{classic.manager_cli(ctx.site, ip)} version --format '{{{{.Server.Version}}}}' 2>&1",
                   timeout=30)
     if res.ok:
-        return [Diagnosis("manager", hub.name, True, f"answers on {ip}:4000 ({res.stdout.strip()})")]
+        return [Diagnosis("manager", hub.name, True, f"answers on {ip}:{SWARM_MANAGER_PORT} ({res.stdout.strip()})")]
     exists = ctx.run(hub, f"docker inspect -f '{{{{.State.Status}}}}' {classic.MANAGER} 2>&1", timeout=20)
-    return [Diagnosis("manager", hub.name, False, f"the manager does not answer on {ip}:4000",
-                      _tail(res.output + f"\ncontainer {classic.MANAGER}: {exists.output}"),
+    return [Diagnosis("manager", hub.name, False, f"the manager does not answer on {ip}:{SWARM_MANAGER_PORT}",
+                      tail(res.output + f"\ncontainer {classic.MANAGER}: {exists.output}"),
                       fix_title="restart the swarm-manager container (or create it again)",
                       fix_commands=(f"docker restart {classic.MANAGER}",) if exists.ok else
-                      _step_commands(ctx, "classic-manager", hub))]
+                      fixes.step_commands(ctx, "classic-manager", hub))]
 
 
 def _fix_join(ctx: DoctorContext, d: Diagnosis) -> str | None:
     if "missing" in d.summary:
-        return (_run_on(ctx, d.host, f"docker rm -f {classic.AGENT} >/dev/null 2>&1 || true", "doctor:cluster")
-                or _apply_step(ctx, "classic-join", d.host))
-    return _run_on(ctx, d.host, f"{RESET_DOCKERD}; systemctl restart docker", "doctor:cluster")
+        return (fixes.run_commands(ctx, d.host, [f"docker rm -f {classic.AGENT} >/dev/null 2>&1 || true"],
+                                   fixes.label(d))
+                or fixes.apply_step(ctx, "classic-join", d.host))
+    return fixes.run_commands(ctx, d.host, [f"{RESET_DOCKERD}; systemctl restart docker"], fixes.label(d))
 
 
 @check("cluster-nodes", "every node is in the legacy Swarm and Healthy", tracks=("classic",), fix=_fix_join,
@@ -673,10 +611,10 @@ def cluster_nodes(ctx: DoctorContext) -> list[Diagnosis]:
             out.append(Diagnosis("cluster-nodes", h.name, True, "Healthy in the manager's node list"))
             continue
         missing = "missing" in problems[0]
-        out.append(Diagnosis("cluster-nodes", h.name, False, problems[0], _tail(res.output),
+        out.append(Diagnosis("cluster-nodes", h.name, False, problems[0], tail(res.output),
                              fix_title="run the swarm agent again on this node" if missing else
                              "restart dockerd on this node so the manager reconnects",
-                             fix_commands=(f"docker rm -f {classic.AGENT}", *_step_commands(ctx, "classic-join", h))
+                             fix_commands=(f"docker rm -f {classic.AGENT}", *fixes.step_commands(ctx, "classic-join", h))
                              if missing else (RESET_DOCKERD, "systemctl restart docker")))
     return out
 
