@@ -251,13 +251,14 @@ def test_site_file_of_a_record_validates_without_docker(tmp_path: Path) -> None:
     site_path = tmp_path / "x.toml"
     write_site(site_path, record)
     write_secrets(site_path, {"registry_password": "s3cret", "sudo_password": "pw"})
-    site = load_site(site_path)
+    site = load_site(site_path, check_files=False)  # the record's key files exist in a real lab only
     assert site.hub_host.address == "172.30.0.3" and site.hub_host.jump is None
     assert [n.name for n in site.nodes] == ["node1"]
     assert site.host("spare1").spare and site.host("spare1").jump == "hub"
     assert all(h.sudo == "password" and h.port == 2222 and h.user == "admin" for h in site.hosts)
     assert site.images.singleuser == "172.30.0.2:5000/lab/singleuser:latest"
     assert site.storage.implementation == "ganesha" and site.oauth.provider == "dummy"
+    assert site.oauth.i_understand_anyone_can_log_in  # a lab says so; no other site gets dummy silently
     secrets_file = tmp_path / "x.secrets.toml"
     assert stat.S_IMODE(secrets_file.stat().st_mode) == 0o600
     assert "s3cret" not in site_path.read_text()

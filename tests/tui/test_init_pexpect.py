@@ -31,11 +31,20 @@ def test_init_writes_a_site_that_plan_accepts(tmp_path):
         c.expect("e-mail")
         c.send("admin@example.org\r")
         c.expect("OAuth provider")
-        c.send("\x1b[A" * 5 + "\r")  # up from dummy (last) to github (first)
+        c.send("\x1b[A\r")  # up from github (the suggestion) to dummy (last)
+        c.expect("ANYONE can log in")
+        c.send("n")  # declined: back to the provider
+        c.expect("choose a real login provider")
+        c.expect("OAuth provider")
+        c.send("\x1b[A" * 5 + "\r")  # up from dummy (the last answer) to github (first)
         c.expect("OAuth client id")
         c.send("my-client\r")
         c.expect("client secret")
         c.send("s3cret-value\r")
+        c.expect("Hub admins")
+        c.send("\r")
+        c.expect("name at least one admin")  # OAuth without an admin is refused as typed
+        c.send("alice, bob\r")
         c.expect("Shared home")
         c.send("\r")
         c.expect("Exported path")
@@ -69,6 +78,7 @@ def test_init_writes_a_site_that_plan_accepts(tmp_path):
         c.send("\x1b[B\r")  # through the hub
         c.expect("Add a node")
         c.send("n")
+        c.expect(r"OAuth callback URL \(register it with github\): https://hub.example.org/hub/oauth_callback")
         c.expect(pexpect.EOF)
     finally:
         c.close()
@@ -76,6 +86,7 @@ def test_init_writes_a_site_that_plan_accepts(tmp_path):
     loaded = load_site(site)
     assert loaded.site.domain == "hub.example.org" and loaded.quotas.enabled and loaded.quotas.default == "5G"
     assert (loaded.oauth.provider, loaded.oauth.client_id) == ("github", "my-client")
+    assert loaded.hub.admin_users == ["alice", "bob"] and not loaded.oauth.i_understand_anyone_can_log_in
     assert [(h.name, h.port, h.jump) for h in loaded.hosts] == [("hub", 1, None), ("node1", 2, "hub")]
     assert "s3cret-value" not in site.read_text()
     secrets = site.with_name("workshop.secrets.toml")
