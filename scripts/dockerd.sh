@@ -4,13 +4,17 @@
 # Why: machines of this project's kind ship only a docker *client*; Debian's docker.io gives
 # the engine but nothing starts it (no systemd as PID 1 in many CI containers). This script
 # starts dockerd in the background only when none answers on /var/run/docker.sock, and `stop`
-# kills only the process it started itself (recorded in its own pidfile), never anything else.
+# and `restart` act only on the process it started itself (recorded in its own pidfile), never
+# on anything else. `restart` exists for Debian's dockerd 20.10.24, which can deadlock (`docker
+# ps` answers, `docker network ls` never does) when labs are created and removed at once.
 set -eu
 
-SOCK=/var/run/docker.sock
-LOG=/var/log/hubwizard-dockerd.log
-PIDFILE=/run/hubwizard-dockerd.pid
+# The HUBWIZARD_DOCKERD_* overrides let tests drive this script against an engine of their own.
+SOCK=${HUBWIZARD_DOCKERD_SOCK:-/var/run/docker.sock}
+LOG=${HUBWIZARD_DOCKERD_LOG:-/var/log/hubwizard-dockerd.log}
+PIDFILE=${HUBWIZARD_DOCKERD_PIDFILE:-/run/hubwizard-dockerd.pid}
 WAIT=${HUBWIZARD_DOCKERD_WAIT:-60}
+STOP_WAIT=${HUBWIZARD_DOCKERD_STOP_WAIT:-30}
 
 answers() {
     # The engine answers when its API replies to a ping on the socket.
@@ -21,11 +25,16 @@ answers() {
     fi
 }
 
+alive() {
+    # Process $1 exists and is not a zombie (in many containers PID 1 never reaps orphans).
+    [ -d "/proc/$1" ] && [ "$(sed -n 's/^State:[[:space:]]*\(.\).*/\1/p' "/proc/$1/status" 2>/dev/null)" != Z ]
+}
+
 our_pid() {
     # Print the PID we recorded if that process still runs dockerd; nothing otherwise.
     [ -f "$PIDFILE" ] || return 1
     pid=$(cat "$PIDFILE")
-    [ -n "$pid" ] && [ -d "/proc/$pid" ] || return 1
+    [ -n "$pid" ] && alive "$pid" || return 1
     case "$(cat "/proc/$pid/comm" 2>/dev/null)" in dockerd) echo "$pid" ;; *) return 1 ;; esac
 }
 
@@ -80,6 +89,16 @@ start() {
     return 1
 }
 
+gone_within() {
+    # Wait up to $2 seconds for process $1 to exit; true when it did.
+    i=0
+    while alive "$1" && [ "$i" -lt "$(($2 * 5))" ]; do
+        sleep 0.2
+        i=$((i + 1))
+    done
+    ! alive "$1"
+}
+
 stop() {
     if ! pid=$(our_pid); then
         echo "dockerd: none started by this script is running"
@@ -88,17 +107,39 @@ stop() {
     fi
     echo "dockerd: stopping pid $pid"
     kill -TERM "$pid"
-    i=0
-    while [ -d "/proc/$pid" ] && [ "$i" -lt 150 ]; do
-        sleep 0.2
-        i=$((i + 1))
-    done
-    if [ -d "/proc/$pid" ]; then
-        echo "dockerd: pid $pid still running after 30s; left alone" >&2
+    if ! gone_within "$pid" "$STOP_WAIT"; then
+        echo "dockerd: pid $pid still running after ${STOP_WAIT}s; left alone" >&2
         return 1
     fi
     rm -f "$PIDFILE"
     echo "dockerd: stopped"
+}
+
+restart() {
+    # Only an engine this script started: anyone else's engine is restarted the way it was started.
+    if ! pid=$(our_pid); then
+        if answers; then
+            echo "dockerd: the engine on $SOCK was not started by this script; restart it the way it was" \
+                "started (e.g. systemctl restart docker)" >&2
+            return 1
+        fi
+        rm -f "$PIDFILE"
+        start
+        return
+    fi
+    echo "dockerd: restarting pid $pid"
+    kill -TERM "$pid"
+    if ! gone_within "$pid" "$STOP_WAIT"; then
+        # A deadlocked engine may never finish shutting down: it is ours, so kill it.
+        echo "dockerd: pid $pid did not stop within ${STOP_WAIT}s (deadlocked?); killing it"
+        kill -KILL "$pid" 2>/dev/null || true
+        if ! gone_within "$pid" 10; then
+            echo "dockerd: pid $pid survives SIGKILL; see $LOG" >&2
+            return 1
+        fi
+    fi
+    rm -f "$PIDFILE"
+    start
 }
 
 status() {
@@ -117,9 +158,10 @@ status() {
 case "${1:-}" in
 start) start ;;
 stop) stop ;;
+restart) restart ;;
 status) status ;;
 *)
-    echo "usage: $0 start|stop|status" >&2
+    echo "usage: $0 start|stop|restart|status" >&2
     exit 2
     ;;
 esac
