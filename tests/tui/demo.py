@@ -12,12 +12,10 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
-from hubwizard.screens.monitor import static_source
-
 from hubwizard.app import HubwizardApp
 from hubwizard.core.events import HostResult, Progress, StepFinished, StepStarted
 from tests.conftest import BASIC_RECIPES
-from tests.tui.fixtures import snapshot
+from tests.tui.fixtures import snapshot, static_source
 
 Scene = tuple[HubwizardApp, Callable[[Any], Awaitable[None]]]
 

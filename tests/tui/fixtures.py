@@ -60,3 +60,48 @@ def snapshot() -> monitor.Snapshot:
     snap.api_calls = 4
     snap.fetched_at = 1795000000.0
     return snap
+
+
+def static_source(snap: monitor.Snapshot) -> monitor.Source:
+    """A Source answering from a fixed snapshot: screenshots and screen tests without a swarm."""
+    return StaticSource(snap)
+
+
+class StaticSource:
+    """The monitor's Source over a fixed snapshot; actions are recorded in ``done``, not run."""
+
+    def __init__(self, snap: monitor.Snapshot) -> None:
+        self.snapshot = snap
+        self.done: list[str] = []
+
+    def fetch(self) -> monitor.Snapshot:
+        return self.snapshot
+
+    def tasks_of_node(self, node_id: str) -> list[monitor.TaskRow]:
+        return [t for t in self.snapshot.tasks if t.node_id == node_id]
+
+    def tasks_of_service(self, service_id: str) -> list[monitor.TaskRow]:
+        return [t for t in self.snapshot.tasks if t.service_id == service_id]
+
+    def logs(self, service_id: str, tail: int = 200) -> list[monitor.LogLine]:
+        return [monitor.LogLine(t.node, t.id[:12], "2026-11-22 03:00:00", f"{t.service} says hello")
+                for t in self.tasks_of_service(service_id)]
+
+    def _did(self, what: str) -> str:
+        self.done.append(what)
+        return what
+
+    def drain(self, node_id: str) -> str:
+        return self._did(f"drain {node_id}")
+
+    def activate(self, node_id: str) -> str:
+        return self._did(f"activate {node_id}")
+
+    def scale(self, service_id: str, replicas: int) -> str:
+        return self._did(f"scale {service_id} {replicas}")
+
+    def force_update(self, service_id: str) -> str:
+        return self._did(f"force-update {service_id}")
+
+    def remove(self, service_id: str) -> str:
+        return self._did(f"remove {service_id}")

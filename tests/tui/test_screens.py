@@ -5,13 +5,13 @@ from __future__ import annotations
 import asyncio
 
 from hubwizard.screens.modals import ConfirmModal, FailureModal, HostKeyModal
-from hubwizard.screens.monitor import MonitorScreen, static_source
+from hubwizard.screens.monitor import MonitorScreen
 from textual.widgets import DataTable, Input, RichLog, Static, Tree
 
 from hubwizard.core.config import load_site
 from tests.conftest import write_site
 from tests.tui.conftest import make_app, settle
-from tests.tui.fixtures import snapshot
+from tests.tui.fixtures import snapshot, static_source
 
 SIZE = (80, 24)
 
