@@ -18,10 +18,11 @@ from pathlib import Path
 from hubwizard.actions import tls
 from hubwizard.core.config import Host, Site
 from hubwizard.core.events import CommandStarted
+from hubwizard.core.render import PATHS, SWARM_MANAGER_PORT
 from hubwizard.engine.calls import CallResult, StepContext, register
 
-TLS_DIR = "/etc/docker/tls"  # render.PATHS["docker_tls"]: ca.pem, server-cert.pem, server-key.pem
-CLIENT_DIR = "/etc/docker/tls/client"  # render.PATHS["docker_tls_client"]: the hub's client cert
+TLS_DIR = PATHS["docker_tls"]  # ca.pem, server-cert.pem, server-key.pem
+CLIENT_DIR = PATHS["docker_tls_client"]  # the hub's client cert
 CONSUL = "consul"  # container names, as in the tutorial
 MANAGER = "swarm-manager"
 AGENT = "swarm-agent"
@@ -47,7 +48,7 @@ def client_flags(site: Site) -> str:
 
 def manager_cli(site: Site, hub_ip: str) -> str:
     """`docker -H tcp://HUB:4000 ...`: the CLI aimed at the Swarm manager, run on the hub."""
-    return f"docker -H tcp://{shlex.quote(hub_ip)}:4000 {client_flags(site)}".rstrip()
+    return f"docker -H tcp://{shlex.quote(hub_ip)}:{SWARM_MANAGER_PORT} {client_flags(site)}".rstrip()
 
 
 def _ca(ctx_state_dir: str, site: Site) -> tls.SiteCA:

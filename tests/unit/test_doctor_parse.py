@@ -241,3 +241,28 @@ def test_plain_tcp_is_warned_loudly(tmp_path):
     ctx = StepContext("classic-docker-tls", site.hub_host, None, site, None, None, RunState(), lambda e: None)
     res = classic.classic_tls_certs(ctx)
     assert not res.ok and not res.skipped and "needs Docker on TCP" in res.message
+
+
+# ---------------------------------------------------------------- structure
+
+
+def test_doctor_modules_import_only_downwards():
+    """runner (model) > checks > fixes > context: no module reaches one that imports it back,
+    not even lazily (grimp sees imports inside functions too)."""
+    import grimp
+
+    graph = grimp.build_graph("hubwizard", cache_dir=None)
+    order = ["model", "checks", "fixes", "context"]
+    for i, low in enumerate(order):
+        for high in order[:i]:
+            assert not graph.chain_exists(importer=f"hubwizard.doctor.{low}", imported=f"hubwizard.doctor.{high}")
+
+
+def test_fixes_never_put_a_join_token_on_a_command_line():
+    """A missing node rejoins through the swarm-join step's Docker API call; the displayed
+    command keeps a placeholder where the token goes."""
+    import inspect
+
+    source = inspect.getsource(checks)
+    assert "swarm join --token {" not in source and "join-token" not in source
+    assert '"swarm-join"' in inspect.getsource(checks._swarm_fix)
