@@ -39,7 +39,7 @@ def _context(session: Any, connections: Any, sink: Sink | None) -> DoctorContext
     return DoctorContext(session, connections, redacting(sink or discard, redactor), redactor)
 
 
-# ------------------------------------------------------------------------ engine
+# ------------------------------------------------------------------------ runner
 
 
 def _connect_all(ctx: DoctorContext) -> list[Diagnosis]:
