@@ -182,6 +182,10 @@ def _run(args, mode: str, **kw) -> int:
     code = summary.exit_code
     if args.json:
         print(sink.document(mode, code))
+    elif mode == "plan":
+        from hubwizard.cli.report import plan_summary
+
+        print(plan_summary(summary.results))
     else:
         _summary_line(summary, mode)
     return code

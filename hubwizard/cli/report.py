@@ -37,6 +37,7 @@ class HumanPrinter:
     def __init__(self, out: TextIO = sys.stdout, *, verbose: bool = False, show_commands: bool = True) -> None:
         self.out, self.verbose, self.show_commands = out, verbose, show_commands
         self.tty = out.isatty()
+        self._explained: set[str] = set()  # hosts whose unreachability was explained once already
 
     def _c(self, status: str, text: str) -> str:
         code = _COLOUR.get(status)
@@ -66,10 +67,14 @@ class HumanPrinter:
 
     def _host(self, r: HostResult) -> None:
         w = self.out.write
-        msg = f" - {r.message}" if r.message else ""
+        msg = f" ({r.message})" if r.needs else f" - {r.message}" if r.message else ""
         w(f"   {self._c(r.status, _MARK.get(r.status, r.status)):>12}  {r.host}{msg}\n")
         for cmd in r.commands:
             w(f"        $ {cmd}\n")
+        if r.status == "unreachable" and r.commands:  # a plan: why and the fix once per host, not per step
+            if r.host in self._explained:
+                return
+            self._explained.add(r.host)
         if r.status in ("failed", "unreachable"):
             if r.command:
                 w(f"        command: {r.command}\n")
@@ -98,6 +103,7 @@ class JsonCollector:
             elif isinstance(e, HostResult):
                 entry = dataclasses.asdict(e)
                 entry["commands"] = list(e.commands)
+                entry["state"] = state_of(e)
                 steps.setdefault(e.step, {"id": e.step, "hosts": {}})["hosts"][e.host] = entry
             elif isinstance(e, CheckResult):
                 checks.append(dataclasses.asdict(e))
@@ -107,3 +113,26 @@ class JsonCollector:
         if checks:
             doc["checks"] = checks
         return json.dumps(doc, indent=2)
+
+
+def state_of(r: HostResult) -> str:
+    """A plan's state of one step on one host: would-change, needs (an earlier step first),
+    unreachable (not checked), unchanged, skipped or failed."""
+    return "needs" if r.needs else r.status
+
+
+def plan_summary(results: list[HostResult]) -> str:
+    """The last lines of a plan for people: counts per state, and what exit 3 means."""
+    from collections import Counter
+
+    counts = Counter(state_of(r) for r in results)
+    words = {"would-change": "would change", "needs": "would change after an earlier step",
+             "unreachable": "not checked (host unreachable)"}
+    order = ("would-change", "needs", "unchanged", "skipped", "failed", "unreachable")
+    parts = [f"{counts[s]} {words.get(s, s)}" for s in order if counts[s]]
+    text = "\nplan: " + (", ".join(parts) if parts else "nothing to do")
+    down = sorted({r.host for r in results if r.status == "unreachable"})
+    if down:
+        text += (f"\nplan: {', '.join(down)} could not be reached; their steps above are listed with their "
+                 "commands but were not checked (fix the connection, then run plan again)")
+    return text

@@ -56,6 +56,7 @@ class HostResult:
     output_tail: str = ""
     fix: str | None = None
     commands: tuple[str, ...] = field(default_factory=tuple)  # plan: what apply would run
+    needs: str = ""  # plan: the earlier step that must run first (status stays "would-change")
 
 
 @dataclass(frozen=True)

@@ -64,6 +64,9 @@ class Step:
     fix: tuple[FixHint, ...] = ()
     source: str = ""
     scale_out: bool = False  # part of what add-node runs for a new node
+    # earlier steps whose work this step's check looks at (plan: "needs STEP first"); None: not
+    # declared, so plan puts a failed check down to any earlier step that would change the host
+    needs: tuple[str, ...] | None = None
 
     def fix_for(self, output: str) -> str | None:
         low = output.lower()
@@ -75,7 +78,7 @@ class Step:
 
 _ITEM_KEYS = {f for f in Item.__dataclass_fields__}
 _STEP_KEYS = {"id", "title", "description", "order", "tracks", "targets", "parallel", "when",
-              "check", "apply", "verify", "fix", "scale_out"}
+              "check", "apply", "verify", "fix", "scale_out", "needs"}
 
 
 def _item(raw: Any, where: str) -> Item:
@@ -134,8 +137,19 @@ def _step(raw: dict[str, Any], source: str) -> Step:
         fix=tuple(FixHint(**h) for h in raw.get("fix") or []),
         source=source,
         scale_out=bool(raw.get("scale_out", False)),
+        needs=_needs(raw.get("needs"), f"{source}:{sid}"),
         **phases,
     )
+
+
+def _needs(value: Any, where: str) -> tuple[str, ...] | None:
+    """``needs: docker``, ``needs: [docker, registry]`` or ``needs: []`` (nothing): earlier steps."""
+    if value is None:
+        return None
+    items = [value] if isinstance(value, str) else value
+    if not isinstance(items, list) or not all(isinstance(i, str) and i for i in items):
+        raise ConfigError(f"{where}: needs must be a step id or a list of step ids")
+    return tuple(items)
 
 
 def parse_recipe(text: str, source: str) -> list[Step]:
@@ -161,4 +175,9 @@ def load_steps(track: str, extra_dirs: list[str] | None = None) -> list[Step]:
     dupes = {i for i in ids if ids.count(i) > 1}
     if dupes:
         raise ConfigError(f"duplicate step ids in recipes: {sorted(dupes)}")
+    known = {s.id for s in steps}
+    for s in chosen:
+        unknown = [n for n in s.needs or () if n not in known]
+        if unknown:
+            raise ConfigError(f"{s.source}:{s.id}: needs names no step: {unknown}")
     return sorted(chosen, key=lambda s: (s.order, s.id))

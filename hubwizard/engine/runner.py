@@ -28,6 +28,7 @@ from hubwizard.core.secrets import Secrets
 from hubwizard.core.steps import Item, Step
 from hubwizard.core.templating import environment, render_asset, render_command
 from hubwizard.engine import calls as actions
+from hubwizard.engine import planning
 from hubwizard.engine.calls import CallResult, RunState, StepContext
 from hubwizard.remote import hostlock
 from hubwizard.remote.connections import Connections
@@ -287,6 +288,9 @@ class Engine:
             if mode == "verify":
                 self._verify_concurrently(chosen, hosts)
                 return summary
+            if mode == "plan":
+                self._plan(chosen, hosts)
+                return summary
             if mode == "apply":
                 chosen = chosen[self._converged_prefix(chosen, hosts):]
             for step in chosen:
@@ -306,6 +310,128 @@ class Engine:
         finally:
             self.emit = emit
         return summary
+
+    # -- plan -------------------------------------------------------------------
+    def _plan(self, chosen: list[Step], hosts: set[str] | None) -> None:
+        """Every chosen step on every host, whatever happened before: a check that cannot pass
+        until an earlier step has run says "needs STEP first", a host that cannot be reached
+        still gets its commands listed ("not checked"), so the whole plan can be reviewed."""
+        names = [h.name for s in chosen for h in self.hosts_for(s, hosts)]
+        down = self._probe(list(dict.fromkeys(names)))
+        conns, self.conns = self.conns, _KnownDown(self.conns, down)  # type: ignore[assignment]
+        try:
+            self._plan_facts(down)
+            book = planning.PlanBook()
+            for step in chosen:
+                targets = self.hosts_for(step, hosts)
+                if not targets:
+                    continue
+                self.emit(StepStarted(step.id, step.title, tuple(h.name for h in targets)))
+                results = self._plan_hosts(step, targets, book, down)
+                for r in results:
+                    self.emit(r)
+                    if planning.pending(r.status, bool(r.commands)):
+                        book.add(step.id, r.host)
+                bad = {r.status for r in results} & {"failed", "unreachable"}
+                status = "failed" if "failed" in bad else "unreachable" if bad else _overall(results)
+                self.emit(StepFinished(step.id, status))  # type: ignore[arg-type]
+        finally:
+            self.conns = conns
+
+    def _probe(self, names: list[str]) -> dict[str, UnreachableError]:
+        """Connect to every host at once: an unreachable host costs one timeout for the whole
+        plan, not one per step. The hosts that could not be reached, with why."""
+        def one(name: str) -> tuple[str, UnreachableError | None]:
+            try:
+                self.conns.get(name)
+                return name, None
+            except UnreachableError as exc:
+                return name, exc
+
+        if not names:
+            return {}
+        with ThreadPoolExecutor(max_workers=min(32, len(names))) as pool:
+            return {n: e for n, e in pool.map(one, names) if e is not None}
+
+    def _plan_facts(self, down: dict[str, UnreachableError]) -> None:
+        """Facts from the hosts that answer; what the site file says for the others (the hub
+        down: all from the site file), so every step's commands can still be shown."""
+        from hubwizard.core.render import Facts
+        from hubwizard.engine import facts as gather
+
+        if self._facts is not None:
+            return
+        offline = Facts.offline(self.site)
+        if not down:
+            self._facts = gather.gather(self.site, self.conns)
+            return
+        if self.site.hub_host.name in down or self.site.nfs_host.name in down:
+            self._facts = offline
+            return
+        reduced = self.site.model_copy(update={"hosts": [h for h in self.site.hosts if h.name not in down]})
+        try:
+            found = gather.gather(reduced, self.conns)
+        except UnreachableError:
+            self._facts = offline
+            return
+        self._facts = dataclasses.replace(found, ips={**offline.ips, **found.ips})
+
+    def _plan_hosts(self, step: Step, targets: list[Host], book: planning.PlanBook,
+                    down: dict[str, UnreachableError]) -> list[HostResult]:
+        def one(host: Host) -> HostResult:
+            return self._plan_host(step, host, book, down)
+
+        if step.parallel and len(targets) > 1:
+            with ThreadPoolExecutor(max_workers=len(targets)) as pool:
+                return list(pool.map(one, targets))
+        return [one(h) for h in targets]
+
+    def _plan_host(self, step: Step, host: Host, book: planning.PlanBook,
+                   down: dict[str, UnreachableError]) -> HostResult:
+        """One step on one host in a plan: never a raw exception, always the commands."""
+        ctx = self.context(host)
+        if not self._when(step.when, ctx):
+            return HostResult(step.id, host.name, "skipped", "not needed for this site")
+        commands = tuple(t for _, t in self.rendered(step, ctx))
+        if host.name in down:
+            return self._not_checked(step, host, down, commands)
+        digest = self.digest(step, ctx)
+        prev = self.journal.latest().get((step.id, host.name))
+        done = prev is not None and prev.phase == "done"
+        passed, crashed = False, ""
+        if step.check:
+            try:
+                passed = self._phase(step, host, "check", ctx)[0]
+            except _HostDown as exc:  # the check asks another host, one that is down
+                return HostResult(step.id, host.name, "unreachable", f"not checked: it asks {exc.host}, "
+                                  f"which is unreachable", fix=exc.fix, commands=commands)
+            except UnreachableError as exc:  # the connection went away during the plan
+                down[host.name] = exc
+                return self._not_checked(step, host, down, commands)
+            except ConfigError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - one line for people, decided below
+                crashed = self.redactor(planning.crash_line(exc, host.name))
+        outcome = planning.CheckOutcome(bool(step.check), passed, crashed, done and prev.digest == digest,
+                                        done and prev.digest != digest)
+        decision = planning.decide(step.id, step.needs, host.name, outcome, book)
+        if decision.state == "unchanged":
+            return HostResult(step.id, host.name, "unchanged", decision.message)
+        if decision.state == "failed":
+            return HostResult(step.id, host.name, "failed", decision.message, fix=generic_fix(crashed, host),
+                              commands=commands)
+        return HostResult(step.id, host.name, "would-change", decision.message, commands=commands,
+                          needs=decision.needs)
+
+    def _not_checked(self, step: Step, host: Host, down: dict[str, UnreachableError],
+                     commands: tuple[str, ...]) -> HostResult:
+        exc = down[host.name]
+        jump_down = bool(host.jump) and host.jump in down
+        message = planning.unreachable_message(host.name, host.jump, jump_down)
+        cause = down[host.jump].message if jump_down and host.jump else exc.message  # type: ignore[index]
+        fix = (down[host.jump].fix if jump_down and host.jump else exc.fix)  # type: ignore[index]
+        return HostResult(step.id, host.name, "unreachable", message, output_tail=self.redactor(cause),
+                          fix=fix, commands=commands)
 
     VERIFY_STEPS_PER_HOST = 4  # steps checked at once on one host: well under sshd's MaxSessions (10)
 
@@ -514,6 +640,30 @@ class _Collector:
         elif isinstance(event, CheckResult):
             self.summary.checks.append(event)
         self.sink(event)
+
+
+class _HostDown(UnreachableError):
+    """A host this plan already found unreachable, asked again: at once, no second timeout."""
+
+    def __init__(self, host: str, cause: UnreachableError) -> None:
+        super().__init__(cause.message, fix=cause.fix)
+        self.host = host
+
+
+class _KnownDown:
+    """Connections that answer at once for the hosts a plan found down, so a check on one host
+    that asks another (a node's check asks the manager) does not wait for a timeout again."""
+
+    def __init__(self, conns: Connections, down: dict[str, UnreachableError]) -> None:
+        self._conns, self._down = conns, down
+
+    def get(self, name: str):
+        if name in self._down:
+            raise _HostDown(name, self._down[name])
+        return self._conns.get(name)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._conns, name)
 
 
 def _overall(results: list[HostResult]) -> str:
