@@ -18,6 +18,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
+from hubwizard.actions.swarm import api_call
 from hubwizard.core.config import Site
 from hubwizard.core.events import OutputLine
 from hubwizard.engine.calls import CallResult, StepContext, register
@@ -165,7 +166,7 @@ def local_repo_digests(client: Any, image: str) -> list[str]:
         return []
 
 
-@register("hub_image_current")
+@api_call("hub_image_current")  # no Docker yet: a failed check that says so, not a traceback
 def hub_image_current(ctx: StepContext) -> CallResult:
     """Check: the pushed hub image carries the digest of the current build context."""
     import docker.errors
@@ -257,7 +258,7 @@ def images_for(ctx: StepContext) -> list[str]:
     return images
 
 
-@register("images_current")
+@api_call("images_current")
 def images_current(ctx: StepContext) -> CallResult:
     """Check/verify: each image this host needs is present with the registry's digest."""
     client = _client(ctx)

@@ -17,6 +17,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from hubwizard.actions.hub_image import _client, local_repo_digests
+from hubwizard.actions.swarm import api_call
 from hubwizard.core.config import Site
 from hubwizard.engine.calls import CallResult, StepContext, register
 
@@ -126,7 +127,7 @@ def _wanted(ctx: StepContext, create: bool) -> tuple[list[str], dict[str, str]] 
     return service_args(ctx.site, image, secrets, nodes_mount_nfs(ctx)), secrets
 
 
-@register("hub_service_current")
+@api_call("hub_service_current")  # no Docker yet: a failed check that says so
 def hub_service_current(ctx: StepContext) -> CallResult:
     """Check: the service runs the current image, secrets, mounts; port guard in place."""
     wanted = _wanted(ctx, create=False)

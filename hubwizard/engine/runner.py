@@ -398,10 +398,10 @@ class Engine:
         digest = self.digest(step, ctx)
         prev = self.journal.latest().get((step.id, host.name))
         done = prev is not None and prev.phase == "done"
-        passed, crashed = False, ""
+        passed, crashed, bad = False, "", None
         if step.check:
             try:
-                passed = self._phase(step, host, "check", ctx)[0]
+                passed, bad = self._phase(step, host, "check", ctx)
             except _HostDown as exc:  # the check asks another host, one that is down
                 return HostResult(step.id, host.name, "unreachable", f"not checked: it asks {exc.host}, "
                                   f"which is unreachable", fix=exc.fix, commands=commands)
@@ -420,7 +420,8 @@ class Engine:
         if decision.state == "failed":
             return HostResult(step.id, host.name, "failed", decision.message, fix=generic_fix(crashed, host),
                               commands=commands)
-        return HostResult(step.id, host.name, "would-change", decision.message, commands=commands,
+        why = (bad.label, _tail(bad.output, 5)) if bad is not None else ("", "")  # the check that did not pass
+        return HostResult(step.id, host.name, "would-change", decision.message, *why, commands=commands,
                           needs=decision.needs)
 
     def _not_checked(self, step: Step, host: Host, down: dict[str, UnreachableError],
