@@ -2,15 +2,47 @@
 
 from __future__ import annotations
 
+import os
 import shutil
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
+from hypothesis import settings
 
 from tests.sshd import keygen, known_hosts_line, start_sshd
 
 ROOT = Path(__file__).resolve().parent.parent
 BASIC_RECIPES = ROOT / "tests" / "data" / "recipes_basic"
+
+# Property tests: in CI a fixed seed (a failing example is found again by the next run, and
+# print_blob gives the line that replays it) and no example database (CI machines are fresh);
+# locally random examples plus the default database in .hypothesis/, which replays past
+# failures first. A 5 s deadline flags an example that is pathologically slow without turning
+# a loaded 2-core machine into flaky failures; a hang is pytest-timeout's job (pyproject).
+settings.register_profile("ci", derandomize=True, database=None, print_blob=True, deadline=timedelta(seconds=5))
+settings.register_profile("dev", print_blob=True, deadline=timedelta(seconds=5))
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE") or ("ci" if os.environ.get("CI") == "true" else "dev"))
+
+# Per-test time limits (pytest-timeout, method "thread": a hang dumps every thread's stack and
+# names the test). pyproject's default (300 s) fits unit, sshd and TUI tests; these need more,
+# because a test's limit also covers the fixtures it sets up first: a lab test may pay for
+# building the lab images (~4 min the first time) and booting a lab, or for the shared swarm
+# lab's first apply (~9 min); the reliability suites run whole apply loops (crash points,
+# hundreds of hostile examples, whose shrinking Hypothesis itself stops after 5 min).
+# A module's own `pytest.mark.timeout(...)` wins over these.
+LAB_TIMEOUT = 1800
+RELIABILITY_TIMEOUT = 900
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        if item.get_closest_marker("timeout") is not None:
+            continue
+        if item.get_closest_marker("lab") is not None:
+            item.add_marker(pytest.mark.timeout(LAB_TIMEOUT))
+        elif "reliability" in item.path.parts:
+            item.add_marker(pytest.mark.timeout(RELIABILITY_TIMEOUT))
 
 
 @pytest.fixture(scope="session")
