@@ -33,16 +33,22 @@ settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE") or ("ci" if os.enviro
 # A module's own `pytest.mark.timeout(...)` wins over these.
 LAB_TIMEOUT = 1800
 RELIABILITY_TIMEOUT = 900
+# Session fixtures that install first (charged to whichever test asks for them first):
+# hub_python pip-installs JupyterHub into a venv on a fresh machine.
+SLOW_FIXTURES = {"hub_python": 1200}
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     for item in items:
         if item.get_closest_marker("timeout") is not None:
             continue
+        limits = [SLOW_FIXTURES[f] for f in getattr(item, "fixturenames", ()) if f in SLOW_FIXTURES]
         if item.get_closest_marker("lab") is not None:
-            item.add_marker(pytest.mark.timeout(LAB_TIMEOUT))
+            limits.append(LAB_TIMEOUT)
         elif "reliability" in item.path.parts:
-            item.add_marker(pytest.mark.timeout(RELIABILITY_TIMEOUT))
+            limits.append(RELIABILITY_TIMEOUT)
+        if limits:
+            item.add_marker(pytest.mark.timeout(max(limits)))
 
 
 @pytest.fixture(scope="session")

@@ -22,7 +22,7 @@ from hubwizard.lab import images as lab_images
 from hubwizard.lab import machines as lab_machines
 from hubwizard.lab import services as lab_services
 from hubwizard.lab.dockerguard import docker_lock
-from hubwizard.lab.machines import LABEL, SHAPE_LABEL, MachineSpec, container_name
+from hubwizard.lab.machines import SHAPE_LABEL, MachineSpec, container_name
 from hubwizard.lab.site import write_site
 from hubwizard.lab.spec import STAND_INS, LabSpec, Progress, network_name, save_record, state_dir
 
@@ -79,7 +79,7 @@ class _Creation:
         self.progress(f"creating network {network_name(self.spec.name)}…")
         with docker_lock(f"create network {network_name(self.spec.name)}"):
             self.net = self.client.networks.create(
-                network_name(self.spec.name), driver="bridge", labels={LABEL: self.spec.name}
+                network_name(self.spec.name), driver="bridge", labels=lab_machines.lab_labels(self.spec.name)
             )
         self.net.reload()
         self.subnet = self.net.attrs["IPAM"]["Config"][0]["Subnet"]

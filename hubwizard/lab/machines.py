@@ -13,6 +13,7 @@ runs with a half-applied configuration and machines boot in parallel.
 from __future__ import annotations
 
 import json
+import os
 import socket
 import time
 from dataclasses import dataclass
@@ -25,6 +26,7 @@ LABEL = "io.hubwizard.lab"
 ROLE_LABEL = "io.hubwizard.lab.role"
 HOST_LABEL = "io.hubwizard.lab.host"
 SHAPE_LABEL = "io.hubwizard.lab.shape"
+RUN_LABEL = "io.hubwizard.lab.run"
 
 NFS_PATH = "/var/nfs"  # the site file's default [storage] path
 
@@ -78,6 +80,13 @@ class MachineSpec:
     insecure_registry: str | None = None  # written to daemon.json on --with-docker machines
 
 
+def lab_labels(lab: str) -> dict[str, str]:
+    """io.hubwizard.lab=LAB, plus the test run that made it ($HUBWIZARD_LAB_RUN, set by
+    scripts/test.sh): a run's cleanup then removes its own labs, never another run's."""
+    run = os.environ.get("HUBWIZARD_LAB_RUN")
+    return {LABEL: lab, RUN_LABEL: run} if run else {LABEL: lab}
+
+
 def container_name(lab: str, host: str) -> str:
     """Containers are named hwlab-LAB-HOST so `docker ps` reads like the site file."""
     return f"hwlab-{lab}-{host}"
@@ -115,19 +124,19 @@ def identity_files(spec: MachineSpec) -> dict[str, tuple[str, int]]:
 def create(client: Any, lab: str, spec: MachineSpec, image: str, network: str, labels: dict[str, str]) -> Any:
     """Create, configure and start one machine; return the container (booting, not yet ready)."""
     name = container_name(lab, spec.host)
-    volume = client.volumes.create(name=f"{name}-docker", labels={LABEL: lab})
+    volume = client.volumes.create(name=f"{name}-docker", labels=lab_labels(lab))
     mounts = {"/sys/fs/cgroup": {"bind": "/sys/fs/cgroup", "mode": "rw"}, volume.name: {"bind": "/var/lib/docker"}}
     if spec.role == "hub":
         # nfs-ganesha exports through file handles, which the container's overlayfs root cannot
         # give ("Operation not supported"): the export path must sit on a real filesystem.
-        nfs = client.volumes.create(name=f"{name}-nfs", labels={LABEL: lab})
+        nfs = client.volumes.create(name=f"{name}-nfs", labels=lab_labels(lab))
         mounts[nfs.name] = {"bind": NFS_PATH}
     endpoint = client.api.create_endpoint_config(aliases=[spec.host])
     container = client.containers.create(
         image,
         name=name,
         hostname=spec.host,
-        labels={**labels, LABEL: lab, ROLE_LABEL: spec.role, HOST_LABEL: spec.host},
+        labels={**labels, **lab_labels(lab), ROLE_LABEL: spec.role, HOST_LABEL: spec.host},
         volumes=mounts,
         network=network,
         networking_config={network: endpoint},

@@ -26,7 +26,7 @@ from cryptography.x509.oid import NameOID
 
 from hubwizard.lab.dockerguard import docker_lock
 from hubwizard.lab.images import text_tar
-from hubwizard.lab.machines import HOST_LABEL, LABEL, ROLE_LABEL, container_name
+from hubwizard.lab.machines import HOST_LABEL, ROLE_LABEL, container_name, lab_labels
 from hubwizard.lab.site import write_private
 
 REGISTRY_USER = "lab"
@@ -88,7 +88,7 @@ def _support(client: Any, lab: str, host: str, image: str, network: str, **kwarg
         image,
         name=container_name(lab, host),
         hostname=host,
-        labels={LABEL: lab, ROLE_LABEL: host, HOST_LABEL: host},
+        labels={**lab_labels(lab), ROLE_LABEL: host, HOST_LABEL: host},
         network=network,
         networking_config={network: client.api.create_endpoint_config(aliases=[host])},
         detach=True,

@@ -22,6 +22,9 @@ import pytest
 from tests.integration.lab_fixture import Lab, docker_client_or_skip, running_lab, unique_name
 
 LABEL = "io.hubwizard.lab"
+# Time limits: a test's limit covers the fixtures it sets up first. The docker_lab tests: the first
+# one pays `lab up --with-docker --nodes 2` (and, on a fresh machine, ~4 min of image builds);
+# the others bring a small lab up and down themselves (210 s for a 1-node lab at load 12 here).
 
 
 def _cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
@@ -81,6 +84,7 @@ def docker_lab(tmp_path_factory: pytest.TempPathFactory) -> Any:
 
 
 @pytest.mark.lab
+@pytest.mark.timeout(1200)
 def test_site_file_validates_and_names_the_lab(docker_lab: Lab) -> None:
     site = docker_lab.site()
     record = docker_lab.record
@@ -98,6 +102,7 @@ def test_site_file_validates_and_names_the_lab(docker_lab: Lab) -> None:
 
 
 @pytest.mark.lab
+@pytest.mark.timeout(1200)
 def test_ssh_into_every_machine_and_docker_answers(docker_lab: Lab) -> None:
     site = docker_lab.site()
     for host in site.hosts:
@@ -114,6 +119,7 @@ def test_ssh_into_every_machine_and_docker_answers(docker_lab: Lab) -> None:
 
 
 @pytest.mark.lab
+@pytest.mark.timeout(1200)
 def test_registry_serves_stand_ins_to_machines(docker_lab: Lab) -> None:
     site = docker_lab.site()
     client = _ssh(site, "node1")
@@ -131,6 +137,7 @@ def test_registry_serves_stand_ins_to_machines(docker_lab: Lab) -> None:
 
 
 @pytest.mark.lab
+@pytest.mark.timeout(1200)
 def test_status_reports_every_machine_healthy(docker_lab: Lab) -> None:
     done = _cli("status", "--name", docker_lab.name, "--json")
     assert done.returncode == 0, done.stderr
@@ -144,6 +151,7 @@ def test_status_reports_every_machine_healthy(docker_lab: Lab) -> None:
 
 
 @pytest.mark.lab
+@pytest.mark.timeout(1200)
 def test_second_up_reuses_same_shape_and_refuses_another(docker_lab: Lab, tmp_path: Path) -> None:
     again = _cli("up", "--name", docker_lab.name, "--with-docker", "-o", str(tmp_path / "again.toml"))
     assert again.returncode == 0, again.stderr
@@ -154,6 +162,7 @@ def test_second_up_reuses_same_shape_and_refuses_another(docker_lab: Lab, tmp_pa
 
 
 @pytest.mark.lab
+@pytest.mark.timeout(900)
 def test_down_leaves_nothing_and_twice_is_fine(tmp_path: Path) -> None:
     name = unique_name("d")
     with running_lab(tmp_path, name=name, nodes=1) as up:
@@ -165,6 +174,7 @@ def test_down_leaves_nothing_and_twice_is_fine(tmp_path: Path) -> None:
 
 
 @pytest.mark.lab
+@pytest.mark.timeout(900)
 def test_non_root_sudo_password_port_and_jump(tmp_path: Path) -> None:
     options = {"nodes": 1, "spares": 1, "user": "admin", "sudo_password": True, "ssh_port": 2222, "jump": True}
     with running_lab(tmp_path, **options) as up:
@@ -195,6 +205,7 @@ def test_non_root_sudo_password_port_and_jump(tmp_path: Path) -> None:
 
 
 @pytest.mark.lab
+@pytest.mark.timeout(900)
 def test_failed_up_removes_what_it_made(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from hubwizard.lab import lifecycle as lab
     from hubwizard.lab import machines as lab_machines
@@ -281,3 +292,28 @@ def test_machine_identity_files_encode_the_access_rules() -> None:
     assert "/etc/sudoers.d/hubwizard-lab" not in root and "/etc/hubwizard-lab/password" not in root
     assert known_hosts_lines("10.1.0.4", 22, ["ssh-ed25519 AAAA"]) == ["10.1.0.4 ssh-ed25519 AAAA"]
     assert known_hosts_lines("10.1.0.4", 2222, ["ssh-ed25519 AAAA"]) == ["[10.1.0.4]:2222 ssh-ed25519 AAAA"]
+
+
+@pytest.mark.lab
+@pytest.mark.timeout(900)
+def test_cleanup_removes_its_own_runs_labs_and_no_other(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """scripts/lab_cleanup.py (scripts/test.sh's trap) removes the labs stamped with its run's id only:
+    other engineers' test runs create labs on the same engine at the same time."""
+    import time
+
+    run = f"run-{unique_name('c')}"
+    monkeypatch.setenv("HUBWIZARD_LAB_RUN", run)
+    since = time.time()
+    name = unique_name("c")
+    with running_lab(tmp_path, name=name, nodes=0):
+
+        def cleanup(run_id: str) -> subprocess.CompletedProcess[str]:
+            return subprocess.run([sys.executable, "scripts/lab_cleanup.py", "--since", str(since), "--run", run_id],
+                                  capture_output=True, text=True, timeout=600, cwd=Path(__file__).resolve().parents[2])
+
+        other = cleanup(run + "-other")
+        assert other.returncode == 0 and _leftovers(name)["containers"], other.stdout + other.stderr
+        ours = cleanup(run)
+        assert ours.returncode == 0, ours.stdout + ours.stderr
+        assert f"removing lab {name!r}" in ours.stdout
+        assert _leftovers(name) == {"containers": [], "volumes": [], "networks": []}
