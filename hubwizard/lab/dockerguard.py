@@ -171,12 +171,18 @@ def answering(client: Any, call: str) -> Iterator[None]:
 
 @contextlib.contextmanager
 def docker_lock(what: str) -> Iterator[None]:
-    """One lab process at a time creates networks, starts containers, removes containers/networks.
+    """One lab process at a time creates networks, starts containers, removes containers/networks."""
+    with hold(_lock_path(), what, fix="if the Docker engine hangs: " + RESTART_FIX):
+        yield
 
-    A host-wide flock (released by the kernel when a process dies, so never stale). The wait is
-    bounded: a holder that hangs makes the others fail with its pid, not hang behind it.
+
+@contextlib.contextmanager
+def hold(path: Path, what: str, fix: str) -> Iterator[None]:
+    """An exclusive flock on ``path``, waited for at most lock_wait() seconds.
+
+    Why flock: the kernel releases it when a process dies, so it is never stale. Why bounded:
+    a holder that hangs makes the others fail naming its pid and task, not hang behind it.
     """
-    path = _lock_path()
     deadline = time.monotonic() + lock_wait()
     with open(path, "a+") as fh:
         while True:
@@ -187,8 +193,7 @@ def docker_lock(what: str) -> Iterator[None]:
                 if time.monotonic() > deadline:
                     raise LabError(
                         f"waited {lock_wait():.0f} s for {path} (held by pid {_holder(path)}) to {what}",
-                        fix="see what that process is doing (a lab command or a test run); "
-                        "if the Docker engine hangs: " + RESTART_FIX,
+                        fix="see what that process is doing (a lab command or a test run); " + fix,
                     ) from None
                 time.sleep(0.2)
         try:

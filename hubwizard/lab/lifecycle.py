@@ -14,7 +14,6 @@ message, never hang.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import shutil
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -25,7 +24,7 @@ from hubwizard.core.secrets import write_secrets
 from hubwizard.lab import images as lab_images
 from hubwizard.lab import machines as lab_machines
 from hubwizard.lab.create import create, registry_seed
-from hubwizard.lab.dockerguard import EngineSilentError, answering, docker_lock, slow_client
+from hubwizard.lab.dockerguard import EngineSilentError, answering, docker_lock, hold, slow_client
 from hubwizard.lab.machines import LABEL, ROLE_LABEL
 from hubwizard.lab.site import write_site
 from hubwizard.lab.spec import (
@@ -100,12 +99,8 @@ def name_lock(name: str) -> Iterator[None]:
     """
     locks = lab_images.home() / "lab"
     locks.mkdir(parents=True, exist_ok=True)
-    with open(locks / f".{name}.lock", "w") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
+    with hold(locks / f".{name}.lock", f"work on lab {name}", fix="wait for it, or stop it and run `lab down` again"):
+        yield
 
 
 def up(spec: LabSpec, site_path: Path, progress: Progress = print) -> dict[str, Any]:
