@@ -39,8 +39,10 @@ def keygen(path: Path) -> Path:
     return path
 
 
-def start_sshd(root: Path, authorized: Path, port: int | None = None) -> Sshd:
-    """Start ``sshd -D`` with its own host key; return once it accepts connections."""
+def start_sshd(root: Path, authorized: Path, port: int | None = None, extra_config: str = "") -> Sshd:
+    """Start ``sshd -D`` with its own host key; return once it accepts connections.
+
+    ``extra_config``: more sshd_config lines (e.g. a ``MaxSessions`` limit), each ending in a newline."""
     port = port or free_port()
     d = root / f"sshd-{port}"
     d.mkdir(parents=True)
@@ -49,7 +51,7 @@ def start_sshd(root: Path, authorized: Path, port: int | None = None) -> Sshd:
     cfg.write_text(
         f"Port {port}\nListenAddress 127.0.0.1\nHostKey {hostkey}\nPidFile {d}/pid\n"
         f"AuthorizedKeysFile {authorized} .ssh/authorized_keys\nPermitRootLogin prohibit-password\nPasswordAuthentication no\n"
-        "StrictModes no\nUsePAM no\nSubsystem sftp internal-sftp\nLogLevel ERROR\n"
+        "StrictModes no\nUsePAM no\nSubsystem sftp internal-sftp\nLogLevel ERROR\n" + extra_config
     )
     Path("/run/sshd").mkdir(exist_ok=True)
     proc = subprocess.Popen([SSHD, "-D", "-e", "-f", str(cfg)], stderr=subprocess.DEVNULL)

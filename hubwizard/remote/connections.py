@@ -1,5 +1,10 @@
 """From site-file hosts to open transports: ~/.ssh/config applied, jump hosts chained,
-one connection per host for the whole run."""
+one connection per host for the whole run.
+
+A host that cannot be reached is remembered for the run: asking again fails at once with the
+same error (one timeout per host, not one per step), and a host behind an unreachable jump host
+is reported "unreachable through JUMP" without trying. A site host used as a jump host lends
+its own connection to the hosts behind it (one connection to a bastion, not one per node)."""
 
 from __future__ import annotations
 
@@ -9,6 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from hubwizard.core.config import Host, Site
+from hubwizard.core.errors import UnreachableError
 from hubwizard.core.secrets import Secrets
 from hubwizard.remote.transport import HostKeyPolicy, LocalTransport, SshTarget, SshTransport, Transport
 
@@ -51,6 +57,8 @@ class Connections:
         self.policy = HostKeyPolicy(known, confirm)
         self._sshcfg = _ssh_config(site.ssh.config)
         self._open: dict[str, Transport] = {}
+        self._failed: dict[str, UnreachableError] = {}
+        self._host_locks: dict[str, threading.Lock] = {}
         self._lock = threading.Lock()
 
     def target(self, host: Host) -> SshTarget:
@@ -80,25 +88,56 @@ class Connections:
         return SshTarget(host.name, hostname, port, user, tuple(keys), jump, password)
 
     def get(self, name: str) -> Transport:
+        """The open transport of host ``name``; UnreachableError (remembered) if it cannot be had."""
         with self._lock:
-            if name in self._open:
-                return self._open[name]
-            host = self.site.host(name)
-            if host.transport == "local":
-                password = self.secrets.get("sudo_password") if host.sudo == "password" else None
-                t: Transport = LocalTransport(name, sudo_password=password)
-            else:
-                t = SshTransport(self.target(host), self.policy, connect_timeout=self.site.ssh.connect_timeout)
-            self._open[name] = t
-        if isinstance(t, SshTransport):
+            lock = self._host_locks.setdefault(name, threading.Lock())
+        with lock:  # one connection attempt per host at a time: others wait for its outcome
+            with self._lock:
+                if name in self._failed:
+                    raise self._failed[name]
+                if name in self._open:
+                    return self._open[name]
+            try:
+                t = self._connect(self.site.host(name))
+            except UnreachableError as exc:
+                with self._lock:
+                    self._failed[name] = exc
+                raise
+            with self._lock:
+                self._open[name] = t
+            return t
+
+    def _connect(self, host: Host) -> Transport:
+        if host.transport == "local":
+            password = self.secrets.get("sudo_password") if host.sudo == "password" else None
+            return LocalTransport(host.name, sudo_password=password)
+        jump: SshTransport | None = None
+        if host.jump:
+            try:
+                got = self.get(host.jump)
+            except UnreachableError as exc:
+                raise type(exc)(f"{host.name}: unreachable through {host.jump} (not tried): {exc.message}",
+                                fix=exc.fix) from None
+            jump = got if isinstance(got, SshTransport) else None
+        t = SshTransport(self.target(host), self.policy, connect_timeout=self.site.ssh.connect_timeout, jump=jump)
+        try:
             t.connect()
+        except UnreachableError:
+            t.close()
+            raise
         return t
+
+    def failed(self) -> dict[str, UnreachableError]:
+        """Hosts found unreachable in this run, with why."""
+        with self._lock:
+            return dict(self._failed)
 
     def close(self) -> None:
         with self._lock:
-            for t in self._open.values():
+            for t in reversed(list(self._open.values())):  # jumped hosts before their jump host
                 t.close()
             self._open.clear()
+            self._failed.clear()
 
     def __enter__(self) -> Connections:
         return self

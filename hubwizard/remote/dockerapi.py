@@ -3,11 +3,14 @@
 docker-py's ``ssh://`` support opens a second SSH connection with its own host-key and
 config rules. Instead we run ``docker system dial-stdio`` on a channel of the
 connection the engine already holds (what the docker CLI itself does over SSH), so a
-host has one connection, one host-key policy, one sudo rule.
+host has one connection, one host-key policy, one sudo rule. Those channels count against
+sshd's MaxSessions like commands do, so they are opened under the transport's channel budget,
+and a pool's idle channel is closed when another piece of work waits for a free one.
 """
 
 from __future__ import annotations
 
+import contextlib
 import queue
 import shlex
 
@@ -29,7 +32,7 @@ class _ChannelConnection(urllib3.connection.HTTPConnection):
         self.ssh, self.command, self._timeout, self._password = ssh, command, timeout, password
 
     def connect(self) -> None:
-        chan = self.ssh.connect().get_transport().open_session()
+        chan = self.ssh.open_session("the Docker API")
         chan.settimeout(self._timeout)
         chan.exec_command(self.command)
         if self._password is not None:
@@ -44,6 +47,26 @@ class _ChannelPool(urllib3.connectionpool.HTTPConnectionPool):
     def __init__(self, ssh: SshTransport, command: str, timeout: float, maxsize: int, password: str | None) -> None:
         super().__init__("localhost", timeout=timeout, maxsize=maxsize)
         self.ssh, self.command, self._timeout, self._password = ssh, command, timeout, password
+        ssh.budget.add_reclaimer(self.drop_idle)
+
+    def drop_idle(self) -> bool:
+        """Close one idle pooled channel so waiting work gets its slot; True if one was closed."""
+        taken, dropped = [], False
+        try:
+            while True:
+                taken.append(self.pool.get(block=False))
+        except (queue.Empty, AttributeError):
+            pass
+        for i, conn in enumerate(taken):
+            if conn is not None and not dropped and getattr(conn, "sock", None) is not None:
+                conn.close()
+                taken[i], dropped = None, True
+        pool = self.pool
+        for conn in taken:
+            if pool is not None:
+                with contextlib.suppress(queue.Full):
+                    pool.put(conn, block=False)
+        return dropped
 
     def _new_conn(self):
         return _ChannelConnection(self.ssh, self.command, self._timeout, self._password)

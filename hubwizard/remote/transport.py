@@ -28,12 +28,14 @@ from pathlib import Path
 from typing import Protocol
 
 from hubwizard.core.errors import HostKeyError, UnreachableError
+from hubwizard.remote.channels import DEFAULT_BUDGET, ChannelBudget
 
 # paramiko logs a refused channel itself ("Secsh channel N open FAILED"); with no logging set up
 # Python prints that raw to stderr in the middle of our report. What matters is raised to us.
 logging.getLogger("paramiko").addHandler(logging.NullHandler())
 
 EOF_GRACE_S = 2.0  # after the exit status, how long to wait for the rest of the output
+BANNER_RETRIES = 2  # a server that closes before its banner (sshd's MaxStartups) is tried again
 OnLine = Callable[[str, str], None]  # (stream "out"|"err", line without newline)
 
 
@@ -265,18 +267,25 @@ def _host_id(hostname: str, port: int) -> str:
 
 
 class SshTransport:
-    """A paramiko connection to one host, reused for everything."""
+    """A paramiko connection to one host, reused for everything.
 
-    def __init__(self, target: SshTarget, policy: HostKeyPolicy, *, connect_timeout: float = 10.0) -> None:
+    Session channels (commands, SFTP, the Docker API) are opened under a ``ChannelBudget`` so the
+    connection never holds more than sshd's MaxSessions allows. A jumped host's connection runs
+    through ``jump``, the jump host's own transport (shared, not closed here), or else through a
+    connection of its own to ``target.proxy_jump``."""
+
+    def __init__(self, target: SshTarget, policy: HostKeyPolicy, *, connect_timeout: float = 10.0,
+                 jump: SshTransport | None = None, budget: ChannelBudget | int = DEFAULT_BUDGET) -> None:
         self.name = target.name
         self.target = target
         self.user = target.user
         self.sudo_password = target.sudo_password
         self.policy = policy
         self.connect_timeout = connect_timeout
+        self.budget = budget if isinstance(budget, ChannelBudget) else ChannelBudget(target.name, budget)
         self._client = None
+        self._shared_jump = jump
         self._jump: SshTransport | None = None
-        self._sftp = None
         self._lock = threading.Lock()
 
     # -- connection -----------------------------------------------------------
@@ -289,40 +298,86 @@ class SshTransport:
             return self._client
 
     def _open(self):
+        for attempt in range(BANNER_RETRIES + 1):
+            try:
+                return self._open_once()
+            except _NoBanner as exc:
+                if exc.timed_out or attempt == BANNER_RETRIES:
+                    raise exc.error from None
+                time.sleep(0.5 * (attempt + 1))
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _jump_transport(self) -> SshTransport | None:
+        t = self.target
+        if self._shared_jump is not None:
+            return self._shared_jump
+        if t.proxy_jump is None:
+            return None
+        if self._jump is None:
+            self._jump = SshTransport(t.proxy_jump, self.policy, connect_timeout=self.connect_timeout)
+        return self._jump
+
+    def _socket(self):
+        """A byte stream to the target's sshd: TCP, or a tunnel through the jump host."""
+        t = self.target
+        jump = self._jump_transport()
+        if jump is not None:
+            try:
+                jump.connect()
+            except UnreachableError as exc:
+                raise type(exc)(f"{t.name}: unreachable through {jump.name}: {exc.message}", fix=exc.fix) from None
+            return jump.open_tunnel(t.name, t.hostname, t.port, self.connect_timeout)
+        try:
+            return socket.create_connection((t.hostname, t.port), timeout=self.connect_timeout)
+        except TimeoutError:
+            raise UnreachableError(
+                f"{t.name}: no answer from {t.hostname}:{t.port} within {self.connect_timeout:g} s (TCP connect timed out)",
+                fix="check the address and port in the site file, that the machine is up, and that no firewall "
+                "drops SSH between here and there",
+            ) from None
+        except ConnectionRefusedError:
+            raise UnreachableError(
+                f"{t.name}: connection refused by {t.hostname}:{t.port}: the machine answers but nothing listens there",
+                fix="check the port in the site file and that sshd runs on the machine (`systemctl status ssh`)",
+            ) from None
+        except OSError as exc:
+            raise UnreachableError(
+                f"{t.name}: cannot connect to {t.hostname}:{t.port}: {exc.strerror or type(exc).__name__}",
+                fix="check the address (name resolution, routes) and port in the site file and that the machine is up",
+            ) from None
+
+    def _open_once(self):
         import paramiko
 
         t = self.target
-        sock = None
-        if t.proxy_jump is not None:
-            self._jump = SshTransport(t.proxy_jump, self.policy, connect_timeout=self.connect_timeout)
-            jump_client = self._jump.connect()
-            try:
-                sock = jump_client.get_transport().open_channel(
-                    "direct-tcpip", (t.hostname, t.port), ("127.0.0.1", 0), timeout=self.connect_timeout
-                )
-            except (paramiko.SSHException, OSError) as exc:
-                raise UnreachableError(
-                    f"{t.name}: cannot reach {t.hostname}:{t.port} through {t.proxy_jump.name}: {exc}",
-                    fix="check the host is up and its sshd listens on that port, from the jump host",
-                ) from None
-        else:
-            try:
-                sock = socket.create_connection((t.hostname, t.port), timeout=self.connect_timeout)
-            except OSError as exc:
-                raise UnreachableError(
-                    f"{t.name}: cannot connect to {t.hostname}:{t.port}: {exc}",
-                    fix="check the address and port in the site file, that the machine is up and sshd runs",
-                ) from None
+        sock = self._socket()
         transport = paramiko.Transport(sock)
         transport.banner_timeout = self.connect_timeout
+        started = time.monotonic()
         try:
             transport.start_client(timeout=self.connect_timeout)
+        except (paramiko.SSHException, EOFError, OSError) as exc:
+            transport.close()
+            if not transport.remote_version:
+                raise _NoBanner(self._no_banner(), time.monotonic() - started >= self.connect_timeout * 0.9) from None
+            raise UnreachableError(
+                f"{t.name}: the SSH handshake with {t.hostname}:{t.port} failed ({type(exc).__name__}: {exc})",
+                fix="check that the server's sshd is OpenSSH 7.4 or newer and accepts ed25519/ecdsa/rsa-sha2 keys",
+            ) from None
+        try:
             self.policy.check(_host_id(t.hostname, t.port), transport.get_remote_server_key())
             self._authenticate(transport)
+        except paramiko.AuthenticationException as exc:
+            transport.close()
+            raise UnreachableError(
+                f"{t.name}: SSH login as {t.user}@{t.hostname}:{t.port} refused: {exc}",
+                fix=f"check the user ({t.user}) and the key (key = ... in the site file, ssh-agent, ~/.ssh/config), "
+                "and that the key's .pub line is in that user's ~/.ssh/authorized_keys on the host",
+            ) from None
         except (paramiko.SSHException, EOFError, OSError) as exc:
             transport.close()
             raise UnreachableError(
-                f"{t.name}: SSH to {t.user}@{t.hostname}:{t.port} failed: {exc}",
+                f"{t.name}: SSH to {t.user}@{t.hostname}:{t.port} failed after the handshake ({type(exc).__name__}: {exc})",
                 fix="check the user, the key (key = ... in the site file, ssh-agent, ~/.ssh/config) "
                 "and that the key is in the user's authorized_keys",
             ) from None
@@ -332,6 +387,16 @@ class SshTransport:
         client = paramiko.SSHClient()
         client._transport = transport  # an SSHClient around our checked transport
         return client
+
+    def _no_banner(self) -> UnreachableError:
+        t = self.target
+        return UnreachableError(
+            f"{t.name}: {t.hostname}:{t.port} accepted the connection but sent no SSH banner within "
+            f"{self.connect_timeout:g} s: not an SSH server on that port, or sshd dropped it (MaxStartups: too many "
+            "connections being set up at once)",
+            fix="check the port in the site file is sshd's (`Port` in /etc/ssh/sshd_config), not another service; "
+            "if it is, raise `MaxStartups` in sshd_config",
+        )
 
     def _authenticate(self, transport) -> None:
         import paramiko
@@ -356,31 +421,67 @@ class SshTransport:
             f"no key was accepted (tried {len(keys)} key(s))" + (f": {errors[-1]}" if errors else "")
         )
 
-    # -- commands -------------------------------------------------------------
-    def _open_session(self, client):
-        """A new channel. sshd refuses channels past its MaxSessions (10 by default) while other
-        commands and Docker API streams of this connection are open (verify runs steps at once):
-        wait for one to close, rather than calling the host unreachable."""
+    # -- channels -------------------------------------------------------------
+    def open_session(self, what: str):
+        """A session channel under the budget: waits for a free one, retries a refused one, and
+        raises ChannelRefusedError (host, MaxSessions, fix) when the server keeps refusing."""
         import paramiko
 
-        deadline = time.monotonic() + self.connect_timeout
-        delay = 0.05
-        while True:
-            try:
-                return client.get_transport().open_session(timeout=self.connect_timeout)
-            except paramiko.ChannelException:
-                if time.monotonic() > deadline or not client.get_transport().is_active():
-                    raise
-                time.sleep(delay)
-                delay = min(delay * 2, 0.5)
+        client = self.connect()
 
+        def opener():
+            transport = client.get_transport()
+            try:
+                return transport.open_session(timeout=self.connect_timeout)
+            except paramiko.ChannelException:
+                raise _Refused from None
+            except paramiko.SSHException as exc:
+                # paramiko keeps one "last error" per connection: of two refusals at once, one
+                # thread gets the ChannelException, the other this generic error.
+                if transport.is_active() and "Unable to open channel" in str(exc):
+                    raise _Refused from None
+                raise
+
+        return self.budget.open(opener, what, (_Refused,))
+
+    def open_tunnel(self, name: str, hostname: str, port: int, timeout: float):
+        """A direct-tcpip channel to ``hostname:port`` as seen from this host (for a jumped host)."""
+        import paramiko
+
+        transport = self.connect().get_transport()
+        try:
+            return transport.open_channel("direct-tcpip", (hostname, port), ("127.0.0.1", 0), timeout=timeout)
+        except paramiko.ChannelException as exc:
+            if exc.code == 1:  # administratively prohibited
+                raise UnreachableError(
+                    f"{name}: the jump host {self.name} refuses to forward to {hostname}:{port}",
+                    fix=f"allow forwarding in {self.name}'s /etc/ssh/sshd_config (`AllowTcpForwarding yes`, "
+                    "`PermitOpen`), reload sshd, then run again",
+                ) from None
+            raise UnreachableError(
+                f"{name}: the jump host {self.name} cannot connect to {hostname}:{port}",
+                fix=f"check, from {self.name}, that the machine is up and its sshd listens on port {port} "
+                f"(the address as {self.name} sees it)",
+            ) from None
+        except (paramiko.SSHException, OSError, EOFError):
+            raise UnreachableError(
+                f"{name}: cannot open a tunnel to {hostname}:{port}: the connection to the jump host {self.name} dropped",
+                fix=f"check {self.name} and the network, then run again",
+            ) from None
+
+    # -- commands -------------------------------------------------------------
     def run(self, command, *, sudo=False, stdin=None, timeout=None, on_line=None) -> Result:
         client = self.connect()
         wrapped, prefix = _sudo_wrap(command, self.user, sudo, self.sudo_password)
         try:
-            chan = self._open_session(client)
+            chan = self.open_session(f"the command `{_short(command)}`")
+        except UnreachableError:
+            raise
         except Exception as exc:
-            raise UnreachableError(f"{self.name}: the SSH connection dropped: {exc}", fix="check the host is up") from None
+            raise UnreachableError(
+                f"{self.name}: the SSH connection dropped before `{_short(command)}` could start ({type(exc).__name__})",
+                fix="check the host is up and the network, then run again: finished steps are kept",
+            ) from None
         chan.settimeout(1.0)
         chan.exec_command(wrapped)
         data = (prefix or "") + (stdin or "")
@@ -431,15 +532,26 @@ class SshTransport:
                 )
         return Result(self.name, command, code, out.close(), stderr)
 
-    def _sftp_client(self):
-        if self._sftp is None:
-            self._sftp = self.connect().open_sftp()
-        return self._sftp
+    @contextlib.contextmanager
+    def _sftp(self, what: str):
+        """An SFTP session for one transfer: it takes a channel of the budget only while in use."""
+        import paramiko
+
+        chan = self.open_session(what)
+        try:
+            chan.invoke_subsystem("sftp")
+            sftp = paramiko.SFTPClient(chan)
+        except Exception:
+            chan.close()
+            raise
+        try:
+            yield sftp
+        finally:
+            sftp.close()
 
     def put(self, data: bytes, path: str, *, mode: int = 0o644, sudo: bool = False) -> None:
         tmp = f"/tmp/.hubwizard-{uuid.uuid4().hex}"
-        sftp = self._sftp_client()
-        with sftp.open(tmp, "wb") as fh:
+        with self._sftp(f"an upload to {path}") as sftp, sftp.open(tmp, "wb") as fh:
             fh.chmod(0o600)
             fh.write(data)
         _install(self, tmp, path, mode, sudo)
@@ -451,19 +563,35 @@ class SshTransport:
                 raise OSError(f"{self.name}: cannot read {path}: {res.output}")
             return base64.b64decode(res.stdout)
         buf = io.BytesIO()
-        self._sftp_client().getfo(path, buf)
+        with self._sftp(f"a download of {path}") as sftp:
+            sftp.getfo(path, buf)
         return buf.getvalue()
 
     def close(self) -> None:
-        if self._sftp is not None:
-            self._sftp.close()
-            self._sftp = None
+        """Close this connection (and a jump connection of its own; a shared one stays open)."""
         if self._client is not None:
             self._client.close()
             self._client = None
         if self._jump is not None:
             self._jump.close()
             self._jump = None
+
+
+class _Refused(Exception):
+    """The server answered a channel open with a refusal."""
+
+
+class _NoBanner(Exception):
+    """Connected, but no SSH banner came: ``timed_out`` or closed at once (retried)."""
+
+    def __init__(self, error: UnreachableError, timed_out: bool) -> None:
+        super().__init__(error.message)
+        self.error, self.timed_out = error, timed_out
+
+
+def _short(command: str, limit: int = 80) -> str:
+    line = " ".join(command.split())
+    return line if len(line) <= limit else line[: limit - 3] + "..."
 
 
 def _wait_inactive(transport, seconds: float = 1.0) -> bool:
