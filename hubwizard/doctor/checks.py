@@ -348,12 +348,19 @@ def _classic_write(ctx: DoctorContext, h: Host, ip: str, path: str) -> tuple[boo
         time.sleep(5)
 
 
+def _recipe_args(ctx: DoctorContext, call: str) -> dict:
+    """The arguments the site's recipes give ``call``: the doctor runs it as the step does."""
+    items = [i for s in ctx.session.steps for i in (*s.check, *s.apply, *s.verify) if i.call == call]
+    return dict(items[0].args) if items else {}
+
+
 def _swarm_write(ctx: DoctorContext, h: Host) -> tuple[bool, str, bool]:
-    """The storage step's own test write (libnfs, read back on the server; it waits out the
-    server's grace period itself): one way to do it."""
+    """The storage step's own test write (libnfs, into the folder the squashed clients may
+    write, read back on the server; it waits out the server's grace period itself)."""
     from hubwizard.engine import calls
 
-    res = calls.get("nfs_test_write")(ctx.step_context(h, "doctor:nfs-write", "check"))
+    res = calls.get("nfs_test_write")(ctx.step_context(h, "doctor:nfs-write", "check"),
+                                      **_recipe_args(ctx, "nfs_test_write"))
     return res.ok, res.message, bool(res.skipped)
 
 

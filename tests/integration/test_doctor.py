@@ -209,9 +209,12 @@ def _userspace_nfs(lab: ClassicLab, site: Path) -> None:
     # Graceless: this test server is restarted by the tests and fixes below, and each restart
     # would cost ganesha's 90 s grace period (the storage step's own wait for it is tested by
     # every full apply of the track).
-    conf = (render_asset("ganesha.conf.j2", template_context(cfg, facts)) + "\nNFSv4 {\n    Graceless = true;\n}\n").encode()
+    ctx = template_context(cfg, facts)
+    conf = (render_asset("ganesha.conf.j2", ctx) + "\nNFSv4 {\n    Graceless = true;\n}\n").encode()
     install = "DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends"
-    ssh(lab, "hub", f"{install} nfs-ganesha nfs-ganesha-vfs rpcbind >/dev/null && mkdir -p {cfg.storage.path}")
+    # clients act as jovyan on the share (All_Squash): the nodes' test writes go to a folder it owns
+    ssh(lab, "hub", f"{install} nfs-ganesha nfs-ganesha-vfs rpcbind >/dev/null && mkdir -p {cfg.storage.path} && "
+                    f"install -d -o {ctx['nb_uid']} -g {ctx['nb_gid']} -m 0755 {cfg.storage.path}/.hubwizard-test")
     conns = lab.connections()
     try:
         conns.get("hub").put(conf, "/etc/ganesha/ganesha.conf", sudo=True)
