@@ -58,9 +58,19 @@ def to_toml(site: Site | dict[str, Any]) -> str:
     return "\n".join(parts)
 
 
+def with_suggested(data: dict[str, Any]) -> dict[str, Any]:
+    """The draft plus what the forms show for questions left untouched (the login: GitHub), so
+    what is saved is what the admin saw. A suggestion is never the open dummy login."""
+    out = {k: dict(v) if isinstance(v, dict) else v for k, v in data.items()}
+    for q in QUESTIONS:
+        if q.suggested and q.key not in out.get(q.section, {}):
+            out.setdefault(q.section, {})[q.key] = q.suggested
+    return out
+
+
 def write(path: str | Path, site: Site | dict[str, Any]) -> Path:
     """Validate, then write atomically (a crash never leaves half a site file)."""
-    text = to_toml(site)
+    text = to_toml(site if isinstance(site, Site) else with_suggested(site))
     p = Path(path)
     parse_site(text, p)  # what load_site will read must validate: refuse before writing
     tmp = p.with_name(f".{p.name}.tmp")
@@ -105,7 +115,7 @@ def field_error(section: str, key: str, value: Any, current: dict[str, Any] | No
 def site_error(data: dict[str, Any]) -> str | None:
     """The whole-site message (topology: one hub, jump hosts exist...), or None."""
     try:
-        Site.model_validate(data)
+        Site.model_validate(with_suggested(data))
     except ValidationError as exc:
         err = exc.errors()[0]
         loc = ".".join(str(p) for p in err["loc"])

@@ -48,3 +48,15 @@ def test_questions_follow_answers():
     assert sitefile.asked(q, {"oauth": {}})  # github is suggested: never the open dummy login
     assert not sitefile.asked(q, {"oauth": {"provider": "dummy"}})
     assert sitefile.asked(q, {"oauth": {"provider": "github"}})
+
+
+def test_the_forms_suggestion_is_saved_and_is_never_the_open_login(tmp_path):
+    """The settings form shows GitHub for an untouched login: that is what is saved, and GitHub
+    still needs its client id and an admin (nothing is saved open)."""
+    draft = {k: v for k, v in DRAFT.items() if k != "oauth"}
+    assert "client_id" in sitefile.site_error(draft)
+    draft["oauth"] = {"client_id": "Iv1.x"}
+    assert sitefile.site_error(draft) is None
+    site = load_site(sitefile.write(tmp_path / "s.toml", draft))
+    assert (site.oauth.provider, site.oauth.client_id) == ("github", "Iv1.x")
+    assert "provider" not in draft["oauth"]  # the draft itself is left as the admin made it
