@@ -37,7 +37,7 @@ class HumanPrinter:
     def __init__(self, out: TextIO = sys.stdout, *, verbose: bool = False, show_commands: bool = True) -> None:
         self.out, self.verbose, self.show_commands = out, verbose, show_commands
         self.tty = out.isatty()
-        self._explained: set[str] = set()  # hosts whose unreachability was explained once already
+        self._explained: set[str] = set()  # why a host is unreachable, with its fix: printed once
 
     def _c(self, status: str, text: str) -> str:
         code = _COLOUR.get(status)
@@ -71,10 +71,11 @@ class HumanPrinter:
         w(f"   {self._c(r.status, _MARK.get(r.status, r.status)):>12}  {r.host}{msg}\n")
         for cmd in r.commands:
             w(f"        $ {cmd}\n")
-        if r.status == "unreachable" and r.commands:  # a plan: why and the fix once per host, not per step
-            if r.host in self._explained:
+        if r.status == "unreachable":  # a plan lists every step of a host that is down: why and the fix once
+            why = f"{r.output_tail}\n{r.fix}"
+            if why in self._explained:
                 return
-            self._explained.add(r.host)
+            self._explained.add(why)
         if r.status in ("failed", "unreachable"):
             if r.command:
                 w(f"        command: {r.command}\n")

@@ -184,7 +184,7 @@ def test_unreachable_hub_and_node_behind_it_every_step_listed_exit_3(tmp_path, s
     assert out.count("hub - not checked: host unreachable") == 4  # every step on the hub
     assert out.count("node1 - not checked: unreachable through hub") == 4
     assert "$ mkdir -p" in out and "$ touch" in out and "$ cp" in out
-    assert out.count("fix: ") == 2, out  # why and the fix once per host, not per step
+    assert out.count("fix: ") == 1, out  # why and the fix once, not per step and host
     assert "Traceback" not in out + res.stderr
 
     doc = json.loads(hw(recipes, "plan", "-c", str(site), "--json").stdout)
@@ -203,6 +203,38 @@ def test_unreachable_hub_still_checks_the_nodes_that_answer(tmp_path, ssh_env):
     assert states[("use-tool", "node1")]["state"] == "needs"
     assert states[("tool", "hub")]["state"] == "unreachable"
     assert states[("tool", "hub")]["commands"]
+
+
+def test_whole_swarm_track_listed_when_the_hub_address_is_unreachable(tmp_path):
+    """The real recipes, a 1+2 site whose hub is 127.0.0.1 on a closed port and whose nodes sit
+    behind it: every step of the track is listed with what it would run, exit 3."""
+    from hubwizard.core.steps import load_steps
+
+    text = (Path(__file__).parents[1] / "data" / "render-site.toml").read_text()
+    text = text.replace('address = "203.0.113.10"\n', f'address = "127.0.0.1"\nport = {free_port()}\n')
+    (tmp_path / "known_hosts").write_text("")
+    (tmp_path / "ssh_config").write_text("")
+    text = text.replace("[docker]", f'[ssh]\nknown_hosts = "{tmp_path}/known_hosts"\nconfig = "{tmp_path}/ssh_config"\n'
+                                    "\n[docker]")
+    site = tmp_path / "site.toml"
+    site.write_text(text)
+    secrets = tmp_path / "site.secrets.toml"
+    secrets.write_text('oauth_client_secret = "not-a-real-secret"\n')
+    secrets.chmod(0o600)
+    res = subprocess.run([*HW, "plan", "-c", str(site)], capture_output=True, text=True, timeout=120,
+                         stdin=subprocess.DEVNULL)
+    assert res.returncode == 3, res.stdout + res.stderr
+    for step in load_steps("swarm-mode"):
+        assert f"== {step.id}:" in res.stdout
+    assert "Traceback" not in res.stdout + res.stderr and "not-a-real-secret" not in res.stdout
+    doc = json.loads(subprocess.run([*HW, "plan", "-c", str(site), "--json"], capture_output=True, text=True,
+                                    timeout=120, stdin=subprocess.DEVNULL).stdout)
+    assert doc["exit_code"] == 3
+    states = _states(doc)
+    assert {v["state"] for v in states.values()} == {"unreachable", "skipped"}
+    assert any("apt-get install" in c for c in states[("docker", "hub")]["commands"])
+    assert states[("swarm-join", "node2")]["message"] == "not checked: unreachable through hub (hub is unreachable)"
+    assert states[("prepull", "node1")]["commands"] == ["prepull_images()"]
 
 
 # ------------------------------------------------------------------ the lab: bare machines

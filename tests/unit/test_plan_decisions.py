@@ -152,12 +152,18 @@ def test_printer_says_would_change_needs_step_first():
 
 
 def test_printer_explains_an_unreachable_host_once():
+    """Every step of a host that is down (and of the nodes behind it) is listed; why and the
+    fix are printed the first time only, a step without commands included."""
     out = io.StringIO()
     printer = HumanPrinter(out)
-    for step in ("a", "b"):
-        printer(HostResult(step, "hub", "unreachable", "not checked: host unreachable", output_tail="refused",
-                           fix="check the address", commands=("true",)))
-    assert out.getvalue().count("fix: check the address") == 1
+    for step, host, commands in (("a", "hub", ("true",)), ("a", "node1", ("true",)), ("b", "hub", ())):
+        printer(HostResult(step, host, "unreachable", "not checked: host unreachable", output_tail="hub: refused",
+                           fix="check the address", commands=commands))
+    printer(HostResult("a", "node2", "unreachable", "not checked: host unreachable", output_tail="node2: timeout",
+                       fix="check the address"))
+    text = out.getvalue()
+    assert text.count("UNREACHABLE") == 4
+    assert text.count("| hub: refused") == 1 and text.count("| node2: timeout") == 1
 
 
 def test_json_carries_a_state_per_step_and_host():
