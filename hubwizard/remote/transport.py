@@ -355,7 +355,8 @@ class SshTransport:
         transport.banner_timeout = self.connect_timeout
         started = time.monotonic()
         try:
-            transport.start_client(timeout=self.connect_timeout)
+            transport.start_client(timeout=self.connect_timeout)  # returns quietly on a timeout
+            server_key = transport.get_remote_server_key()
         except (paramiko.SSHException, EOFError, OSError) as exc:
             transport.close()
             if not transport.remote_version:
@@ -365,7 +366,7 @@ class SshTransport:
                 fix="check that the server's sshd is OpenSSH 7.4 or newer and accepts ed25519/ecdsa/rsa-sha2 keys",
             ) from None
         try:
-            self.policy.check(_host_id(t.hostname, t.port), transport.get_remote_server_key())
+            self.policy.check(_host_id(t.hostname, t.port), server_key)
             self._authenticate(transport)
         except paramiko.AuthenticationException as exc:
             transport.close()
