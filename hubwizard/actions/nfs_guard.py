@@ -43,11 +43,16 @@ UNDO_PROBE = " || ".join([f"test -e {UNIT_PATH}",
                            *(f"iptables -w -n -L {c} >/dev/null 2>&1" for c in (FWD_CHAIN, IN_CHAIN))])
 
 
+# refused at once (a TCP reset, an ICMP port unreachable), so a user's tool fails fast and
+# says "connection refused" instead of hanging
+REJECT = {"tcp": "REJECT --reject-with tcp-reset", "udp": "REJECT --reject-with icmp-port-unreachable"}
+
+
 def drop_rules(nfs_addresses: list[str]) -> list[str]:
-    """The rules (iptables arguments, chain first) that drop containers' NFS traffic."""
-    rules = [f"{FWD_CHAIN} -d {ip} -p {proto} --dport {port} -j DROP"
+    """The rules (iptables arguments, chain first) that refuse containers' NFS traffic."""
+    rules = [f"{FWD_CHAIN} -d {ip} -p {proto} --dport {port} -j {REJECT[proto]}"
              for ip in nfs_addresses for proto in PROTOS for port in PORTS]
-    rules += [f"{IN_CHAIN} -i {bridge} -p {proto} --dport {port} -j DROP"
+    rules += [f"{IN_CHAIN} -i {bridge} -p {proto} --dport {port} -j {REJECT[proto]}"
               for bridge in BRIDGES for proto in PROTOS for port in PORTS]
     return rules
 
@@ -150,9 +155,9 @@ def nfs_guard_in_place(ctx: StepContext) -> CallResult:
     addresses, _want, unit_ok, missing = _state(ctx)
     if missing:
         return CallResult(False, f"{ctx.host.name}: containers can reach the NFS server: {len(missing)} rule(s) "
-                                 f"missing, e.g. iptables -A {missing[0]}; run `hubwizard apply --from nfs-guard`")
+                                 f"missing, e.g. iptables -A {missing[0]}; run `hubwizard apply --only nfs-guard`")
     if not unit_ok:
         return CallResult(False, f"{ctx.host.name}: the rules are in place but {UNIT} is missing or not enabled: "
                                  "they would be lost when Docker restarts; run apply")
-    return CallResult(True, f"{ctx.host.name}: DOCKER-USER and INPUT drop containers' traffic to "
+    return CallResult(True, f"{ctx.host.name}: DOCKER-USER and INPUT refuse containers' traffic to "
                             f"{', '.join(addresses)} ports 2049/111 (tcp, udp); {UNIT} enabled")

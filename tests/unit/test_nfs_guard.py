@@ -41,10 +41,10 @@ def test_guard_drops_every_port_and_protocol_to_each_nfs_address():
     for ip in ("10.0.0.10", "203.0.113.7"):
         for proto in ("tcp", "udp"):
             for port in (2049, 111):
-                assert f"HUBWIZARD-NFS-FWD -d {ip} -p {proto} --dport {port} -j DROP" in rules
+                assert f"HUBWIZARD-NFS-FWD -d {ip} -p {proto} --dport {port} -j REJECT" in " ".join(rules)
     # containers on the NFS server itself reach it through INPUT, from Docker's bridges only
     for bridge in ("docker0", "docker_gwbridge", "br-+"):
-        assert f"HUBWIZARD-NFS-IN -i {bridge} -p tcp --dport 2049 -j DROP" in rules
+        assert f"HUBWIZARD-NFS-IN -i {bridge} -p tcp --dport 2049 -j REJECT --reject-with tcp-reset" in rules
     # never a rule that would cut the other hosts off the NFS server (INPUT without a bridge)
     assert not [r for r in rules if r.startswith("HUBWIZARD-NFS-IN") and " -i " not in r]
 
