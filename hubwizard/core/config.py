@@ -346,6 +346,12 @@ class Site(_Strict):
         raise KeyError(name)
 
 
+def _shown(value: object, limit: int = 120) -> str:
+    """A value as the message shows it: repr, cut short (a 70,000-character value is not read)."""
+    text = repr(value)
+    return text if len(text) <= limit else f"{text[:limit]}... ({len(text)} characters)"
+
+
 def _format_errors(path: Path, exc: ValidationError) -> str:
     """Turn pydantic's errors into lines naming the field, the value and the fix."""
     lines = [f"{path}: the site file is not valid:"]
@@ -360,7 +366,7 @@ def _format_errors(path: Path, exc: ValidationError) -> str:
             msg = "is required" + (f": {_WHO_LOGS_IN}" if loc in ("oauth", "oauth.provider") else "")
         else:
             msg = err["msg"].removeprefix("Value error, ")
-        shown = "" if kind == "missing" or isinstance(value, dict) else f" = {value!r}"
+        shown = "" if kind == "missing" or isinstance(value, dict) else f" = {_shown(value)}"
         lines.append(f"  {loc}{shown}: {msg}" if loc else f"  {msg}")
     return "\n".join(lines)
 
@@ -436,7 +442,7 @@ def local_file_problems(site: Site) -> list[str]:
             continue
         why = _file_problem(value, may_be_missing=may_be_missing)
         if why:
-            out.append(f"  {name} = {value!r}: {why}; it must name {want}")
+            out.append(f"  {name} = {_shown(value)}: {why}; it must name {want}")
     return out
 
 
