@@ -53,7 +53,7 @@ class HubwizardApp(App):
             from hubwizard.core.config import load_site
 
             if self.site_path is not None and self.site_path.exists():
-                site = load_site(self.site_path)
+                site = load_site(self.site_path, check_files=False)  # a moved key file is fixed in the forms
                 self._draft = site.model_dump(exclude_defaults=True)
                 self._draft["site"] = site.site.model_dump(exclude_defaults=True) | {"name": site.site.name}
                 self._draft["hosts"] = [h.model_dump(exclude_defaults=True) | {"name": h.name, "address": h.address,
