@@ -28,7 +28,7 @@ class HubwizardApp(App):
 
     TITLE = "hubwizard"
     BINDINGS = [Binding("ctrl+q", "quit", "Quit", priority=True, show=False),
-                Binding("question_mark", "show_help_panel", "Keys")]
+                Binding("question_mark", "help", "Keys", show=False)]  # screens bind ? and F1 (screens/keys.py)
 
     def __init__(self, site_path: str | Path | None = None, *, start: str = "start", interval: float = 2.0,
                  source_factory: Callable[[], monitor_model.Source] | None = None,
@@ -152,6 +152,19 @@ class HubwizardApp(App):
         return bool(self.ask(HostKeyModal(host, fingerprint)))
 
     # -- screens --------------------------------------------------------------------
+    def action_help(self) -> None:
+        """`?` on every screen: the keys of the screen on top, in a modal."""
+        from hubwizard.screens.keys import help_rows
+        from hubwizard.screens.modals import HelpModal
+
+        screen = self.screen
+        if isinstance(screen, HelpModal):
+            return
+        name = (getattr(screen, "sub_title", "") or type(screen).__name__.removesuffix("Screen").lower()).split(":")[0]
+        note = " ".join(x for x in (getattr(screen, "HELP", ""), "Capital letters change the cluster and ask first. "
+                                    "In a text field, F1 shows this help.") if x)
+        self.push_screen(HelpModal(f"Keys: {name}", help_rows(screen, self), note))
+
     def make_screen(self, name: str) -> Screen:
         if name == "monitor":
             from hubwizard.screens.monitor import MonitorScreen

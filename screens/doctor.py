@@ -6,13 +6,13 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from hubwizard.screens.modals import ConfirmModal
+from hubwizard.screens.keys import NavScreen
+from hubwizard.screens.modals import AdviceModal, ConfirmModal
 from rich.text import Text
 from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.message import Message
-from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Header, Static
 
 
@@ -22,11 +22,11 @@ def _verdict(d: Any) -> Text:
     return Text("ok", style="green") if d.ok else Text("PROBLEM", style="bold red")
 
 
-class DoctorScreen(Screen):
+class DoctorScreen(NavScreen):
     """The checks, their verdicts, and the fixes on offer."""
 
     CSS_PATH = Path(__file__).with_suffix(".tcss")
-    BINDINGS = [Binding("f", "fix", "Fix…"), Binding("r", "rerun", "Re-check"), Binding("escape", "back", "Back")]
+    BINDINGS = [Binding("f", "fix", "Fix…"), Binding("r", "rerun", "Re-check")]
 
     class Diagnosed(Message):
         def __init__(self, diagnoses: list[Any], error: str = "") -> None:
@@ -48,7 +48,7 @@ class DoctorScreen(Screen):
         yield Static("running the checks…", id="doctor-status")
         yield DataTable(id="checks", cursor_type="row", zebra_stripes=True)
         yield Static("", id="detail")
-        yield Footer()
+        yield Footer(show_command_palette=False)  # ctrl+p still works; ? lists it
 
     def on_mount(self) -> None:
         self.sub_title = "doctor"
@@ -107,8 +107,11 @@ class DoctorScreen(Screen):
         if d is None or d.ok or d.skipped:
             self.notify("select a problem first", severity="warning")
             return
-        if not d.fix_title and not d.fix_commands:
-            self.notify("no automatic fix for this one; the detail says what to do", severity="warning")
+        from hubwizard.doctor import model as doctor
+
+        if not doctor.fixable(d):  # advice only: nothing would run, so there is nothing to say yes to
+            advice = "\n\n".join(x for x in (d.fix_title, d.detail) if x) or "no known fix for this one"
+            self.app.push_screen(AdviceModal(f"How to fix {d.check} on {d.host}", advice))
             return
         index = self.query_one("#checks", DataTable).cursor_row
         body = (d.fix_title or "") + "\n\n" + "\n".join(f"$ {c}" for c in d.fix_commands)
@@ -136,6 +139,3 @@ class DoctorScreen(Screen):
     def action_rerun(self) -> None:
         self.query_one("#doctor-status", Static).update("running the checks…")
         self.diagnose()
-
-    def action_back(self) -> None:
-        self.app.pop_screen()

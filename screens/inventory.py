@@ -9,24 +9,27 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from hubwizard.screens.keys import NavScreen
 from rich.text import Text
 from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.message import Message
-from textual.screen import Screen
-from textual.widgets import Button, DataTable, Footer, Header, Input, Select, Static
+from textual.widgets import Button, DataTable, Footer, Header, Input, Label, Select, Static
 
 from hubwizard.core import sitefile
 from hubwizard.remote.hostprobe import HostReport, probe
 
-FIELDS = (("name", "name", "node1"), ("address", "address", "10.0.0.11 or an ssh alias"),
-          ("user", "user", "root"), ("port", "port", "22"), ("jump", "jump host", "(none)"))
+# (key, label, placeholder): placeholders read as hints, never as values already filled in
+FIELDS = (("name", "Name", "e.g. node1"), ("address", "Address", "e.g. 203.0.113.10 or an ssh alias"),
+          ("user", "SSH user", "default root"), ("port", "Port", "default 22"),
+          ("jump", "Jump host", "e.g. hub (optional)"))
+ROWS = (("name", "address", "role"), ("user", "port", "jump", "add"))
 COLUMNS = ("NAME", "ADDRESS", "ROLE", "REACH", "SUDO", "OS", "DOCKER", "CPU", "MEMORY", "DISK FREE")
 
 
-class InventoryScreen(Screen):
+class InventoryScreen(NavScreen):
     """Add hosts, probe them, save them into the site file."""
 
     CSS_PATH = Path(__file__).with_suffix(".tcss")
@@ -36,7 +39,6 @@ class InventoryScreen(Screen):
         Binding("ctrl+r", "probe_all", "Probe all"),
         Binding("delete", "remove", "Remove host"),
         Binding("ctrl+s", "save", "Save", priority=True),
-        Binding("escape", "back", "Back"),
     ]
 
     class Probed(Message):
@@ -52,15 +54,30 @@ class InventoryScreen(Screen):
         yield Header()
         with Vertical(id="inventory"):
             yield DataTable(id="hosts", cursor_type="row", zebra_stripes=True)
-            with Horizontal(id="form"):
-                for key, _label, hint in FIELDS:
-                    yield Input(placeholder=hint, id=f"f-{key}", classes=f"field {key}",
-                                restrict=r"[0-9]*" if key == "port" else None)
+            with Vertical(id="form"):
+                for row in ROWS:
+                    with Horizontal(classes="form-row"):
+                        for key in row:
+                            yield from self._field(key)
+            yield Static("", id="error")
+        yield Footer(show_command_palette=False)  # ctrl+p still works; ? lists it
+
+    def _field(self, key: str) -> ComposeResult:
+        """A labelled field: the label above, the input below (one column of the form)."""
+        spec = {k: (label, hint) for k, label, hint in FIELDS}
+        with Vertical(classes=f"cell cell-{key}"):
+            if key == "add":
+                yield Label(" ", classes="field-label")
+                yield Button("Add", id="add", variant="primary")
+            elif key == "role":
+                yield Label("Role", classes="field-label")
                 yield Select([("hub", "hub"), ("node", "node"), ("nfs", "nfs")], value="node", allow_blank=False,
                              id="f-role")
-                yield Button("Add", id="add", variant="primary")
-            yield Static("", id="error")
-        yield Footer()
+            else:
+                label, hint = spec[key]
+                yield Label(label, classes="field-label")
+                yield Input(placeholder=hint, id=f"f-{key}", classes=f"field {key}",
+                            restrict=r"[0-9]*" if key == "port" else None)
 
     def on_mount(self) -> None:
         self.sub_title = "inventory: hub and nodes"
@@ -198,6 +215,3 @@ class InventoryScreen(Screen):
             self.app.open("settings") if "site." in error else None
             return
         self.notify(f"saved {self.app.site_path}", markup=False)
-
-    def action_back(self) -> None:
-        self.app.pop_screen()

@@ -1,4 +1,5 @@
-"""Modal dialogs: confirm an unknown host key, act on a failed step, confirm an action.
+"""Modal dialogs: confirm an unknown host key, act on a failed step, confirm an action, read
+advice, list the keys.
 
 Each answers through ``dismiss(value)``; workers wait for that answer without touching
 widgets (the app's ``ask`` bridges a thread to a modal)."""
@@ -12,7 +13,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import ModalScreen
-from textual.widgets import Button, Input, Label, Static
+from textual.widgets import Button, DataTable, Input, Label, Static
 
 CSS = Path(__file__).with_suffix(".tcss")
 
@@ -136,4 +137,61 @@ class AskModal(ModalScreen[str | None]):
         self.dismiss(event.value)
 
     def action_cancel(self) -> None:
+        self.dismiss(None)
+
+
+class AdviceModal(ModalScreen[None]):
+    """A fix that is advice only (no command to run): shown to read, nothing to confirm."""
+
+    CSS_PATH = CSS
+    BINDINGS = [Binding("escape,q,enter", "close", "Close")]
+
+    def __init__(self, title: str, body: str) -> None:
+        super().__init__()
+        self.title_text, self.body = title, body
+
+    def compose(self) -> ComposeResult:
+        with Vertical(classes="dialog"):
+            yield Label(self.title_text, classes="title", markup=False)
+            with VerticalScroll(classes="tail"):
+                yield Static(self.body, id="advice", markup=False)
+            yield Static("Nothing runs from here: do this on the host, then r re-checks.", classes="hint")
+            with Horizontal(classes="buttons"):
+                yield Button("OK (enter)", id="ok", variant="primary")
+
+    def on_mount(self) -> None:
+        self.query_one("#ok", Button).focus()
+
+    def on_button_pressed(self, event: Button.Pressed) -> None:
+        self.dismiss(None)
+
+    def action_close(self) -> None:
+        self.dismiss(None)
+
+
+class HelpModal(ModalScreen[None]):
+    """The keys of the screen below, `?` on every screen; any of Esc, q, ? closes it."""
+
+    CSS_PATH = CSS
+    BINDINGS = [Binding("escape,q,question_mark,f1", "close", "Close")]
+
+    def __init__(self, title: str, rows: list[tuple[str, str]], note: str = "") -> None:
+        super().__init__()
+        self.title_text, self.rows, self.note = title, rows, note
+
+    def compose(self) -> ComposeResult:
+        with Vertical(classes="dialog"):
+            yield Label(self.title_text, classes="title", markup=False)
+            yield DataTable(id="keys", classes="keys", cursor_type="none", show_header=False, zebra_stripes=True)
+            if self.note:
+                yield Static(self.note, classes="hint", markup=False)
+
+    def on_mount(self) -> None:
+        table = self.query_one("#keys", DataTable)
+        table.add_columns("KEY", "ACTION")
+        for keys, what in self.rows:
+            table.add_row(Text(keys, style="bold"), Text(what))
+        table.focus()
+
+    def action_close(self) -> None:
         self.dismiss(None)

@@ -12,13 +12,13 @@ import contextlib
 from collections.abc import Callable
 from pathlib import Path
 
+from hubwizard.screens.keys import NavScreen, go_back
 from hubwizard.screens.modals import AskModal, ConfirmModal
 from rich.text import Text
 from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.message import Message
-from textual.screen import Screen
 from textual.timer import Timer
 from textual.widgets import DataTable, Footer, Header, Input, Static, TabbedContent, TabPane
 
@@ -34,6 +34,9 @@ COLUMNS = {
 }
 
 
+_NODE_ACTIONS = ("drain", "activate")
+_SERVICE_ACTIONS = ("scale", "force_update", "remove", "logs")
+
 _CELL_STYLE = {"Leader": "bold", "ready": "green", "running": "green", "active": "green", "drain": "yellow",
                "pause": "yellow", "down": "bold red", "Unreachable": "bold red", "failed": "bold red",
                "rejected": "bold red", "orphaned": "red", "pending": "yellow", "preparing": "yellow",
@@ -46,20 +49,24 @@ def _cell(text: str) -> Text:
     return Text(text, style=_CELL_STYLE.get(text, ""), no_wrap=True, end="")
 
 
-class MonitorScreen(Screen):
+class MonitorScreen(NavScreen):
     """k9s/dry-like views of one swarm, through its manager's Docker API."""
 
     CSS_PATH = Path(__file__).with_suffix(".tcss")
+    HELP = ("Enter on a node or service lists its tasks. D and A act on the node selected in the Nodes tab; "
+            "S, F, X and l on the service selected in the Services tab.")
     BINDINGS = [
+        Binding("q", "back", "Back/quit"),
+        Binding("escape", "back", "Back/quit", show=False),
         Binding("slash", "filter", "Filter"),
-        Binding("escape", "back", "Back", show=False),
-        Binding("r", "refresh", "Refresh"),
-        Binding("d", "drain", "Drain"),
-        Binding("a", "activate", "Activate"),
-        Binding("s", "scale", "Scale"),
-        Binding("f", "force_update", "Force upd."),
-        Binding("x", "remove", "Remove"),
+        Binding("r", "refresh", "Refresh", show=False),  # it polls by itself
         Binding("l", "logs", "Logs"),
+        # capitals change the cluster; each asks first (a lowercase slip changes nothing)
+        Binding("D", "drain", "Drain…"),
+        Binding("A", "activate", "Activate…"),
+        Binding("S", "scale", "Scale…"),
+        Binding("F", "force_update", "Force upd…"),
+        Binding("X", "remove", "Remove…"),
         Binding("w", "warnings", "Warnings", show=False),
         Binding("1", "tab('nodes')", "Nodes", show=False),
         Binding("2", "tab('services')", "Services", show=False),
@@ -117,7 +124,7 @@ class MonitorScreen(Screen):
             for name in COLUMNS:
                 with TabPane(name.capitalize(), id=name):
                     yield DataTable(id=f"{name}-table", cursor_type="row", zebra_stripes=True)
-        yield Footer()
+        yield Footer(show_command_palette=False)  # ctrl+p still works; ? lists it
 
     def on_mount(self) -> None:
         for name, cols in COLUMNS.items():
@@ -287,6 +294,18 @@ class MonitorScreen(Screen):
     def _tab_shown(self) -> None:
         self.render_visible()
         self.query_one(f"#{self.active}-table", DataTable).focus()
+        self.refresh_bindings()
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        """Node actions on the Nodes tab, service actions on the Services tab: the footer offers
+        only what applies to the selected row."""
+        tab = {**dict.fromkeys(_NODE_ACTIONS, "nodes"), **dict.fromkeys(_SERVICE_ACTIONS, "services")}.get(action)
+        if tab is None:
+            return True
+        try:
+            return self.active == tab
+        except Exception:  # noqa: BLE001 - not composed yet
+            return False
 
     # -- filter ------------------------------------------------------------------------
     def action_filter(self) -> None:
@@ -315,8 +334,8 @@ class MonitorScreen(Screen):
         elif self.drill and self.active == "tasks":
             self.drill = None
             self.dirty.add("tasks")
-        elif len(self.app.screen_stack) > 2:
-            self.app.pop_screen()
+        else:
+            go_back(self.app)  # stand-alone monitor: quit
             return
         self.render_visible()
 

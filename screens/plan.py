@@ -8,12 +8,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from hubwizard.screens.keys import NavScreen
 from rich.text import Text
 from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.message import Message
-from textual.screen import Screen
 from textual.widgets import Footer, Header, Static, Tree
 from textual.widgets.tree import TreeNode
 
@@ -22,11 +22,11 @@ from hubwizard.core.events import HostResult, StepFinished, StepStarted
 _STYLE = {"would-change": "yellow", "unchanged": "green", "skipped": "dim", "failed": "red", "unreachable": "red"}
 
 
-class PlanScreen(Screen):
+class PlanScreen(NavScreen):
     """What `hubwizard plan` prints, as a tree to browse."""
 
     CSS_PATH = Path(__file__).with_suffix(".tcss")
-    BINDINGS = [Binding("a", "apply", "Apply…"), Binding("r", "replan", "Re-plan"), Binding("escape", "back", "Back")]
+    BINDINGS = [Binding("a", "apply", "Apply…"), Binding("r", "replan", "Re-plan")]
 
     class Event(Message):
         def __init__(self, event: Any) -> None:
@@ -49,7 +49,7 @@ class PlanScreen(Screen):
         yield Static("planning: read-only checks on every host…", id="plan-status")
         yield Tree("plan", id="plan-tree")
         yield Static("", id="plan-detail")
-        yield Footer()
+        yield Footer(show_command_palette=False)  # ctrl+p still works; ? lists it
 
     def on_mount(self) -> None:
         self.sub_title = "plan review"
@@ -114,6 +114,3 @@ class PlanScreen(Screen):
         self.query_one(Tree).clear()
         self.steps.clear()
         self.run_plan()
-
-    def action_back(self) -> None:
-        self.app.pop_screen()

@@ -11,6 +11,7 @@ import threading
 from pathlib import Path
 from typing import Any
 
+from hubwizard.screens.keys import NavScreen, go_back
 from hubwizard.screens.modals import ConfirmModal, FailureModal
 from rich.text import Text
 from textual import work
@@ -18,7 +19,6 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.message import Message
-from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Header, Label, ProgressBar, RichLog, Static
 
 from hubwizard.core.events import CommandStarted, HostResult, OutputLine, Progress, StepFinished, StepStarted
@@ -27,11 +27,21 @@ _STYLE = {"changed": "yellow", "unchanged": "green", "ok": "green", "skipped": "
           "unreachable": "bold red", "running": "cyan"}
 
 
-class RunScreen(Screen):
+_SIDE_SHARE = 0.45  # the step table's share of the width when the log pane is beside it
+_CELL = max(len(s) for s in _STYLE)  # the widest status a host cell shows
+
+
+def needed_width(steps: list[str], hosts: list[str]) -> int:
+    """Cells the step table needs: the step column, a column per host, a scroll bar."""
+    step = max([len("STEP"), *map(len, steps)]) + 2
+    return step + sum(max(len(h), _CELL) + 2 for h in hosts) + 2
+
+
+class RunScreen(NavScreen):
     """Apply the site, step by step, with everything visible."""
 
     CSS_PATH = Path(__file__).with_suffix(".tcss")
-    BINDINGS = [Binding("escape", "back", "Back"), Binding("l", "toggle_log", "Log size")]
+    BINDINGS = [Binding("l", "toggle_log", "Log size")]
 
     class Events(Message):
         """Step/host events (not output lines: those go through the buffer)."""
@@ -57,6 +67,8 @@ class RunScreen(Screen):
         self.bars: dict[str, ProgressBar] = {}
         self.flushes = 0
         self.lines_written = 0
+        self.hosts: list[str] = []
+        self.steps_width = 0  # cells the step table needs to show every host column
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -66,7 +78,7 @@ class RunScreen(Screen):
             with Vertical(id="right"):
                 yield Vertical(id="bars")
                 yield RichLog(id="log", max_lines=5000, wrap=False, markup=False)
-        yield Footer()
+        yield Footer(show_command_palette=False)  # ctrl+p still works; ? lists it
 
     def on_mount(self) -> None:
         self.sub_title = "apply"
@@ -82,6 +94,8 @@ class RunScreen(Screen):
             table.add_column(h, key=h)
         for step in session.steps:
             table.add_row(step.id, *["" for _ in self.hosts], key=step.id)
+        self.steps_width = needed_width([s.id for s in session.steps], self.hosts)
+        self.fit()
         self.set_interval(0.1, self.flush)
         if not self.autostart:
             return
@@ -205,6 +219,15 @@ class RunScreen(Screen):
                 Text(f"aborted after {failed.step} failed on {failed.host}; the journal keeps what is done: "
                      "come back to resume", style="red"))
 
+    def on_resize(self) -> None:
+        self.fit()
+
+    def fit(self) -> None:
+        """Side by side only when the step table still shows every host column in its share of
+        the width; else the log pane goes under the table (80x24 with a hub and two nodes)."""
+        if self.steps_width:
+            self.set_class(self.steps_width > self.size.width * _SIDE_SHARE, "stacked")
+
     def action_toggle_log(self) -> None:
         self.query_one("#right").toggle_class("wide")
 
@@ -212,4 +235,4 @@ class RunScreen(Screen):
         if self.running:
             self.notify("a step is running; it finishes first (the journal stays consistent)", severity="warning")
             return
-        self.app.pop_screen()
+        go_back(self.app)

@@ -9,12 +9,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from hubwizard.screens.keys import NavScreen
 from rich.text import Text
 from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, VerticalScroll
-from textual.screen import Screen
 from textual.widget import Widget
 from textual.widgets import Footer, Header, Input, Label, Select, Static, Switch
 
@@ -26,11 +26,11 @@ def _wid(q: Question) -> str:
     return f"q-{q.section}-{q.key}"
 
 
-class SettingsScreen(Screen):
+class SettingsScreen(NavScreen):
     """One form for the site's settings, validated as typed."""
 
     CSS_PATH = Path(__file__).with_suffix(".tcss")
-    BINDINGS = [Binding("ctrl+s", "save", "Save", priority=True), Binding("escape", "back", "Back")]
+    BINDINGS = [Binding("ctrl+s", "save", "Save", priority=True)]
 
     def __init__(self) -> None:
         super().__init__()
@@ -46,7 +46,7 @@ class SettingsScreen(Screen):
                     yield self._widget(q)
                 yield Static("", classes="error", id=f"err-{q.section}-{q.key}")
         yield Static("", id="verdict")
-        yield Footer()
+        yield Footer(show_command_palette=False)  # ctrl+p still works; ? lists it
 
     def _widget(self, q: Question) -> Widget:
         draft = self.app.draft()
@@ -120,6 +120,3 @@ class SettingsScreen(Screen):
             write_secrets(self.app.site_path, self.secrets)
         verdict.update(Text(f"saved {self.app.site_path}", style="green"))
         self.notify(f"saved {self.app.site_path}", markup=False)
-
-    def action_back(self) -> None:
-        self.app.pop_screen()

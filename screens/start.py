@@ -8,12 +8,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from hubwizard.screens.keys import NavScreen
 from rich.text import Text
 from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
-from textual.screen import Screen
 from textual.widgets import Button, DataTable, Footer, Header, Input, Label, Static
 
 from hubwizard.core.errors import HubwizardError
@@ -21,7 +21,7 @@ from hubwizard.core.errors import HubwizardError
 _MARK = {"done": "done", "failed": "FAILED", "started": "started", "skipped": "skipped", "pending": "·"}
 
 
-class StartScreen(Screen):
+class StartScreen(NavScreen):
     """New site or resume: the site path, the journal, and where to go next."""
 
     CSS_PATH = Path(__file__).with_suffix(".tcss")
@@ -29,10 +29,11 @@ class StartScreen(Screen):
         Binding("i", "go('inventory')", "Inventory"),
         Binding("s", "go('settings')", "Settings"),
         Binding("p", "go('plan')", "Plan"),
-        Binding("a", "go('run')", "Apply"),
+        Binding("a", "go('run')", "Apply…"),
         Binding("m", "go('monitor')", "Monitor"),
         Binding("d", "go('doctor')", "Doctor"),
-        Binding("q", "app.quit", "Quit"),
+        Binding("q", "back", "Quit"),
+        Binding("escape", "back", "Quit", show=False),
     ]
 
     def compose(self) -> ComposeResult:
@@ -45,7 +46,7 @@ class StartScreen(Screen):
                 yield Button("Open", id="open", variant="primary")
             yield Static("", id="summary")
             yield DataTable(id="journal", cursor_type="row", zebra_stripes=True)
-        yield Footer()
+        yield Footer(show_command_palette=False)  # ctrl+p still works; ? lists it
 
     def on_mount(self) -> None:
         self.sub_title = "start: a new site, or resume one"

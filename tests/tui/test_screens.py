@@ -223,7 +223,7 @@ async def test_monitor_tabs_filter_drill_and_actions():
         await pilot.press("1")
         await pilot.pause()
         nodes.move_cursor(row=2)
-        await pilot.press("d")
+        await pilot.press("D")
         await pilot.pause()
         assert isinstance(app.screen, ConfirmModal)
         renders = mon.renders
@@ -249,7 +249,7 @@ async def test_monitor_scale_asks_for_replicas():
         await settle(pilot, app)
         await pilot.press("2")
         await pilot.pause()
-        await pilot.press("s")
+        await pilot.press("S")
         await pilot.pause()
         await pilot.press("backspace", "3", "enter")
         await pilot.pause()
@@ -383,7 +383,7 @@ async def test_new_site_from_inventory_to_settings_to_file(tmp_path, ssh_env):
         await pilot.pause()
         inv = app.screen
         assert inv.query_one("#f-name", Input).value == "hub"  # the first host is the hub
-        await pilot.press("tab", *"127.0.0.1", "tab", "tab", *str(port), "enter")
+        await pilot.press("tab", *"127.0.0.1", "tab", "tab", "tab", *str(port), "enter")  # name, address, role, user, port
         for _ in range(100):  # the probe meets an unknown host key (~/.ssh/known_hosts): refuse it
             await pilot.pause(0.1)
             if isinstance(app.screen, HostKeyModal):
@@ -400,9 +400,15 @@ async def test_new_site_from_inventory_to_settings_to_file(tmp_path, ssh_env):
         settings = app.screen
         settings.query_one("#q-site-domain", Input).value = "hub.fresh.example"
         settings.query_one("#q-site-email", Input).value = "me@fresh.example"
+        await pilot.pause()  # the suggested login is GitHub: it needs its client and an admin
+        settings.query_one("#q-oauth-client_id", Input).value = "Iv1.fresh"
+        settings.query_one("#q-secrets-oauth_client_secret", Input).value = "s3cret-fresh"
+        settings.query_one("#q-hub-admin_users", Input).value = "alice"
         await pilot.pause()
         await pilot.press("ctrl+s")
         await pilot.pause()
+        verdict = str(settings.query_one("#verdict", Static).render())
+        assert "saved" in verdict and "not saved" not in verdict, verdict
     loaded = load_site(site)
     assert loaded.site.name == "fresh" and loaded.site.domain == "hub.fresh.example"
     assert [(h.name, h.role, h.port) for h in loaded.hosts] == [("hub", "hub", port)]
