@@ -103,7 +103,7 @@ def pending(state: str, has_commands: bool) -> bool:
     return has_commands and state in ("would-change", "needs")
 
 
-def unreachable_message(host: str, jump: str | None, jump_down: bool) -> str:
+def unreachable_message(jump: str | None, jump_down: bool) -> str:
     if jump and jump_down:
         return f"not checked: unreachable through {jump} ({jump} is unreachable)"
     return "not checked: host unreachable"

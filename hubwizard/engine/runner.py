@@ -20,7 +20,7 @@ from typing import Any
 import jinja2
 
 from hubwizard.core.config import Host, Site
-from hubwizard.core.errors import ConfigError, UnreachableError
+from hubwizard.core.errors import ConfigError, HubwizardError, UnreachableError
 from hubwizard.core.events import CheckResult, CommandStarted, Event, HostResult, OutputLine, Sink, StepFinished, StepStarted
 from hubwizard.core.journal import Journal
 from hubwizard.core.redact import Redactor
@@ -97,6 +97,7 @@ class Engine:
         self._facts = facts
         self._gates: dict[str, threading.Lock] = {}  # per host: the hostlock wait, once per run
         self._settled: dict[str, str | None] = {}  # per host: None, or the output of a wait that failed
+        self._plan_latest: dict = {}  # plan: the journal's latest record per (step, host), read once
 
     # -- context ----------------------------------------------------------------
     @property
@@ -319,6 +320,7 @@ class Engine:
         names = [h.name for s in chosen for h in self.hosts_for(s, hosts)]
         down = self._probe(list(dict.fromkeys(names)))
         conns, self.conns = self.conns, _KnownDown(self.conns, down)  # type: ignore[assignment]
+        self._plan_latest = self.journal.latest()
         try:
             self._plan_facts(down)
             book = planning.PlanBook()
@@ -363,7 +365,12 @@ class Engine:
             return
         offline = Facts.offline(self.site)
         if not down:
-            self._facts = gather.gather(self.site, self.conns)
+            try:
+                self._facts = gather.gather(self.site, self.conns)
+            except HubwizardError:
+                raise  # a message with its fix (no internal IP for the hub, a host lost since the probe)
+            except Exception:  # noqa: BLE001 - the checks on each host report what is wrong there
+                self._facts = offline
             return
         if self.site.hub_host.name in down or self.site.nfs_host.name in down:
             self._facts = offline
@@ -379,7 +386,15 @@ class Engine:
     def _plan_hosts(self, step: Step, targets: list[Host], book: planning.PlanBook,
                     down: dict[str, UnreachableError]) -> list[HostResult]:
         def one(host: Host) -> HostResult:
-            return self._plan_host(step, host, book, down)
+            try:
+                return self._plan_host(step, host, book, down)
+            except ConfigError:
+                raise
+            except UnreachableError as exc:  # e.g. the facts of a host lost mid-plan
+                return HostResult(step.id, host.name, "unreachable", "not checked: host unreachable",
+                                  output_tail=self.redactor(exc.message), fix=exc.fix)
+            except Exception as exc:  # noqa: BLE001 - one line for people, never a traceback
+                return HostResult(step.id, host.name, "failed", self.redactor(planning.crash_line(exc, host.name)))
 
         if step.parallel and len(targets) > 1:
             with ThreadPoolExecutor(max_workers=len(targets)) as pool:
@@ -396,15 +411,16 @@ class Engine:
         if host.name in down:
             return self._not_checked(step, host, down, commands)
         digest = self.digest(step, ctx)
-        prev = self.journal.latest().get((step.id, host.name))
-        done = prev is not None and prev.phase == "done"
+        prev = self._plan_latest.get((step.id, host.name))
+        done_digest = prev.digest if prev is not None and prev.phase == "done" else None
         passed, crashed, bad = False, "", None
         if step.check:
             try:
                 passed, bad = self._phase(step, host, "check", ctx)
             except _HostDown as exc:  # the check asks another host, one that is down
                 return HostResult(step.id, host.name, "unreachable", f"not checked: it asks {exc.host}, "
-                                  f"which is unreachable", fix=exc.fix, commands=commands)
+                                  f"which is unreachable", output_tail=self.redactor(exc.message), fix=exc.fix,
+                                  commands=commands)
             except UnreachableError as exc:  # the connection went away during the plan
                 down[host.name] = exc
                 return self._not_checked(step, host, down, commands)
@@ -412,8 +428,8 @@ class Engine:
                 raise
             except Exception as exc:  # noqa: BLE001 - one line for people, decided below
                 crashed = self.redactor(planning.crash_line(exc, host.name))
-        outcome = planning.CheckOutcome(bool(step.check), passed, crashed, done and prev.digest == digest,
-                                        done and prev.digest != digest)
+        outcome = planning.CheckOutcome(bool(step.check), passed, crashed, done_digest == digest,
+                                        done_digest not in (None, digest))
         decision = planning.decide(step.id, step.needs, host.name, outcome, book)
         if decision.state == "unchanged":
             return HostResult(step.id, host.name, "unchanged", decision.message)
@@ -426,13 +442,12 @@ class Engine:
 
     def _not_checked(self, step: Step, host: Host, down: dict[str, UnreachableError],
                      commands: tuple[str, ...]) -> HostResult:
-        exc = down[host.name]
-        jump_down = bool(host.jump) and host.jump in down
-        message = planning.unreachable_message(host.name, host.jump, jump_down)
-        cause = down[host.jump].message if jump_down and host.jump else exc.message  # type: ignore[index]
-        fix = (down[host.jump].fix if jump_down and host.jump else exc.fix)  # type: ignore[index]
-        return HostResult(step.id, host.name, "unreachable", message, output_tail=self.redactor(cause),
-                          fix=fix, commands=commands)
+        """A host that is down (or behind a jump host that is): its commands, and why (the jump
+        host's cause when that is where it ends)."""
+        jump_down = host.jump is not None and host.jump in down
+        exc = down[host.jump] if jump_down and host.jump else down[host.name]
+        return HostResult(step.id, host.name, "unreachable", planning.unreachable_message(host.jump, jump_down),
+                          output_tail=self.redactor(exc.message), fix=exc.fix, commands=commands)
 
     VERIFY_STEPS_PER_HOST = 4  # steps checked at once on one host: well under sshd's MaxSessions (10)
 

@@ -208,3 +208,11 @@ def test_shipped_recipes_declare_known_prerequisites():
     order = [s.id for s in load_steps("swarm-mode")]
     for s in steps.values():
         assert all(order.index(n) < order.index(s.id) for n in s.needs or () if n in order), s.id
+
+
+def test_unreachable_message_names_the_jump_host_it_ends_at():
+    from hubwizard.engine.planning import unreachable_message
+
+    assert unreachable_message(None, False) == "not checked: host unreachable"
+    assert unreachable_message("hub", False) == "not checked: host unreachable"  # the hub answers, the node not
+    assert unreachable_message("hub", True) == "not checked: unreachable through hub (hub is unreachable)"
