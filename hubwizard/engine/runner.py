@@ -1,7 +1,9 @@
 """The recipe engine: check -> diff -> apply -> verify, per step and host, journaled.
 
-A plan is the same code with apply switched off. Steps run in order; the hosts of a
-step run in parallel where the step allows it. Resume comes from the journal: a step
+A plan runs the same checks with apply switched off, and goes on to the end whatever it
+finds, so it can be reviewed whole: what a check cannot see until an earlier step has run is
+"needs STEP first" (engine/planning.py decides), a host that is down still gets its commands
+listed. Steps run in order; the hosts of a step run in parallel where the step allows it. Resume comes from the journal: a step
 journaled done whose inputs are unchanged and whose check still passes is skipped.
 """
 
@@ -243,13 +245,7 @@ class Engine:
             return self._result(step, host, "ok" if ok else "failed", bad)
         if mode == "apply" and (busy := self._settle(step, host)) is not None:
             return busy
-        digest, same, changed_inputs, converged = self._decide(step, host, ctx, self.journal.latest())
-        if mode == "plan":
-            if converged:
-                return HostResult(step.id, host.name, "unchanged", "already in the desired state")
-            why = "inputs changed since last apply" if changed_inputs else "not in the desired state"
-            return HostResult(step.id, host.name, "would-change", why,
-                              commands=tuple(t for _, t in self.rendered(step, ctx)))
+        digest, same, _, converged = self._decide(step, host, ctx, self.journal.latest())  # plan: see _plan
         if converged:
             if not same:
                 self.journal.record(self.run_id, step.id, host.name, "done", digest, "already in the desired state")
@@ -280,7 +276,8 @@ class Engine:
         hosts: set[str] | None = None,
         steps: Iterable[Step] | None = None,
     ) -> RunSummary:
-        """mode: plan | apply | verify. Stops after the first step that fails anywhere."""
+        """mode: plan | apply | verify. apply stops after the first step that fails anywhere; a
+        plan lists every step on every host (see _plan)."""
         chosen = self._select(list(steps or self.steps), start, only)
         summary = RunSummary()
         listener = _Collector(summary, self.emit)
