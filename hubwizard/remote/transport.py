@@ -167,11 +167,14 @@ class LocalTransport:
         return Result(self.name, command, code, out.close(), err.close())
 
     def put(self, data: bytes, path: str, *, mode: int = 0o644, sudo: bool = False) -> None:
-        tmp = f"/tmp/.hubwizard-{uuid.uuid4().hex}"
+        import tempfile
+
+        tmpdir = tempfile.mkdtemp(prefix=".hubwizard-")  # private (0700): no one else can swap the file
+        tmp = os.path.join(tmpdir, "upload")
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
-        _install(self, tmp, path, mode, sudo)
+        _install(self, tmpdir, path, mode, sudo)
 
     def get(self, path: str, *, sudo: bool = False) -> bytes:
         if not sudo or self.user == "root":
@@ -183,16 +186,23 @@ class LocalTransport:
         pass
 
 
-def _install(t: Transport, tmp: str, path: str, mode: int, sudo: bool) -> None:
-    """Move an uploaded temp file into place atomically with its mode."""
+def _install(t: Transport, tmpdir: str, path: str, mode: int, sudo: bool) -> None:
+    """Put ``tmpdir``/upload at ``path`` with ``mode``, atomically (a rename next to the target),
+    and remove ``tmpdir``: one command.
+
+    Under sudo the file becomes root:root: an upload is owned by the login user, who must not
+    be able to rewrite a file root runs later (a unit, a script)."""
+    q = shlex.quote
     parent = os.path.dirname(path) or "/"
+    staged = f"{parent}/.{os.path.basename(path)}.hubwizard-new"
+    owner = "-o root -g root " if sudo else ""
     cmd = (
-        f"mkdir -p {shlex.quote(parent)} && chmod {mode:o} {shlex.quote(tmp)} && "
-        f"mv -f {shlex.quote(tmp)} {shlex.quote(path)}"
+        f"mkdir -p {q(parent)} && install {owner}-m {mode:o} {q(tmpdir + '/upload')} {q(staged)} && "
+        f"mv -f {q(staged)} {q(path)}; rc=$?; rm -rf {q(tmpdir)}; [ $rc = 0 ] || rm -f {q(staged)}; exit $rc"
     )
     res = t.run(cmd, sudo=sudo)
     if not res.ok:
-        t.run(f"rm -f {shlex.quote(tmp)}")
+        t.run(f"rm -rf {q(tmpdir)}")  # when sudo itself failed, nothing ran
         raise OSError(f"{t.name}: cannot write {path}: {res.output}")
 
 
@@ -551,11 +561,18 @@ class SshTransport:
             sftp.close()
 
     def put(self, data: bytes, path: str, *, mode: int = 0o644, sudo: bool = False) -> None:
-        tmp = f"/tmp/.hubwizard-{uuid.uuid4().hex}"
-        with self._sftp(f"an upload to {path}") as sftp, sftp.open(tmp, "wb") as fh:
-            fh.chmod(0o600)
-            fh.write(data)
-        _install(self, tmp, path, mode, sudo)
+        tmpdir = f"/tmp/.hubwizard-{uuid.uuid4().hex}"
+        with self._sftp(f"an upload to {path}") as sftp:
+            sftp.mkdir(tmpdir, 0o700)  # fails if it exists: a fresh private folder, as `mktemp -d` makes
+            try:
+                sftp.chmod(tmpdir, 0o700)
+                with sftp.open(f"{tmpdir}/upload", "wx") as fh:
+                    fh.chmod(0o600)
+                    fh.write(data)
+            except Exception:
+                self.run(f"rm -rf {shlex.quote(tmpdir)}")
+                raise
+        _install(self, tmpdir, path, mode, sudo)
 
     def get(self, path: str, *, sudo: bool = False) -> bytes:
         if sudo and self.user != "root":
