@@ -34,10 +34,10 @@ class InventoryScreen(NavScreen):
 
     CSS_PATH = Path(__file__).with_suffix(".tcss")
     BINDINGS = [
-        Binding("ctrl+a", "add", "Add host"),
+        Binding("ctrl+a", "add", "Add host", priority=True),  # also from a field (Home goes to its start)
         Binding("ctrl+o", "probe", "Probe selected"),
         Binding("ctrl+r", "probe_all", "Probe all"),
-        Binding("delete", "remove", "Remove host"),
+        Binding("delete", "remove", "Remove host (in the table)"),
         Binding("ctrl+s", "save", "Save", priority=True),
     ]
 

@@ -62,8 +62,10 @@ async def test_settings_after_inventory_keeps_wide_drop_downs(demo_site):
         assert name(app) == "SettingsScreen"
         selects = [s for s in app.screen.query(Select) if s.display and s.region.height]
         assert selects, "the settings show drop-downs"
-        assert all(s.region.width > 10 for s in selects), [(s.id, s.region.width) for s in selects]
-        assert "▼" in screen_text(app)
+        answers = [i.region.width for i in app.screen.query(".answer") if i.display and i.region.height]
+        widths = [(s.id, s.region.width) for s in selects]
+        assert all(w >= 20 and w == max(answers) for _id, w in widths), (widths, answers)  # as wide as the inputs
+        assert "swarm-mode" in screen_text(app)  # the value whole, not `swar` / `m-mo`
 
 
 # -- item 5: q/Esc back or quit, ? everywhere, destructive keys ask -------------------------
@@ -220,6 +222,11 @@ async def test_inventory_fields_have_labels_hints_and_room(demo_site):
             assert label in text, label
         for field in inputs:
             assert field.placeholder in text, f"{field.placeholder!r} is cut"
+        # keyboard only: type a host, ctrl+a adds it from inside a field (port 1 on loopback: refused at once)
+        await pilot.press(*"node3", "tab", *"127.0.0.1", "tab", "tab", "tab", "1", "ctrl+a")
+        await settle(pilot, app)
+        assert [h["name"] for h in app.draft()["hosts"]][-1] == "node3"
+        assert app.draft()["hosts"][-1]["port"] == 1 and not scr.reports["node3"].reachable
 
 
 # -- item 14: the run screen at 80x24 ---------------------------------------------------------
