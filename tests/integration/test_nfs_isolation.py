@@ -77,6 +77,7 @@ class NfsLab:
     site: Path
     record: dict[str, Any]
     apply: subprocess.CompletedProcess
+    reapply: subprocess.CompletedProcess
     verify: subprocess.CompletedProcess
 
     def ssh(self, host: str, command: str, timeout: float = 180) -> subprocess.CompletedProcess:
@@ -114,7 +115,8 @@ def nfslab(tmp_path_factory) -> Iterator[NfsLab]:
     if own:
         name, site = own.split(":", 1)
         record = lab_mod.load_record(name)
-        yield NfsLab(name, Path(site), record, timed("apply", "apply", "-c", site, "--yes"),
+        apply = timed("apply", "apply", "-c", site, "--yes")
+        yield NfsLab(name, Path(site), record, apply, timed("re-apply", "apply", "-c", site, "--yes", "--json"),
                      timed("verify", "verify", "-c", site))
         return
     from tests.integration.lab_fixture import unique_name
@@ -129,8 +131,9 @@ def nfslab(tmp_path_factory) -> Iterator[NfsLab]:
             # a lab site written before the dummy login needed saying so (issue 12 item 1)
             site.write_text(text.replace('provider = "dummy"', 'provider = "dummy"\ni_understand_anyone_can_log_in = true'))
         apply = timed("apply from fresh machines", "apply", "-c", str(site), "--yes")
+        reapply = timed("converged re-apply", "apply", "-c", str(site), "--yes", "--json")
         verify = timed("verify", "verify", "-c", str(site))
-        yield NfsLab(name, site, lab_mod.load_record(name), apply, verify)
+        yield NfsLab(name, site, lab_mod.load_record(name), apply, reapply, verify)
     finally:
         hubwizard("lab", "down", "--name", name, timeout=900)
 
@@ -219,6 +222,14 @@ def test_apply_and_verify_pass_with_the_guard_on_every_host(nfslab):
         res = nfslab.ssh(host, "systemctl is-enabled hubwizard-nfs-guard && iptables -w -C DOCKER-USER -j "
                                "HUBWIZARD-NFS-FWD && iptables -w -C INPUT -j HUBWIZARD-NFS-IN")
         assert res.returncode == 0, f"{host}: {res.stdout}{res.stderr}"
+
+
+def test_a_second_apply_leaves_the_guard_and_the_storage_unchanged(nfslab):
+    assert nfslab.reapply.returncode == 0, nfslab.reapply.stdout[-3000:] + nfslab.reapply.stderr[-2000:]
+    doc = json.loads(nfslab.reapply.stdout)
+    steps = {s["id"]: s for s in doc["steps"]}
+    for step in ("storage", "nfs-guard"):
+        assert {r["status"] for r in steps[step]["hosts"].values()} == {"unchanged"}, steps[step]
 
 
 def test_the_hub_makes_the_users_folder_owned_by_jovyan(nfslab, user_server):
