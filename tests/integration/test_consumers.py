@@ -812,7 +812,8 @@ def test_ganesha_conf_structure():
     (export,) = conf["EXPORT"]
     assert export["Path"] == "/var/nfs" and export["Pseudo"] == "/var/nfs"
     assert export["Protocols"] == "3, 4" and conf["NFS_CORE_PARAM"][0]["Protocols"] == "3, 4"
-    assert export["Squash"] == "No_Root_Squash"
+    assert export["Squash"] == "All_Squash"  # no client is root on the share (issue 12 item 2)
+    assert export["Anonymous_Uid"] == "1000" and export["Anonymous_Gid"] == "100"
     assert export["Access_Type"] == "None" and conf["EXPORT_DEFAULTS"][0]["Access_Type"] == "None"
     assert export["FSAL"] == [{"Name": "VFS"}]
     (client,) = export["CLIENT"]
@@ -891,7 +892,8 @@ def test_ganesha_builds_the_rendered_export(tmp_path):
     assert "Configuration file successfully parsed" in text, text[-3000:]
     assert "Config File" not in text, text  # ganesha names every unknown or bad line of the file
     assert f"Export 1 created at pseudo ({export}) with path ({export})" in text, text[-3000:]
-    assert "no_root_squash" in text
+    # every client squashed to jovyan (issue 12 item 2); the pseudo root "/" stays no_root_squash
+    assert re.search(r"Export 1 created at .*perms \(options=\S+ all_squash .*anon_uid=\s*1000, anon_gid=\s*100,", text), text
     assert "NETWORK_CLIENT: 10.0.0.0/24" in text
 
 
@@ -919,8 +921,9 @@ def test_exportfs_accepts_the_rendered_exports(tmp_path, track):
     words = result.stdout.split()  # a long path puts the client on the next line
     assert len(words) == 2 and words[0] == path and words[1].startswith("10.0.0.0/24("), result.stdout
     line = words[1]
-    squash = "no_root_squash" if track == "swarm-mode" else "root_squash"
-    assert f",{squash}," in line and ",rw," in line and "sync" in line
+    assert ",root_squash," in line + "," and ",rw," in line and "sync" in line
+    if track == "swarm-mode":  # every client acts as jovyan (issue 12 item 2)
+        assert ",all_squash" in line and "anonuid=1000," in line and "anongid=100," in line, line
 
     # and it would say so if the file were wrong
     (etc / "exports.d" / "hubwizard.exports").write_text(f"{path} 10.0.0.0/24(rw,bogus)\n", encoding="utf-8")
