@@ -28,18 +28,38 @@ def _conn_args(p: argparse.ArgumentParser) -> None:
                    help="trust SSH host keys not yet in known_hosts (a changed key is still refused)")
 
 
+def _limit_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--limit", metavar="HOST[,HOST]", help="run only on these hosts of the site file")
+
+
+_JSON_ERRORS = False  # main() sets it when the command line asks for --json
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, except that with --json a bad flag is the same JSON error document as any other."""
+
+    def error(self, message: str):  # type: ignore[override]
+        if _JSON_ERRORS:
+            print(json.dumps(error_document("bad input", f"{self.prog}: {message}", 2)))
+            sys.exit(2)
+        super().error(message)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="hubwizard",
         description="Guided, resumable installer and live monitor for JupyterHub on Docker Swarm, over SSH.",
     )
     parser.add_argument("--version", action="version", version="hubwizard 0.1.0")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
 
     p = sub.add_parser("wizard", help="the TUI: a new site, or resume one")
     _site_arg(p, required=False)
     p = sub.add_parser("init", help="plain-terminal questions that write a site file")
     _site_arg(p, required=False)
+    p.add_argument("--example", action="store_true",
+                   help="write the commented example site file (1 hub + 2 nodes) instead of asking")
+    p.add_argument("--force", action="store_true", help="with --example: overwrite an existing file")
 
     p = sub.add_parser("plan", help="what each step would change, with the exact commands (read-only)")
     _site_arg(p)
@@ -47,6 +67,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
     p.add_argument("--from", dest="start", metavar="STEP")
     p.add_argument("--only", metavar="STEP")
+    p.add_argument("--diff", action="store_true",
+                   help="also show a unified diff of every file that would change (read from the hosts)")
+    _limit_arg(p)
 
     p = sub.add_parser("apply", help="converge the site; resumes from the journal")
     _site_arg(p)
@@ -56,11 +79,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--only", metavar="STEP", help="run just this step")
     p.add_argument("--json", action="store_true")
     p.add_argument("-v", "--verbose", action="store_true", help="show command output")
+    _limit_arg(p)
 
     p = sub.add_parser("verify", help="run every verification check; exit 0 only if all pass")
     _site_arg(p)
     _conn_args(p)
     p.add_argument("--json", action="store_true")
+    _limit_arg(p)
 
     p = sub.add_parser("status", help="journal: done / failed / pending per step and host")
     _site_arg(p)
@@ -112,8 +137,11 @@ def _wizard_by_default(argv: list[str]) -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> int:
+    global _JSON_ERRORS
+    argv = _wizard_by_default(sys.argv[1:] if argv is None else list(argv))
+    _JSON_ERRORS = "--json" in argv
     parser = build_parser()
-    args = parser.parse_args(_wizard_by_default(sys.argv[1:] if argv is None else list(argv)))
+    args = parser.parse_args(argv)
     command = args.command or "wizard"
     handler = _HANDLERS.get(command)
     try:
@@ -130,10 +158,14 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _report_error(exc: Exception, as_json: bool) -> int:
+    """The one place errors become messages: a line for people on stderr, or with --json the one
+    error document every command prints on stdout (error_document)."""
     from hubwizard.core.errors import HubwizardError
 
+    host = step = fix = None
     if isinstance(exc, HubwizardError):
-        code, title, text = exc.exit_code, exc.title, str(exc)
+        code, title, text, fix = exc.exit_code, exc.title, exc.message, exc.fix
+        host, step = getattr(exc, "host", None), getattr(exc, "step", None)
     elif isinstance(exc, UsageError):
         code, title, text = 2, "bad input", str(exc)
     else:
@@ -141,12 +173,19 @@ def _report_error(exc: Exception, as_json: bool) -> int:
 
         log = _crash_log(traceback.format_exc())
         code, title = 1, "internal error"
-        text = f"{type(exc).__name__}: {exc}\n  this is a bug in hubwizard; details were written to {log}"
+        text = f"{type(exc).__name__}: {exc}"
+        fix = f"this is a bug in hubwizard; details were written to {log}"
     if as_json:
-        print(json.dumps({"error": title, "message": text, "exit_code": code}))
+        print(json.dumps(error_document(title, text, code, host=host, step=step, fix=fix)))
     else:
-        print(f"hubwizard: {title}: {text}", file=sys.stderr)
+        print(f"hubwizard: {title}: {text}" + (f"\n  fix: {fix}" if fix else ""), file=sys.stderr)
     return code
+
+
+def error_document(error: str, message: str, exit_code: int, *, host: str | None = None, step: str | None = None,
+                   fix: str | None = None) -> dict:
+    """The shape of an error under --json, the same for every command."""
+    return {"error": error, "message": message, "host": host, "step": step, "fix": fix, "exit_code": exit_code}
 
 
 def _crash_log(text: str) -> str:
@@ -171,24 +210,46 @@ def _run(args, mode: str, **kw) -> int:
     from hubwizard.cli.report import HumanPrinter, JsonCollector
 
     session = _open(args)
+    hosts = _limited(session.site, getattr(args, "limit", None))
     _site_notes(session.site, mode, args.json)
     sink = JsonCollector() if args.json else HumanPrinter(verbose=getattr(args, "verbose", False),
                                                            show_commands=mode == "apply")
     engine = session.engine(sink, accept_new_host_keys=args.accept_new_host_keys)
+    diffs = None
     try:
-        summary = engine.run(mode, **kw)
+        summary = engine.run(mode, hosts=hosts, **kw)
+        if mode == "plan" and getattr(args, "diff", False):
+            from hubwizard.engine.diff import plan_diffs
+
+            diffs = plan_diffs(engine, summary.results)
     finally:
         engine.conns.close()
     code = summary.exit_code
     if args.json:
-        print(sink.document(mode, code))
+        print(sink.document(mode, code, diffs=diffs))
     elif mode == "plan":
-        from hubwizard.cli.report import plan_summary
+        from hubwizard.cli.report import diff_text, plan_summary
 
+        if diffs is not None:
+            print(diff_text(diffs, color=sys.stdout.isatty()))
         print(plan_summary(summary.results))
     else:
         _summary_line(summary, mode)
     return code
+
+
+def _limited(site, limit: str | None) -> set[str] | None:
+    """--limit HOST[,HOST]: the hosts named, all of them in the site file (exit 2 naming the first that is not)."""
+    if limit is None:
+        return None
+    names = [n.strip() for n in limit.split(",") if n.strip()]
+    known = [h.name for h in site.hosts]
+    for name in names:
+        if name not in known:
+            raise UsageError(f"--limit {name!r}: no host of that name in the site file (hosts: {', '.join(known)})")
+    if not names:
+        raise UsageError("--limit: name at least one host")
+    return set(names)
 
 
 def _site_notes(site, mode: str, as_json: bool) -> None:
@@ -223,9 +284,11 @@ def cmd_plan(args) -> int:
 
 def cmd_apply(args) -> int:
     if not args.yes:
+        if args.json:  # --json is for scripts: stdout carries only the JSON document, never a question
+            raise UsageError("apply --json changes hosts without asking: add --yes (review with `hubwizard plan` first)")
         if not sys.stdin.isatty():
             raise UsageError("apply changes hosts: run `hubwizard plan` to review, then `hubwizard apply --yes`")
-        code = cmd_plan(argparse.Namespace(**{**vars(args), "json": False}))
+        code = cmd_plan(argparse.Namespace(**{**vars(args), "json": False, "diff": False}))
         if code not in (0,):
             return code
         if input("\nApply these changes? [y/N] ").strip().lower() not in ("y", "yes"):
@@ -295,9 +358,31 @@ def cmd_doctor(args) -> int:
 
 
 def cmd_monitor(args) -> int:
+    _hub_answers(args)
     from hubwizard.app import run_monitor
 
     return run_monitor(args)
+
+
+def _hub_answers(args) -> None:
+    """Before the screen opens: can the hub be reached? If not, exit 3 with why and the fix, as
+    every command does (a monitor of a hub it cannot see would only show empty panels). An
+    unknown host key is left to the screen, which asks about it."""
+    from hubwizard.core.errors import HostKeyError, UnreachableError
+    from hubwizard.remote.connections import Connections
+
+    session = _open(args)
+    hub = session.site.hub_host.name
+    conns = Connections(session.site, session.secrets, accept_new_host_keys=args.accept_new_host_keys)
+    try:
+        conns.get(hub)
+    except HostKeyError:
+        pass
+    except UnreachableError as exc:
+        exc.host = hub  # type: ignore[attr-defined]  - named in --json's error document
+        raise
+    finally:
+        conns.close()
 
 
 def cmd_wizard(args) -> int:

@@ -95,7 +95,7 @@ class JsonCollector:
         if not isinstance(event, OutputLine | CommandStarted | Progress):
             self.events.append(event)
 
-    def document(self, command: str, exit_code: int) -> str:
+    def document(self, command: str, exit_code: int, *, diffs: list | None = None) -> str:
         steps: dict[str, dict] = {}
         checks = []
         for e in self.events:
@@ -113,6 +113,8 @@ class JsonCollector:
         doc = {"command": command, "exit_code": exit_code, "steps": list(steps.values())}
         if checks:
             doc["checks"] = checks
+        if diffs is not None:
+            doc["diffs"] = [dataclasses.asdict(d) for d in diffs]
         return json.dumps(doc, indent=2)
 
 
@@ -137,3 +139,19 @@ def plan_summary(results: list[HostResult]) -> str:
         text += (f"\nplan: {', '.join(down)} could not be reached; their steps above are listed with their "
                  "commands but were not checked (fix the connection, then run plan again)")
     return text
+
+
+def diff_text(diffs: list, *, color: bool = False) -> str:
+    """plan --diff for people: per host and file, the unified diff (or why it is not shown)."""
+    if not diffs:
+        return "\ndiff: no file would change"
+    out = []
+    for d in diffs:
+        out.append(f"\n== diff {d.host}: {d.path}  (step {d.step})")
+        if d.withheld or d.note:
+            out.append(f"    {d.withheld or d.note}")
+            continue
+        for line in d.diff.splitlines():
+            code = "32" if line.startswith("+") else "31" if line.startswith("-") else "36" if line.startswith("@@") else ""
+            out.append(f"\033[{code}m{line}\033[0m" if color and code else line)
+    return "\n".join(out)
