@@ -43,6 +43,7 @@ def register(subparsers: Any) -> None:
     p_up = sub.add_parser("up", help="bring a lab up (or reuse the one of the same name and shape)")
     p_up.add_argument("--nodes", type=_positive, default=2, help="worker machines (default 2)")
     p_up.add_argument("--spares", type=_positive, default=0, help="machines up but marked spare (for add-node)")
+    p_up.add_argument("--vm", action="store_true", help="machines as qemu VMs with a real kernel (kernel NFS, XFS quotas)")
     p_up.add_argument("-o", "--output", metavar="SITE", help="site file to write (default ./NAME.toml)")
     p_up.add_argument("--name", default="lab", help="lab name; labs of different names run side by side")
     p_up.add_argument("--user", default="root", help="admin user (non-root gets sudo)")
@@ -51,6 +52,11 @@ def register(subparsers: Any) -> None:
     p_up.add_argument("--jump", action="store_true", help="nodes accept SSH only from the hub (ProxyJump)")
     p_up.add_argument("--with-docker", action="store_true", help="machines with docker.io installed and running")
     p_up.add_argument("--base-image", metavar="IMG", help="a pullable Debian bookworm image instead of debootstrap")
+    p_up.add_argument(
+        "--dummy-login",
+        action="store_true",
+        help="the open dummy login (anyone as anyone) instead of the lab's OpenID Connect provider",
+    )
     p_down = sub.add_parser("down", help="remove every container, volume and network of a lab")
     p_down.add_argument("--name", default="lab")
     p_status = sub.add_parser("status", help="machines, IPs, roles and health of a lab (exit 1 unless all healthy)")
@@ -127,12 +133,23 @@ def _up(args: argparse.Namespace) -> int:
         jump=args.jump,
         with_docker=args.with_docker,
         base_image=args.base_image,
+        dummy_login=args.dummy_login,
     )
     site = Path(args.output or f"{args.name}.toml")
-    record = lab.up(spec, site, progress=_say)
+    if args.vm:  # real kernels: kernel nfsd, NFS volumes, XFS project quotas (slower: TCG emulation)
+        from hubwizard.lab import vm as lab_vm
+
+        record = lab_vm.up(spec, site, progress=_say)
+    else:
+        record = lab.up(spec, site, progress=_say)
     load_site(site)  # what we hand over must be what the rest of hubwizard accepts
     print(f"site file: {site}  (secrets: {site.with_name(site.stem + '.secrets.toml')}, 0600)")
     print(f"next: hubwizard plan -c {site}")
+    if record.get("oidc"):
+        from hubwizard.lab import oidc
+
+        print(f"login: OpenID provider http://{record['oidc']['ip']}:{oidc.PORT}; admins {', '.join(oidc.ADMINS)}, "
+              f"users {', '.join(oidc.ALLOWED)}; {oidc.OUTSIDER} is refused (403)")
     for host, machine in record["machines"].items():
         print(f"  {host:<8} {machine['ip']:<15} {machine['role']:<6} {_ssh_command(record, host)}")
     return EXIT_OK
@@ -163,6 +180,8 @@ def _status(args: argparse.Namespace) -> int:
         print(f"lab {args.name!r} is not up")
         return code
     print(f"lab {args.name!r}  site: {report['site'] or '(unknown)'}")
+    if record_oidc := (lab.load_record(args.name) or {}).get("oidc"):
+        print(f"  login    http://{record_oidc['ip']}:9400 (OpenID provider; users in the site file's [hub])")
     if report["registry"]:
         reg = report["registry"]
         print(f"  registry {reg['url']} (from this host: 127.0.0.1:{reg['host_port']}, user lab)")

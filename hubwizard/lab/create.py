@@ -1,4 +1,5 @@
-"""`lab up`'s creation of a lab: network, registry, machines, ACME, then waiting for all of it.
+"""`lab up`'s creation of a lab: network, registry, machines, ACME, the OpenID provider, then
+waiting for all of it.
 
 Why in this order: the registry's address goes into the machines' daemon.json, the hub's into
 the nodes' sshd (with --jump) and into pebble's DNS, and pebble's certificate must name its own
@@ -20,10 +21,11 @@ from typing import Any
 from hubwizard.core.secrets import write_secrets
 from hubwizard.lab import images as lab_images
 from hubwizard.lab import machines as lab_machines
+from hubwizard.lab import oidc as lab_oidc
 from hubwizard.lab import services as lab_services
 from hubwizard.lab.dockerguard import docker_lock
 from hubwizard.lab.machines import SHAPE_LABEL, MachineSpec, container_name
-from hubwizard.lab.site import write_site
+from hubwizard.lab.site import DOMAIN, write_site
 from hubwizard.lab.spec import STAND_INS, LabSpec, Progress, network_name, save_record, state_dir
 
 
@@ -46,6 +48,7 @@ def create(
     build.registry()
     build.machines()
     build.acme()
+    build.oidc()
     build.wait()
     record = build.record(site_path)
     save_record(record)
@@ -70,6 +73,9 @@ class _Creation:
         self.secret = {"registry_password": secrets.token_urlsafe(18)}
         if spec.sudo_password:
             self.secret["sudo_password"] = secrets.token_urlsafe(12)
+        if not spec.dummy_login:
+            self.secret["oauth_client_secret"] = secrets.token_urlsafe(24)
+        self.oidc_ip: str | None = None
         self.containers: dict[str, Any] = {}
         self.ips: dict[str, str] = {}
         self.keys: dict[str, list[str]] = {}
@@ -137,6 +143,18 @@ class _Creation:
         lab_services.self_signed(self.acme_ip, cert, key)
         lab_services.give_acme_cert(self.acme_box, cert, key)
 
+    def oidc(self) -> None:
+        """The login provider: its image is built here (cached), its client is the hub."""
+        if self.spec.dummy_login:
+            return
+        self.progress("starting oidc (oidc-provider-mock)…")
+        tag = lab_images.ensure(self.slow, ["oidc"], self.progress, self.spec.base_image)["oidc"]
+        callback = f"https://{DOMAIN}/hub/oauth_callback"
+        box = lab_services.start_oidc(
+            self.client, self.spec.name, tag, self.net.name, self.secret["oauth_client_secret"], callback
+        )
+        self.oidc_ip = lab_machines.ip_of(box, self.net.name)
+
     def wait(self) -> None:
         """Machines boot while the stand-in images go into the registry: both in parallel."""
         spec, hosts = self.spec, list(self.containers)
@@ -147,6 +165,8 @@ class _Creation:
             pushed.result()
         cert = self.state / "pebble-cert.pem"
         lab_services.fetch_pebble_root(self.acme_ip, cert, self.state / "pebble-root.pem")
+        if self.oidc_ip:
+            lab_services.wait_oidc(self.oidc_ip)
         known = [line for h in hosts for line in lab_machines.known_hosts_lines(self.ips[h], spec.ssh_port, self.keys[h])]
         (self.state / "known_hosts").write_text("\n".join(known) + "\n")
 
@@ -174,6 +194,7 @@ class _Creation:
             "machines": {h: {"ip": self.ips[h], "role": r, "container": container_name(spec.name, h)} for h, r in spec.hosts()},
             "registry": {"ip": self.registry_ip, "host_port": self.registry_port, "url": self.registry_url},
             "acme": {"ip": self.acme_ip},
+            "oidc": {"ip": self.oidc_ip, "client_id": lab_oidc.CLIENT_ID} if self.oidc_ip else None,
             "key": str(self.key_path),
             "known_hosts": str(state / "known_hosts"),
             "pebble_cert": str(state / "pebble-cert.pem"),

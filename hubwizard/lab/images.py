@@ -24,6 +24,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from hubwizard.lab import oidc as lab_oidc
+
 HOST_CA_BUNDLE = Path("/etc/ssl/certs/ca-certificates.crt")
 MIRROR = "http://deb.debian.org/debian"
 IMAGE_LABEL = "io.hubwizard.lab.image"
@@ -127,6 +129,22 @@ CMD ["jupyterhub-singleuser"]
 """
 
 
+# The lab's OpenID Connect provider: oidc-provider-mock (a maintained test provider) in a venv,
+# started by oidc-lab.py with one registered client and the lab's users (hubwizard.lab.oidc).
+OIDC_VERSION = "0.3.4"
+OIDC_DOCKERFILE = f"""\
+FROM {{parent}}
+RUN apt-get update -q && {APT_INSTALL} --no-install-recommends python3-venv \\
+ && rm -rf /var/lib/apt/lists/*
+RUN python3 -m venv /opt/oidc \\
+ && /opt/oidc/bin/pip install --no-cache-dir -q 'oidc-provider-mock=={OIDC_VERSION}'
+COPY oidc-lab.py /usr/local/bin/oidc-lab.py
+RUN /opt/oidc/bin/python -c "import oidc_provider_mock, uvicorn"
+EXPOSE 9400
+CMD ["/opt/oidc/bin/python", "/usr/local/bin/oidc-lab.py"]
+"""
+
+
 # --base-image: a pulled Debian image made equivalent to the debootstrap base.
 BASE_WRAP_DOCKERFILE = f"""\
 FROM {{parent}}
@@ -156,6 +174,7 @@ RECIPES: dict[str, Recipe] = {
     "support": Recipe("support", "base", SUPPORT_DOCKERFILE),
     "jupyterhub": Recipe("jupyterhub", "base", JUPYTERHUB_DOCKERFILE),
     "singleuser": Recipe("singleuser", "base", SINGLEUSER_DOCKERFILE),
+    "oidc": Recipe("oidc", "base", OIDC_DOCKERFILE, (("oidc-lab.py", lab_oidc.SERVER),)),
 }
 
 DEBOOTSTRAP_ARGS = (

@@ -1,9 +1,11 @@
-"""What a real site has around its machines, rebuilt inside the lab: a registry and an ACME CA.
+"""What a real site has around its machines, rebuilt inside the lab: a registry, an ACME CA and
+an OpenID Connect provider.
 
 Why real ones: the recipes must push, pull and get certificates exactly as in production, so
 the lab runs Debian's docker-registry (distribution 2.8) with htpasswd auth, and pebble with
 pebble-challtestsrv answering every name with the hub's IP so HTTP-01 validation reaches the
-hub's port 80 like Let's Encrypt would reach a public server.
+hub's port 80 like Let's Encrypt would reach a public server. The OpenID Connect provider
+(oidc-provider-mock, see hubwizard.lab.oidc) is where the hub sends its users to log in.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
 from cryptography.x509.oid import NameOID
 
+from hubwizard.lab import oidc as lab_oidc
 from hubwizard.lab.dockerguard import docker_lock
 from hubwizard.lab.images import text_tar
 from hubwizard.lab.machines import HOST_LABEL, ROLE_LABEL, container_name, lab_labels
@@ -245,3 +248,31 @@ def push(client: Any, local_tag: str, port: int, repo: str, tag: str, password: 
                 raise RuntimeError(f"pushing {repo}:{tag} to the lab registry failed: {chunk['error']}")
     finally:
         client.images.remove(f"{target}:{tag}", noprune=True)
+
+
+def start_oidc(client: Any, lab: str, image: str, network: str, client_secret: str, redirect_uri: str) -> Any:
+    """The lab's OpenID Connect provider on :9400 of the lab network (host and hub reach it).
+
+    Its config (the hub's client secret inside) goes in as a 0600 file before it starts.
+    """
+    container = _support(client, lab, "oidc", image, network)
+    conf = lab_oidc.provider_config(client_secret, redirect_uri)
+    container.put_archive("/", text_tar({lab_oidc.CONF_FILE: (conf, 0o600)}))
+    with docker_lock(f"start {container.name}"):  # joins the lab network
+        container.start()
+    return container
+
+
+def wait_oidc(address: str, timeout: float = 60.0) -> None:
+    """Wait until the provider serves its discovery document (uvicorn takes a few seconds)."""
+    url = lab_oidc.base_url(address) + "/.well-known/openid-configuration"
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with urllib.request.urlopen(url, timeout=3) as resp:
+                if resp.status == 200:
+                    return
+        except OSError as exc:
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"the lab's OpenID provider at {url} does not answer: {exc}") from exc
+        time.sleep(0.3)

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from hubwizard.core.secrets import secrets_path
+from hubwizard.lab import oidc as lab_oidc
 
 DOMAIN = "hub.lab.test"
 EMAIL = "admin@lab.test"
@@ -48,7 +49,7 @@ def render_site(record: dict[str, Any]) -> str:
     acme = record["acme"]["ip"]
     out = [
         f"# Written by `hubwizard lab up --name {record['name']}`: a local rehearsal cluster.",
-        f"# Secrets (registry, sudo passwords): {secrets_path(Path(record['site_path'])).name}, beside this file.",
+        f"# Secrets (registry, sudo passwords, OAuth client): {secrets_path(Path(record['site_path'])).name}, beside this file.",
         "",
         "[site]",
         f"name = {_q(record['name'])}",
@@ -85,12 +86,38 @@ def render_site(record: dict[str, Any]) -> str:
         f"acme_server = {_q(f'https://{acme}:14000/dir')}",
         f"acme_ca_bundle = {_q(record['pebble_cert'])}",
         "",
+    ]
+    out += _login(record.get("oidc"))
+    return "\n".join(out)
+
+
+def _login(oidc: dict[str, Any] | None) -> list[str]:
+    """[hub] users and [oauth]: the lab's OpenID provider, or the open dummy login (--dummy-login)."""
+    if not oidc:
+        return [
+            "[oauth]",
+            'provider = "dummy"  # anyone logs in as anyone: right for a lab on a private network only',
+            "i_understand_anyone_can_log_in = true",
+            "",
+        ]
+    urls = lab_oidc.endpoints(oidc["ip"])
+    return [
+        "[hub]",
+        f"admin_users = {_list(lab_oidc.ADMINS)}",
+        f"allowed_users = {_list(lab_oidc.ALLOWED)}  # {lab_oidc.OUTSIDER!r} exists at the provider: the hub says 403",
+        "",
         "[oauth]",
-        'provider = "dummy"  # anyone logs in as anyone: right for a lab on a private network only',
-        "i_understand_anyone_can_log_in = true",
+        'provider = "generic"  # the lab\'s OpenID Connect provider (oidc-provider-mock, plain HTTP on the lab network)',
+        f"client_id = {_q(oidc['client_id'])}  # its secret: oauth_client_secret in the secrets file",
+        f"authorize_url = {_q(urls['authorize_url'])}",
+        f"token_url = {_q(urls['token_url'])}",
+        f"userdata_url = {_q(urls['userdata_url'])}",
         "",
     ]
-    return "\n".join(out)
+
+
+def _list(items: tuple[str, ...]) -> str:
+    return "[" + ", ".join(_q(i) for i in items) + "]"
 
 
 def write_private(path: Path, data: bytes | str) -> None:

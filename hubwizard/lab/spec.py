@@ -42,6 +42,7 @@ class LabSpec:
     jump: bool = False
     with_docker: bool = False
     base_image: str | None = None
+    dummy_login: bool = False  # the open dummy login instead of the lab's OpenID provider
 
     def shape(self) -> str:
         return json.dumps(asdict(self), sort_keys=True)

@@ -106,9 +106,12 @@ def test_oauth_redirect_with_github_and_a_fake_client_id(lab):
     copy_dir = lab["work"] / "github"
     copy_dir.mkdir(exist_ok=True)
     site = copy_dir / "site.toml"
-    site.write_text(lab["site"].read_text().replace('provider = "dummy"',
-                                                   'provider = "github"\nclient_id = "Iv1.hubwizardfake"'))
-    secrets = lab["site"].with_name("site.secrets.toml").read_text() + 'oauth_client_secret = "fake-secret"\n'
+    # [oauth] is the lab site's last section (the lab's OpenID provider, or dummy with --dummy-login)
+    site.write_text(lab["site"].read_text().split("[oauth]")[0]
+                    + '[oauth]\nprovider = "github"\nclient_id = "Iv1.hubwizardfake"\n')
+    kept = [line for line in lab["site"].with_name("site.secrets.toml").read_text().splitlines()
+            if not line.startswith("oauth_client_secret")]
+    secrets = "\n".join(kept) + '\noauth_client_secret = "fake-secret"\n'
     (copy_dir / "site.secrets.toml").write_text(secrets)
     (copy_dir / "site.secrets.toml").chmod(0o600)
     try:
