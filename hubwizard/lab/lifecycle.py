@@ -171,7 +171,12 @@ def down(name: str, progress: Progress = print, client: Any = None) -> dict[str,
     """Remove exactly what carries io.hubwizard.lab=NAME (containers, volumes, network).
 
     Never hangs: each Docker call has a timeout, and a deadlocked engine is reported as such.
+    A VM lab (`lab up --vm`) is removed by its own module: recorded qemu PIDs, taps, bridge.
     """
+    from hubwizard.lab import vm as lab_vm
+
+    if lab_vm.present(name):
+        return lab_vm.down(name, progress)
     client = client or connect()
     with name_lock(name):
         return _down_locked(client, name, progress)
@@ -220,6 +225,10 @@ def _remove_networks(client: Any, networks: list[Any]) -> None:
 
 def status(name: str) -> dict[str, Any]:
     """Machines of a lab with their role, IP, container state, sshd and dockerd health."""
+    from hubwizard.lab import vm as lab_vm
+
+    if lab_vm.present(name):
+        return lab_vm.status(name)
     client = connect()
     record = load_record(name) or {}
     port = int(record.get("spec", {}).get("ssh_port", 22))

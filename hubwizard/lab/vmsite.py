@@ -1,0 +1,62 @@
+"""The site file of a VM lab: the container lab's host entries, with kernel NFS and quotas on.
+
+Why its own renderer: a VM lab has a real kernel (kernel nfsd, XFS project quotas on the hub's
+data disk) but no registry or ACME server of its own, so those sections are left at their
+defaults and HTTPS is off; hosts are written by the container lab's own writer (site._host).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from hubwizard.core.secrets import secrets_path
+from hubwizard.lab.site import DOMAIN, EMAIL, _host, _q
+
+QUOTA_DEFAULT = "100M"  # small: the hub's data disk is 2G, and a test fills a user's quota
+
+
+def render_vm_site(record: dict[str, Any]) -> str:
+    spec = record["spec"]
+    out = [
+        f"# Written by `hubwizard lab up --vm --name {record['name']}`: qemu VMs with Debian's kernel.",
+        f"# Secrets (sudo passwords): {secrets_path(Path(record['site_path'])).name}, beside this file.",
+        "",
+        "[site]",
+        f"name = {_q(record['name'])}",
+        'track = "swarm-mode"',
+        f"domain = {_q(DOMAIN)}",
+        f"email = {_q(EMAIL)}",
+        f"subnet = {_q(record['subnet'])}",
+        "",
+    ]
+    for host, machine in record["machines"].items():
+        out += _host(host, machine["role"], machine, spec, record["key"])
+    out += [
+        "[ssh]",
+        f"known_hosts = {_q(record['known_hosts'])}  # host keys made by `lab up --vm`, given to each VM",
+        "",
+        "[storage]",
+        'kind = "nfs"',
+        f"path = {_q(record['storage_path'])}  # an XFS disk of the hub, mounted with pquota",
+        'implementation = "kernel"  # a real kernel: kernel nfsd',
+        "",
+        "[quotas]",
+        "enabled = true",
+        f"default = {_q(QUOTA_DEFAULT)}",
+        "",
+        "[https]",
+        "enabled = false  # no ACME server in a VM lab",
+        "",
+        "[oauth]",
+        'provider = "dummy"  # anyone logs in as anyone: right for a lab on a private network only',
+        "i_understand_anyone_can_log_in = true",
+        "",
+    ]
+    return "\n".join(out)
+
+
+def write_vm_site(path: Path, record: dict[str, Any]) -> None:
+    record = {**record, "site_path": str(path.resolve())}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(render_vm_site(record))
