@@ -133,9 +133,36 @@ def _callback_hint(path: Path) -> None:
         print(line)
 
 
+def example_text() -> str:
+    """The commented example site file, as shipped inside the package (works from a wheel)."""
+    from importlib import resources
+
+    return resources.files("hubwizard.examples").joinpath("site.toml").read_text(encoding="utf-8")
+
+
+def write_example(path: Path, force: bool) -> int:
+    """`init --example`: the example site file to edit, never over an existing file without --force."""
+    from hubwizard.core.errors import UsageError
+
+    if path.exists() and not force:
+        raise UsageError(f"init --example: {path} exists; choose another file with -c, or add --force to overwrite it "
+                         f"(the old file is kept as {sitefile.backup_path(path).name})")
+    if path.exists():
+        sitefile.backup_path(path).write_bytes(path.read_bytes())
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(example_text(), encoding="utf-8")
+    tmp.replace(path)
+    print(f"wrote {path}: the example site (1 hub + 2 nodes); every setting is explained in its comments")
+    print(f"next: edit the hosts, domain and login, then `hubwizard plan -c {path}` (or `hubwizard init -c {path}`)")
+    return 0
+
+
 def main(args: argparse.Namespace) -> int:
     """Ask, validate, write SITE (and SITE.secrets.toml, 0600, for secrets)."""
     path = Path(getattr(args, "config", None) or "site.toml")
+    if getattr(args, "example", False):
+        return write_example(path, getattr(args, "force", False))
     print(f"hubwizard init: questions for {path} (Ctrl-C stops; nothing is written until the end)")
     draft = _load(path)
     secrets: dict[str, str] = {}

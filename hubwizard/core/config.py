@@ -361,7 +361,8 @@ def _format_errors(path: Path, exc: ValidationError) -> str:
         value = err.get("input")
         kind = err["type"]
         if kind == "extra_forbidden":
-            msg = "unknown key (a typo?); remove it or check the spelling against examples/site.toml"
+            msg = ("unknown key (a typo?); remove it or check the spelling against the example site file "
+                   "(`hubwizard init --example -c example.toml` writes it)")
         elif kind == "missing":
             msg = "is required" + (f": {_WHO_LOGS_IN}" if loc in ("oauth", "oauth.provider") else "")
         else:

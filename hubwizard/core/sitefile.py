@@ -8,7 +8,6 @@ and a file is only written after the whole site validated.
 
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,35 +26,91 @@ SECTIONS: dict[str, type[BaseModel]] = {
 SECTION_ORDER = ("site", "ssh", "docker", "storage", "quotas", "registry", "images", "hub", "https", "oauth", "classic")
 
 
-def _value(v: Any) -> str:
-    if isinstance(v, bool):
-        return "true" if v else "false"
-    if isinstance(v, int | float):
-        return repr(v)
-    if isinstance(v, list | tuple):
-        return "[" + ", ".join(_value(x) for x in v) + "]"
-    return json.dumps(str(v))  # a JSON string is a valid TOML basic string
+HEADER = "written by hubwizard; edit freely: comments, layout and values you set are kept when it saves"
 
 
-def _table(header: str, values: dict[str, Any]) -> str:
-    lines = [header]
-    lines += [f"{k} = {_value(v)}" for k, v in values.items() if v is not None]
-    return "\n".join(lines) + "\n"
+def _explicit(model: Site, new_file: bool) -> dict[str, Any]:
+    """What a file gains: values away from their defaults (the file stays short), plus the site's
+    name (and in a new file its track), and each host's name, address and role."""
+    data = model.model_dump(mode="json", exclude_defaults=True, exclude_none=True)
+    data["site"] = data.get("site", {}) | {"name": model.site.name} | ({"track": model.site.track} if new_file else {})
+    data["hosts"] = [h.model_dump(mode="json", exclude_defaults=True, exclude_none=True)
+                     | {"name": h.name, "address": h.address, "role": h.role} for h in model.hosts]
+    return data
 
 
-def to_toml(site: Site | dict[str, Any]) -> str:
-    """The site as TOML; values left at their defaults are not written (the file stays short)."""
+def _merge(table: Any, full: dict[str, Any], explicit: dict[str, Any]) -> None:
+    """Bring one TOML table to the site's values in place: a key the file has keeps its place
+    and comment (and stays even when it equals the default), its value replaced only when it
+    differs; a key the site no longer has goes; a key set away from its default is added."""
+    for key in list(table.keys()):
+        want = full.get(key)
+        if want is None:
+            del table[key]
+        elif isinstance(want, dict) and isinstance(table[key], dict):
+            _merge(table[key], want, explicit.get(key, {}))
+        elif _plain(table[key]) != want:
+            table[key] = want
+    for key, value in explicit.items():
+        if key not in table and value not in (None, {}, []):
+            table[key] = value
+
+
+def _plain(item: Any) -> Any:
+    return item.unwrap() if hasattr(item, "unwrap") else item
+
+
+def _hosts(doc: Any, model: Site, explicit: list[dict[str, Any]]) -> None:
+    """[[hosts]] matched by name: a host kept keeps its table, a removed one goes, a new one is added."""
+    import tomlkit
+
+    full = {h.name: h.model_dump(mode="json") for h in model.hosts}
+    wanted = {h["name"]: h for h in explicit}
+    old = doc.get("hosts")
+    fresh = old is None
+    if fresh:
+        old = tomlkit.aot()
+        doc.add(tomlkit.nl())
+        doc["hosts"] = old
+    kept = set()
+    for i in reversed(range(len(old))):
+        name = _plain(old[i].get("name"))
+        if name in full and name not in kept:
+            _merge(old[i], full[name], wanted[name])
+            kept.add(name)
+        else:
+            del old[i]
+    for name, values in wanted.items():
+        if name not in kept:
+            t = tomlkit.table()
+            for k, v in values.items():
+                t[k] = v
+            if not fresh:
+                t.add(tomlkit.nl())  # a blank line before whatever follows, as between the others
+            old.append(t)
+
+
+def to_toml(site: Site | dict[str, Any], original: str | None = None) -> str:
+    """The site as TOML. With ``original`` (the file as it is), that file with its comments and
+    layout kept and only what changed changed; without, a short new file (defaults left out)."""
+    import tomlkit
+
     model = site if isinstance(site, Site) else Site.model_validate(site)
-    data = model.model_dump(exclude_defaults=True)
-    data["site"] = model.site.model_dump(exclude_defaults=True) | {"name": model.site.name, "track": model.site.track}
-    parts = ["# written by hubwizard; comments are not kept when the wizard saves this file\n"]
+    explicit = _explicit(model, not original)
+    doc = tomlkit.parse(original) if original else tomlkit.document()
+    if not original:
+        doc.add(tomlkit.comment(HEADER))
+    full = model.model_dump(mode="json")
     for name in SECTION_ORDER:
-        if data.get(name):
-            parts.append(_table(f"[{name}]", data[name]))
-    for host in model.hosts:
-        values = host.model_dump(exclude_defaults=True)
-        parts.append(_table("[[hosts]]", {"name": host.name, "address": host.address, "role": host.role} | values))
-    return "\n".join(parts)
+        if name in doc:
+            _merge(doc[name], full[name], explicit.get(name, {}))
+        elif explicit.get(name):
+            t = tomlkit.table()
+            for k, v in explicit[name].items():
+                t[k] = v
+            doc[name] = t
+    _hosts(doc, model, explicit["hosts"])
+    return tomlkit.dumps(doc)
 
 
 def with_suggested(data: dict[str, Any]) -> dict[str, Any]:
@@ -68,15 +123,32 @@ def with_suggested(data: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def write(path: str | Path, site: Site | dict[str, Any]) -> Path:
-    """Validate, then write atomically (a crash never leaves half a site file)."""
-    text = to_toml(site if isinstance(site, Site) else with_suggested(site))
+def backup_path(path: str | Path) -> Path:
     p = Path(path)
+    return p.with_name(p.name + ".bak")
+
+
+def write(path: str | Path, site: Site | dict[str, Any]) -> Path:
+    """Validate, keep what the admin wrote (comments, layout, explicit values), copy the old file
+    to SITE.bak, then write atomically (a crash never leaves half a site file)."""
+    p = Path(path)
+    original = p.read_text(encoding="utf-8") if p.exists() else None
+    text = to_toml(site if isinstance(site, Site) else with_suggested(site), original)
     parse_site(text, p)  # what load_site will read must validate: refuse before writing
+    if original is not None:
+        if original == text:
+            return p
+        _atomic(backup_path(p), original)
+    _atomic(p, text)
+    return p
+
+
+def _atomic(p: Path, text: str) -> None:
     tmp = p.with_name(f".{p.name}.tmp")
     tmp.write_text(text, encoding="utf-8")
+    if p.exists():
+        os.chmod(tmp, p.stat().st_mode & 0o777)
     os.replace(tmp, p)
-    return p
 
 
 def section_error(section: str, values: dict[str, Any], key: str | None = None) -> str | None:

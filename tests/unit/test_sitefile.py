@@ -60,3 +60,79 @@ def test_the_forms_suggestion_is_saved_and_is_never_the_open_login(tmp_path):
     site = load_site(sitefile.write(tmp_path / "s.toml", draft))
     assert (site.oauth.provider, site.oauth.client_id) == ("github", "Iv1.x")
     assert "provider" not in draft["oauth"]  # the draft itself is left as the admin made it
+
+
+COMMENTED = '''\
+# our workshop hub: ask Ana before changing the hosts
+[site]
+name = "ws"                   # names the journal
+domain = "hub.example.org"
+email = "a@example.org"
+
+[ssh]
+connect_timeout = 10          # the default, written on purpose
+
+[[hosts]]
+name = "hub"
+address = "10.0.0.1"
+role = "hub"
+user = "root"                 # the default user, kept explicit
+
+[[hosts]]
+name = "node1"
+address = "10.0.0.2"
+role = "node"
+
+[hub]
+admin_users = ["alice"]
+
+[oauth]
+provider = "github"
+client_id = "Iv1.abc"         # registered 2026-11
+'''
+
+
+def test_saving_keeps_comments_layout_and_explicit_values_and_backs_up(tmp_path):
+    """init and the TUI's Ctrl+S edit an existing file: what the admin wrote stays, SITE.bak holds the old file."""
+    from hubwizard.cli.init import _load
+
+    path = tmp_path / "site.toml"
+    path.write_text(COMMENTED)
+    draft = _load(path)  # as init and the wizard read it
+    draft["site"]["domain"] = "jupyter.example.org"
+    draft["hosts"].append({"name": "node2", "address": "10.0.0.3", "role": "node", "port": 2222})
+    sitefile.write(path, draft)
+
+    text = path.read_text()
+    assert (tmp_path / "site.toml.bak").read_text() == COMMENTED
+    for kept in ("# our workshop hub: ask Ana before changing the hosts", 'name = "ws"                   # names the journal',
+                 "connect_timeout = 10          # the default, written on purpose",
+                 'user = "root"                 # the default user, kept explicit',
+                 'client_id = "Iv1.abc"         # registered 2026-11'):
+        assert kept in text
+    assert 'domain = "jupyter.example.org"' in text and "hub.example.org" not in text
+    site = load_site(path)
+    assert [h.name for h in site.hosts] == ["hub", "node1", "node2"] and site.hosts[2].port == 2222
+
+
+def test_saving_unchanged_answers_leaves_the_file_alone(tmp_path):
+    from hubwizard.cli.init import _load
+
+    path = tmp_path / "site.toml"
+    path.write_text(COMMENTED)
+    sitefile.write(path, _load(path))
+    assert path.read_text() == COMMENTED and not (tmp_path / "site.toml.bak").exists()
+
+
+def test_a_removed_host_and_a_value_back_to_default(tmp_path):
+    from hubwizard.cli.init import _load
+
+    path = tmp_path / "site.toml"
+    path.write_text(COMMENTED)
+    draft = _load(path)
+    draft["hosts"] = draft["hosts"][:1]
+    draft["oauth"]["client_id"] = "Iv1.new"
+    sitefile.write(path, draft)
+    text = path.read_text()
+    assert "node1" not in text and 'client_id = "Iv1.new"         # registered 2026-11' in text
+    assert "# our workshop hub" in text

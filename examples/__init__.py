@@ -1,0 +1,1 @@
+"""examples/: shipped in the package as hubwizard.examples (`hubwizard init --example`)."""
