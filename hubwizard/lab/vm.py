@@ -34,7 +34,7 @@ from hubwizard.lab.vmimage import Kernel, check_tools, ensure_image, find_kernel
 from hubwizard.lab.vmsite import write_vm_site
 
 STORAGE_PATH = "/var/nfs"
-DATA_SIZE = "2G"
+DATA_SIZE = "4G"  # sparse; preflight asks 2 GiB free at the storage path
 MEMORY = {"hub": 2048, "node": 1536, "spare": 1536}
 BOOT_TIMEOUT = 900.0  # TCG on a busy 2-core host: systemd + dockerd take minutes, not seconds
 

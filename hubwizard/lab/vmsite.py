@@ -13,7 +13,7 @@ from typing import Any
 from hubwizard.core.secrets import secrets_path
 from hubwizard.lab.site import DOMAIN, EMAIL, _host, _q
 
-QUOTA_DEFAULT = "100M"  # small: the hub's data disk is 2G, and a test fills a user's quota
+QUOTA_DEFAULT = "100M"  # small: the hub's data disk is 4G, and a test fills a user's quota
 
 
 def render_vm_site(record: dict[str, Any]) -> str:

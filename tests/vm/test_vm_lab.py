@@ -72,6 +72,48 @@ def test_verify_passes_storage_and_quotas(vm_lab: dict) -> None:
         assert steps[step]["status"] in ("ok", "pass", "passed"), json.dumps(steps[step], indent=1)[-3000:]
 
 
+USER, QUOTA = "alice", "20M"
+VOLUME = "jupyterhub-user-" + USER  # the name and options the hub's spawner gives a user's volume
+
+
+def _nfs_volume(lab: dict) -> str:
+    """Docker's local driver, type nfs, to the hub's export: what a user's server gets (jupyterhub_config)."""
+    hub_ip = lab["record"]["machines"]["hub"]["ip"]
+    return (f"docker volume rm -f {VOLUME} >/dev/null 2>&1; docker volume create --driver local --opt type=nfs "
+            f"--opt o=addr={hub_ip},rw,nfsvers=4 --opt device=:/var/nfs/{USER} {VOLUME} >/dev/null")
+
+
+def _in_container(lab: dict, host: str, script: str) -> subprocess.CompletedProcess[str]:
+    """A jovyan (1000:100) container with the user's NFS volume at ~/work, removed afterwards."""
+    tarball = "/opt/hubwizard/busybox.tar"  # baked into the VM image: no registry is reachable from a VM lab
+    image = f"docker image inspect lab/busybox >/dev/null 2>&1 || docker import {tarball} lab/busybox >/dev/null"
+    run = f"docker run --rm -u 1000:100 -v {VOLUME}:/home/jovyan/work lab/busybox sh -c '{script}'"
+    return on(lab, host, f"{image} && {_nfs_volume(lab)} && {run}; rc=$?; docker volume rm -f {VOLUME} >/dev/null; exit $rc")
+
+
+def test_a_users_file_written_on_the_node_persists_over_nfs_with_its_quota(vm_lab: dict) -> None:
+    """Issue 13's acceptance, at the storage layer: write on the node, container gone, read on the hub."""
+    prepare = on(vm_lab, "hub", f"install -d -o 1000 -g 100 -m 0755 /var/nfs/{USER} && "
+                                f"/usr/local/sbin/hubwizard-set-quota /var/nfs/{USER} {QUOTA}")
+    assert prepare.returncode == 0, prepare.stdout + prepare.stderr
+    wrote = _in_container(vm_lab, "node1", "echo persisted > /home/jovyan/work/acceptance.txt && id -u")
+    assert wrote.returncode == 0, wrote.stdout + wrote.stderr
+    read = _in_container(vm_lab, "hub", "cat /home/jovyan/work/acceptance.txt")
+    assert read.returncode == 0 and read.stdout.strip() == "persisted", read.stdout + read.stderr
+    owner = on(vm_lab, "hub", f"stat -c %u:%g /var/nfs/{USER}/acceptance.txt && cat /var/nfs/{USER}/acceptance.txt")
+    assert owner.stdout.split() == ["1000:100", "persisted"], owner.stdout + owner.stderr
+
+
+def test_a_write_beyond_the_users_quota_fails_and_the_readback_shows_the_limit(vm_lab: dict) -> None:
+    over = _in_container(vm_lab, "node1", "dd if=/dev/zero of=/home/jovyan/work/big bs=1M count=40 2>&1")
+    assert over.returncode != 0, over.stdout
+    assert "quota exceeded" in over.stdout.lower() or "no space left" in over.stdout.lower(), over.stdout
+    report = on(vm_lab, "hub", "xfs_quota -x -c 'report -p -b -N' /var/nfs")
+    line = next(ln for ln in report.stdout.splitlines() if ln.startswith(f"hubwizard-{USER} "))
+    assert line.split()[3] == str(20 * 1024), line  # hard limit, KiB
+    on(vm_lab, "hub", f"rm -f /var/nfs/{USER}/big")
+
+
 def test_down_leaves_no_qemu_tap_or_bridge(vm_lab: dict) -> None:
     pids = [m["pid"] for m in vm_lab["record"]["machines"].values()]
     done = hubwizard("lab", "down", "--name", vm_lab["name"], timeout=300)

@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# The VM-lab tests (tests/vm, marker `vm`): `lab up --vm` (hub + 1 node as qemu TCG VMs with
+# Debian's cloud kernel), the swarm-mode steps preflight..quotas applied for real (kernel nfsd,
+# XFS project quotas), verify, the persistence proof over an NFS volume, then `lab down`.
+# Not part of scripts/test.sh: TCG emulation on 2 cores takes too long for the main CI run
+# (figures in RELIABILITY.md, "VM lab"). Installs what it needs from Debian first.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+need=()
+command -v qemu-system-x86_64 >/dev/null || need+=(qemu-system-x86)
+command -v qemu-img >/dev/null || need+=(qemu-utils)
+command -v debootstrap >/dev/null || need+=(debootstrap)
+command -v mkfs.xfs >/dev/null || need+=(xfsprogs)
+ls /boot/vmlinuz-*-cloud-amd64 >/dev/null 2>&1 || need+=(linux-image-cloud-amd64)
+if [ ${#need[@]} -gt 0 ]; then
+    echo "vm-lab-test: installing ${need[*]}"
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${need[@]}" ||
+        { apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${need[@]}"; }
+fi
+export HUBWIZARD_VM_TESTS=1
+# The fixture brings its lab down whatever happens; timeout -k leaves time for that.
+exec timeout -k 120 60m python3 -m pytest -q -p no:cacheprovider -s -m vm tests/vm "$@"

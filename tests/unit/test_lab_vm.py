@@ -1,0 +1,61 @@
+"""Pure parts of `lab up --vm`: names that fit Linux's limits, the site file, the VM's boot script."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from hubwizard.core.config import load_site
+from hubwizard.lab import vm, vmnet
+from hubwizard.lab.spec import LabSpec
+from hubwizard.lab.vmimage import Kernel
+from hubwizard.lab.vmsite import write_vm_site
+
+
+def test_interface_names_fit_linux_and_differ_between_labs() -> None:
+    long_a, long_b = "a" * 24, "a" * 23 + "b"
+    for lab in ("x", long_a, long_b):
+        assert len(vmnet.bridge_name(lab)) <= 15
+        assert len(vmnet.tap_name(lab, 99)) <= 15
+    assert vmnet.bridge_name(long_a) != vmnet.bridge_name(long_b)
+
+
+def _record(tmp_path: Path) -> dict:
+    spec = LabSpec(name="vmx", nodes=1)
+    return {
+        "name": "vmx", "spec": spec.__dict__, "subnet": "10.213.0.0/24", "key": str(tmp_path / "id"),
+        "known_hosts": str(tmp_path / "known_hosts"), "storage_path": "/var/nfs", "secrets": {},
+        "machines": {"hub": {"ip": "10.213.0.10", "role": "hub"}, "node1": {"ip": "10.213.0.11", "role": "node"}},
+    }
+
+
+def test_site_file_says_kernel_nfs_and_quotas_and_loads(tmp_path: Path) -> None:
+    site = tmp_path / "vmx.toml"
+    (tmp_path / "id").write_text("key")
+    write_vm_site(site, _record(tmp_path))
+    loaded = load_site(site)
+    assert loaded.storage.implementation == "kernel"
+    assert loaded.quotas.enabled
+    assert [h.address for h in loaded.hosts] == ["10.213.0.10", "10.213.0.11"]
+
+
+def test_setup_script_gives_identity_and_mounts_the_hubs_xfs_with_pquota() -> None:
+    spec = LabSpec(name="vmx", nodes=1, user="admin", sudo_password=True)
+    ips = {"hub": "10.213.0.10", "node1": "10.213.0.11"}
+    script = vm._setup_script(spec, "hub", ips, "52:54:00:00:00:00", "10.213.0.1", "ssh-ed25519 AAA x", {"sudo_password": "pw"}, True)
+    assert "hostname hub" in script
+    assert "Address=10.213.0.10/24" in script
+    assert "mount -t xfs -o pquota /dev/vdc /var/nfs" in script
+    assert "admin ALL=(ALL) ALL" in script and "NOPASSWD" not in script
+    node = vm._setup_script(LabSpec(name="vmx"), "node1", ips, "m", "g", "k", {}, False)
+    assert "/dev/vdc" not in node and "/root/.ssh/authorized_keys" in node
+
+
+def test_qemu_runs_tcg_with_root_config_and_data_disks_in_order() -> None:
+    kernel = Kernel("6.1.0-1-cloud-amd64", Path("/boot/vmlinuz"), Path("/boot/initrd"), Path("/lib/modules/x"))
+    machine = {"dir": "/s/hub", "overlay": "/s/hub/root.qcow2", "config": "/s/hub/config.img", "data": "/s/hub/data.img",
+               "memory_mb": 2048, "tap": "hwtx0", "mac": "52:54:00:00:00:00", "console": "/s/c", "pidfile": "/s/p"}
+    args = vm.qemu_args(kernel, machine)
+    assert args[args.index("-accel") + 1].startswith("tcg")
+    drives = [args[i + 1] for i, a in enumerate(args) if a == "-drive"]
+    assert [d.split(",")[0] for d in drives] == ["file=/s/hub/root.qcow2", "file=/s/hub/config.img", "file=/s/hub/data.img"]
+    assert "apparmor=0" in args[args.index("-append") + 1]
