@@ -52,6 +52,7 @@ def register(subparsers: Any) -> None:
     p_up.add_argument("--jump", action="store_true", help="nodes accept SSH only from the hub (ProxyJump)")
     p_up.add_argument("--with-docker", action="store_true", help="machines with docker.io installed and running")
     p_up.add_argument("--base-image", metavar="IMG", help="a pullable Debian bookworm image instead of debootstrap")
+    p_up.add_argument("--mirror", metavar="URL", help="Debian mirror for the images (default: this machine's apt sources)")
     p_up.add_argument(
         "--dummy-login",
         action="store_true",
@@ -123,6 +124,16 @@ def _up(args: argparse.Namespace) -> int:
         raise ConfigError(f"--user {args.user!r}: not a valid user name")
     if args.sudo_password and args.user == "root":
         raise ConfigError("--sudo-password needs --user NAME (root does not use sudo)")
+    if args.mirror:  # read where the images are built (lab/mirror.py), the VM images included
+        import os
+
+        from hubwizard.lab import mirror as lab_mirror
+
+        try:
+            lab_mirror.from_url(args.mirror)
+        except lab_mirror.NoMirror as exc:
+            raise ConfigError(str(exc)) from None
+        os.environ[lab_mirror.MIRROR_ENV] = args.mirror
     spec = lab.LabSpec(
         name=args.name,
         nodes=args.nodes,

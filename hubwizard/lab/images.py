@@ -24,10 +24,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from hubwizard.lab import mirror as lab_mirror
 from hubwizard.lab import oidc as lab_oidc
 
 HOST_CA_BUNDLE = Path("/etc/ssl/certs/ca-certificates.crt")
-MIRROR = "http://deb.debian.org/debian"
 IMAGE_LABEL = "io.hubwizard.lab.image"
 
 Progress = Callable[[str], None]
@@ -36,11 +36,16 @@ Progress = Callable[[str], None]
 # /var/cache/apt/archives so a rehearsal does not wait on the mirror, and does not fail with it.
 PREFETCH = "docker.io nfs-ganesha nfs-ganesha-vfs rpcbind libnfs-utils nginx-light certbot xfsprogs autofs incron"
 
-SOURCES_LIST = """\
-deb http://deb.debian.org/debian bookworm main
-deb http://deb.debian.org/debian bookworm-updates main
-deb http://deb.debian.org/debian-security bookworm-security main
-"""
+
+
+def __getattr__(name: str) -> str:
+    """MIRROR and SOURCES_LIST: this machine's Debian mirror (or `lab up --mirror`), see lab/mirror.py."""
+    if name == "MIRROR":
+        return lab_mirror.resolve().debian
+    if name == "SOURCES_LIST":
+        return lab_mirror.resolve().sources_list()
+    raise AttributeError(name)
+
 
 APT_INSTALL = "DEBIAN_FRONTEND=noninteractive apt-get install -y -q"
 
@@ -201,7 +206,8 @@ def _ca_digest() -> str:
 
 def base_hash() -> str:
     """Content hash of the debootstrap recipe, including the host CA bundle baked into it."""
-    text = "\n".join([*DEBOOTSTRAP_ARGS, MIRROR, SOURCES_LIST, _ca_digest(), "v1"])
+    mirror = lab_mirror.resolve()
+    text = "\n".join([*DEBOOTSTRAP_ARGS, mirror.debian, mirror.sources_list(), _ca_digest(), "v1"])
     return hashlib.sha256(text.encode()).hexdigest()[:12]
 
 
@@ -212,7 +218,8 @@ def image_tag(kind: str, base_image: str | None = None) -> str:
         text = f"{base_image}\n{BASE_WRAP_DOCKERFILE}\n{_ca_digest()}" if base_image else ""
         return f"{repo()}/base:{hashlib.sha256(text.encode()).hexdigest()[:12] if base_image else base_hash()}"
     parent = image_tag(recipe.parent, base_image)
-    text = "\n".join([parent, recipe.dockerfile, *(f"{n}\n{c}" for n, c in recipe.files)])
+    pip = lab_mirror.dockerfile_env(lab_mirror.pip_env()) if "pip install" in recipe.dockerfile else ""
+    text = "\n".join([parent, recipe.dockerfile, *(f"{n}\n{c}" for n, c in recipe.files)]) + pip  # "" here: tags kept
     return f"{repo()}/{kind}:{hashlib.sha256(text.encode()).hexdigest()[:12]}"
 
 
@@ -314,7 +321,8 @@ def _debootstrap(tarball: Path, progress: Progress) -> None:
         root = Path(tmp) / "root"
         log = tarball.parent / "debootstrap.log"
         with open(log, "w") as fh:
-            done = subprocess.run(["debootstrap", *DEBOOTSTRAP_ARGS, str(root), MIRROR], stdout=fh, stderr=subprocess.STDOUT)
+            done = subprocess.run(["debootstrap", *DEBOOTSTRAP_ARGS, str(root), lab_mirror.resolve().debian], stdout=fh,
+                                  stderr=subprocess.STDOUT)
         if done.returncode != 0:
             raise RuntimeError(f"debootstrap failed (exit {done.returncode}); see {log}")
         _customise_rootfs(root)
@@ -325,7 +333,7 @@ def _debootstrap(tarball: Path, progress: Progress) -> None:
 
 def _customise_rootfs(root: Path) -> None:
     """What every lab image needs on top of debootstrap: sources, CA bundle, no stray caches."""
-    (root / "etc/apt/sources.list").write_text(SOURCES_LIST)
+    (root / "etc/apt/sources.list").write_text(lab_mirror.resolve().sources_list())
     if HOST_CA_BUNDLE.exists():
         local = root / "usr/local/share/ca-certificates"
         local.mkdir(parents=True, exist_ok=True)
@@ -354,7 +362,11 @@ def text_tar(files: dict[str, tuple[str, int]]) -> io.BytesIO:
 
 def _context(recipe: Recipe, parent_tag: str) -> io.BytesIO:
     """An in-memory build context: the Dockerfile and the recipe's files."""
-    files = {"Dockerfile": recipe.dockerfile.replace("{parent}", parent_tag), **dict(recipe.files)}
+    dockerfile = recipe.dockerfile.replace("{parent}", parent_tag)
+    if "pip install" in dockerfile:  # pip inside the image uses this machine's index settings, if any
+        head, _, rest = dockerfile.partition("\n")
+        dockerfile = f"{head}\n{lab_mirror.dockerfile_env(lab_mirror.pip_env())}{rest}"
+    files = {"Dockerfile": dockerfile, **dict(recipe.files)}
     return text_tar({name: (text, 0o644) for name, text in files.items()})
 
 

@@ -143,7 +143,9 @@ def _images(client: Any, kinds: list[str], spec: LabSpec, progress: Progress) ->
         with answering(client, "image build"):
             return lab_images.ensure(client, kinds, progress, spec.base_image)
     except (RuntimeError, docker.errors.APIError) as exc:
-        fix = "check the network to deb.debian.org and PyPI, then run `lab up` again (builds resume from the cache)"
+        fix = ("check the network to the Debian mirror and the Python package index this machine uses (its apt sources "
+               "and pip configuration; `lab up --mirror URL` names another mirror), then run `lab up` again (builds "
+               "resume from the cache)")
         if spec.base_image:
             fix = f"check that {spec.base_image} can be pulled, or omit --base-image to build with debootstrap"
         raise LabError(f"could not build the lab's images: {exc}", fix=fix) from None
