@@ -8,7 +8,8 @@ cd "$(dirname "$0")/.."
 
 APT_PACKAGES=(docker.io debootstrap openssh-server openssh-client nginx-light pebble certbot
               apache2-utils tmux xfsprogs busybox-static iproute2 curl ca-certificates openssl
-              libnfs-utils sudo)
+              libnfs-utils sudo
+              chromium chromium-driver)  # the browser test (Selenium drives Debian's chromium)
 
 missing=()
 for p in "${APT_PACKAGES[@]}"; do
@@ -22,7 +23,7 @@ if ((${#missing[@]})); then
 fi
 # nginx and ssh from Debian may have started system services; the lab and tests use their own.
 
-if ! python3 -c "import hubwizard, pytest, textual" 2>/dev/null || [ pyproject.toml -nt .hubwizard-installed ]; then
+if ! python3 -c "import hubwizard, pytest, textual, selenium, requests" 2>/dev/null || [ pyproject.toml -nt .hubwizard-installed ]; then
     echo "setup: installing hubwizard and its test dependencies (pip)"
     python3 -m pip install -q --disable-pip-version-check -e '.[test]'
     touch .hubwizard-installed

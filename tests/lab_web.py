@@ -58,11 +58,14 @@ class _Resolve(HTTPAdapter):
         super().init_poolmanager(*args, **kwargs)
 
     def send(self, request, **kwargs):  # noqa: ANN001, ANN003, ANN201 - requests' signature
-        request = request.copy()
-        parts = urllib.parse.urlsplit(request.url)
-        request.headers["Host"] = parts.netloc
-        request.url = urllib.parse.urlunsplit(parts._replace(netloc=self.address))
-        return super().send(request, **kwargs)
+        sent = request.copy()
+        parts = urllib.parse.urlsplit(sent.url)
+        sent.headers["Host"] = parts.netloc
+        sent.url = urllib.parse.urlunsplit(parts._replace(netloc=self.address))
+        response = super().send(sent, **kwargs)
+        # Relative redirects and cookies resolve against the domain, not the address.
+        response.url, response.request = request.url, request
+        return response
 
 
 def session(hub: LabHub) -> requests.Session:

@@ -99,6 +99,10 @@ def test_site_file_validates_and_names_the_lab(docker_lab: Lab) -> None:
     mode = stat.S_IMODE(docker_lab.secrets_path.stat().st_mode)
     assert mode == 0o600
     assert docker_lab.secrets["registry_password"] not in docker_lab.site_path.read_text()
+    # the login: the lab's OpenID provider by default, its client secret in the secrets file only
+    assert site.oauth.provider == "generic" and site.oauth.client_id == record["oidc"]["client_id"]
+    assert site.oauth.token_url == f"http://{record['oidc']['ip']}:9400/oauth2/token"
+    assert docker_lab.secrets["oauth_client_secret"] not in docker_lab.site_path.read_text()
 
 
 @pytest.mark.lab
@@ -143,7 +147,8 @@ def test_status_reports_every_machine_healthy(docker_lab: Lab) -> None:
     assert done.returncode == 0, done.stderr
     report = json.loads(done.stdout)
     machines = {m["name"]: m for m in report["machines"]}
-    assert {"hub", "node1", "node2", "registry", "acme"} <= set(machines)
+    assert {"hub", "node1", "node2", "registry", "acme", "oidc"} <= set(machines)
+    assert machines["oidc"]["state"] == "running"
     for name in ("hub", "node1", "node2"):
         assert machines[name]["state"] == "running"
         assert machines[name]["sshd"] == "yes"

@@ -1,0 +1,179 @@
+"""A real browser (Debian's chromium + chromedriver, driven by Selenium) through a student's
+morning: open the site, log in through the lab's OpenID provider by filling its form, land in
+JupyterLab served from a worker node, write a file in a terminal, log out.
+
+The hub's certificate is checked here against the lab's ACME (pebble) root, then chromium is told
+to accept exactly that key (--ignore-certificate-errors-spki-list): no blanket TLS bypass.
+hub.lab.test resolves to the hub machine for this browser only (--host-resolver-rules).
+On failure a screenshot and the page's HTML land in the test's tmp dir; the message names them.
+
+Runs on the session's shared swarm lab, or on a lab you applied by hand:
+HUBWIZARD_TEST_LAB_SITE=/path/site.toml pytest -m lab tests/integration/test_browser.py
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import hashlib
+import json
+import shutil
+import socket
+import ssl
+import subprocess
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.lab_web import LabHub, lab_hub
+
+pytestmark = [pytest.mark.lab, pytest.mark.timeout(1800)]
+
+CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
+USER = "student2"
+MARK = "written-by-chromium"
+
+
+def spki_pin(hub: LabHub) -> str:
+    """base64(sha256(SubjectPublicKeyInfo)) of the hub's certificate, after a verified handshake."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import serialization
+
+    ctx = ssl.create_default_context(cafile=str(hub.ca))
+    with socket.create_connection((hub.address, 443), timeout=15) as raw, \
+            ctx.wrap_socket(raw, server_hostname=hub.domain) as tls:
+        der = tls.getpeercert(binary_form=True)
+    spki = x509.load_der_x509_certificate(der).public_key().public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+    return base64.b64encode(hashlib.sha256(spki).digest()).decode()
+
+
+@contextlib.contextmanager
+def chromium(hub: LabHub, profile: Path) -> Iterator[Any]:
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    opts = webdriver.ChromeOptions()
+    opts.binary_location = CHROMIUM
+    for flag in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-dev-shm-usage",
+                 "--disable-features=HttpsUpgrades", "--window-size=1400,900",
+                 f"--user-data-dir={profile}",
+                 f"--host-resolver-rules=MAP {hub.domain} {hub.address}",
+                 f"--ignore-certificate-errors-spki-list={spki_pin(hub)}"):
+        opts.add_argument(flag)
+    driver = webdriver.Chrome(options=opts, service=Service(CHROMEDRIVER))  # no Selenium Manager download
+    driver.set_page_load_timeout(120)
+    try:
+        yield driver
+    finally:
+        driver.quit()
+
+
+class Steps:
+    """Each step named; a failing one leaves a screenshot and the HTML beside the test."""
+
+    def __init__(self, driver: Any, out: Path) -> None:
+        self.driver, self.out = driver, out
+
+    def __call__(self, name: str, action: Callable[[], Any]) -> Any:
+        try:
+            return action()
+        except Exception as exc:  # noqa: BLE001 - any failure gets its evidence saved
+            shot, html = self.out / f"{name}.png", self.out / f"{name}.html"
+            with contextlib.suppress(Exception):
+                self.driver.save_screenshot(str(shot))
+                html.write_text(self.driver.page_source)
+            url = getattr(self.driver, "current_url", "?")
+            raise AssertionError(f"browser step {name!r} failed at {url}: {type(exc).__name__}: {exc}\n"
+                                 f"screenshot: {shot}\npage: {html}") from exc
+
+
+def wait_for(driver: Any, css: str, timeout: float = 60) -> Any:
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions as ec
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    return WebDriverWait(driver, timeout).until(ec.element_to_be_clickable((By.CSS_SELECTOR, css)))
+
+
+def wait_url(driver: Any, fragment: str, timeout: float) -> None:
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    WebDriverWait(driver, timeout).until(lambda d: fragment in d.current_url)
+
+
+def server_node(hub: LabHub, user: str) -> str:
+    """The Swarm node running the user's server (found by the JUPYTERHUB_USER its spawner set)."""
+    site = hub.site
+    script = (
+        "for s in $(docker service ls -q); do "
+        f"docker service inspect $s --format '{{{{json .Spec.TaskTemplate.ContainerSpec.Env}}}}' "
+        f"| grep -q '\"JUPYTERHUB_USER={user}\"' "
+        "&& docker service ps $s --filter desired-state=running --format '{{.Node}}'; done"
+    )
+    host = site.hub_host
+    done = subprocess.run(
+        ["ssh", "-i", str(host.key), "-o", "IdentitiesOnly=yes", "-o", "BatchMode=yes", "-p", str(host.port),
+         "-o", f"UserKnownHostsFile={site.ssh.known_hosts}", f"{host.user}@{host.address}", script],
+        capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL)
+    return done.stdout.strip()
+
+
+@pytest.fixture(scope="module")
+def hub(request: pytest.FixtureRequest) -> LabHub:
+    if not (Path(CHROMIUM).exists() and Path(CHROMEDRIVER).exists()):
+        pytest.skip("chromium and chromium-driver are not installed (scripts/setup.sh installs them)")
+    pytest.importorskip("selenium")
+    return lab_hub(request)
+
+
+def test_a_student_logs_in_works_in_jupyterlab_on_a_worker_and_logs_out(hub: LabHub, tmp_path: Path) -> None:
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
+
+    with chromium(hub, tmp_path / "profile") as driver:
+        step = Steps(driver, tmp_path)
+        step("open-site", lambda: driver.get(hub.url + "/"))
+        step("login-page", lambda: wait_url(driver, "/hub/login", 60))
+        step("sign-in-button", lambda: wait_for(driver, 'a[href*="oauth_login"]').click())
+        step("provider-form", lambda: wait_url(driver, hub.site.oauth.authorize_url or "", 60))
+        field = step("provider-sub-field", lambda: wait_for(driver, 'input[name="sub"]'))
+        field.send_keys(USER)
+        step("authorize", lambda: field.submit())
+        # The hub spawns the server right after login (image pre-pulled on the workers).
+        step("server-started", lambda: wait_url(driver, f"/user/{USER}/", 420))
+        step("open-jupyterlab", lambda: driver.get(f"{hub.url}/user/{USER}/lab"))
+        step("jupyterlab-launcher", lambda: wait_for(driver, ".jp-LauncherCard[data-category='Other']", 180))
+
+        node = server_node(hub, USER)
+        assert node in [n.name for n in hub.site.nodes], f"{USER}'s server runs on {node!r}, not on a worker"
+
+        terminal = step("terminal-card", lambda: driver.find_element(
+            By.CSS_SELECTOR, ".jp-LauncherCard[data-category='Other'][title*='erminal']"))
+        terminal.click()
+        typing = step("terminal-open", lambda: wait_for(driver, ".xterm-helper-textarea", 60))
+        step("terminal-ready", lambda: wait_for(driver, ".xterm-screen", 30))
+        time.sleep(2)  # the shell's prompt: xterm drops keys typed before its websocket is open
+        typing.send_keys(f"echo {MARK} > browser-test.txt && hostname >> browser-test.txt" + Keys.ENTER)
+
+        def file_written() -> dict:
+            for _ in range(30):
+                driver.get(f"{hub.url}/user/{USER}/api/contents/browser-test.txt?content=1")
+                text = driver.find_element(By.TAG_NAME, "body").text
+                if text.startswith("{") and MARK in text:
+                    return json.loads(text)
+                time.sleep(1)
+            raise AssertionError(f"browser-test.txt does not say {MARK!r}: {text[:300]}")
+
+        saved = step("file-written", file_written)
+        assert saved["content"].startswith(MARK)
+
+        step("logout", lambda: driver.get(f"{hub.url}/hub/logout"))
+        step("logged-out", lambda: wait_url(driver, "/hub/login", 60))
+        driver.get(f"{hub.url}/hub/home")
+        step("home-needs-login", lambda: wait_url(driver, "/hub/login", 30))
+    shutil.rmtree(tmp_path / "profile", ignore_errors=True)
