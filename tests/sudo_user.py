@@ -13,8 +13,9 @@ import pytest
 
 
 @contextmanager
-def password_sudoer(name: str, pubkey: Path) -> Iterator[tuple[str, str]]:
-    """Create ``name`` with a random password and a sudoers entry that asks for it; remove both after."""
+def password_sudoer(name: str, pubkey: Path, *, nopasswd: bool = False) -> Iterator[tuple[str, str]]:
+    """Create ``name`` with a random password and a sudoers entry that asks for it (``nopasswd``: that
+    never asks, though the user has a password the site may still name); remove both after."""
     if not shutil.which("sudo") or not shutil.which("useradd"):
         pytest.skip("sudo and useradd are needed (scripts/setup.sh installs them)")
     password = "pw-" + secrets.token_urlsafe(12)
@@ -27,7 +28,7 @@ def password_sudoer(name: str, pubkey: Path) -> Iterator[tuple[str, str]]:
     subprocess.run(["chown", "-R", f"{name}:{name}", str(ssh_dir)], check=True)
     sudoers = Path(f"/etc/sudoers.d/{name}-test")
     sudoers.parent.mkdir(exist_ok=True)
-    sudoers.write_text(f"{name} ALL=(ALL) ALL\n")
+    sudoers.write_text(f"{name} ALL=(ALL) {'NOPASSWD: ' if nopasswd else ''}ALL\n")
     sudoers.chmod(0o440)
     try:
         yield name, password

@@ -21,7 +21,7 @@ import urllib3.connection
 import urllib3.connectionpool
 from docker.transport.basehttpadapter import BaseHTTPAdapter
 
-from hubwizard.remote.transport import LocalTransport, SshTransport, Transport
+from hubwizard.remote.transport import LocalTransport, SshTransport, Transport, _sudo_refused, _sudo_wrap
 
 API_VERSION = "1.41"  # Docker 20.10, the oldest engine we support; newer engines accept it
 
@@ -36,7 +36,7 @@ class _ChannelConnection(urllib3.connection.HTTPConnection):
         chan.settimeout(self._timeout)
         chan.exec_command(self.command)
         if self._password is not None:
-            # sudo -S reads one line from the channel before dial-stdio starts relaying HTTP.
+            # the sudo wrapper's shell reads this line before dial-stdio starts relaying HTTP.
             chan.sendall((self._password + "\n").encode())
         self.sock = chan
 
@@ -109,7 +109,10 @@ def client_for(transport: Transport, *, sudo: bool = True, timeout: float = 120)
     command, password = "docker system dial-stdio", None
     if sudo and transport.user != "root":
         password = transport.sudo_password
-        command = ("sudo -S -p '' -- " if password is not None else "sudo -n -- ") + command
+        refused = _sudo_refused(transport, command, True)
+        if refused is not None:
+            raise docker.errors.DockerException(f"{transport.name}: sudo refused: {refused.output}")
+        command = _sudo_wrap(command, transport.user, True, password)[0]
     client = docker.DockerClient(base_url="ssh://unused", version=API_VERSION, use_ssh_client=True, timeout=timeout)
     adapter = _ChannelAdapter(transport, command, timeout, password)
     client.api._custom_adapter = adapter

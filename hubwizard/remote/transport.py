@@ -4,7 +4,7 @@ One SSH connection per host, opened once and reused for every command and SFTP
 transfer. Host keys are checked against known_hosts: an unknown key is refused unless
 the admin confirmed its fingerprint, a changed key is always refused. sudo is applied
 here, so recipes say *what* needs root, not *how*; a sudo password is sent on stdin,
-never on a command line.
+never on a command line, and never reaches the command's own stdin (see ``_sudo_wrap``).
 """
 
 from __future__ import annotations
@@ -86,13 +86,63 @@ def fingerprint(key_type: str, key_bytes: bytes) -> str:
     return f"{key_type} SHA256:{digest}"
 
 
+SUDO_PW_VAR = "HUBWIZARD_SUDO_PW"  # lives only in the wrapper shell and sudo's askpass helper
+
+
 def _sudo_wrap(command: str, user: str, sudo: bool, password: str | None) -> tuple[str, str | None]:
-    """Wrap ``command`` for root when needed; return (command, stdin prefix)."""
+    """Wrap ``command`` for root when needed; return (command, stdin prefix).
+
+    With a password, a wrapper shell reads the first stdin line itself and hands it to sudo
+    through an askpass helper (``printenv`` of a variable, no file holds it); the command gets
+    the rest of stdin untouched. ``sudo -S`` would leave the password on the command's stdin
+    whenever sudo does not ask (NOPASSWD, a cached timestamp): ``docker login --password-stdin``
+    would send it to a registry, ``docker secret create -`` would store it."""
     if not sudo or user == "root":
         return command, None
     if password is None:
         return f"sudo -n -- sh -c {shlex.quote(command)}", None
-    return f"sudo -S -p '' -- sh -c {shlex.quote(command)}", password + "\n"
+    v = SUDO_PW_VAR
+    body = (
+        f"IFS= read -r {v}; export {v}; SUDO_ASKPASS=$(command -v printenv) exec sudo -A -p {v} -- "
+        f"sh -c {shlex.quote(f'unset {v}; {command}')}"
+    )
+    return f"sh -c {shlex.quote(body)}", password + "\n"
+
+
+class _SudoGate:
+    """Tries the sudo password once per connection (``sudo -S -v``, fed nothing but the password),
+    so a wrong one costs one attempt, not three per command (pam_faillock counts them), and every
+    later command is refused with sudo's own words instead of trying again."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._checked = False
+        self._refusal: Result | None = None
+
+    def refusal(self, t: Transport, password: str) -> Result | None:
+        with self._lock:
+            if not self._checked:
+                self._refusal = _validate_sudo(t, password)
+                self._checked = True
+            return self._refusal
+
+
+def _validate_sudo(t: Transport, password: str) -> Result | None:
+    """None when sudo works for the login user with this password (or needs none); else sudo's answer."""
+    if t.run("sudo -n true").ok:
+        return None
+    res = t.run("sudo -S -p '' -v", stdin=password + "\n")
+    return None if res.ok else res
+
+
+def _sudo_refused(t, command: str, sudo: bool) -> Result | None:
+    """The result to return instead of running ``command`` when the connection's sudo check failed."""
+    if not sudo or t.user == "root" or t.sudo_password is None:
+        return None
+    refused = t._sudo_gate.refusal(t, t.sudo_password)
+    if refused is None:
+        return None
+    return Result(t.name, command, refused.exit_code or 1, "", refused.stderr.strip() or refused.output)
 
 
 class _LineSplitter:
@@ -132,8 +182,12 @@ class LocalTransport:
         if os.geteuid() == 0:
             self.user = "root"
         self.sudo_password = sudo_password
+        self._sudo_gate = _SudoGate()
 
     def run(self, command, *, sudo=False, stdin=None, timeout=None, on_line=None) -> Result:
+        refused = _sudo_refused(self, command, sudo)
+        if refused is not None:
+            return refused
         wrapped, prefix = _sudo_wrap(command, self.user, sudo, self.sudo_password)
         data = (prefix or "") + (stdin or "")
         proc = subprocess.Popen(
@@ -290,6 +344,7 @@ class SshTransport:
         self.target = target
         self.user = target.user
         self.sudo_password = target.sudo_password
+        self._sudo_gate = _SudoGate()
         self.policy = policy
         self.connect_timeout = connect_timeout
         self.budget = budget if isinstance(budget, ChannelBudget) else ChannelBudget(target.name, budget)
@@ -483,6 +538,9 @@ class SshTransport:
     # -- commands -------------------------------------------------------------
     def run(self, command, *, sudo=False, stdin=None, timeout=None, on_line=None) -> Result:
         client = self.connect()
+        refused = _sudo_refused(self, command, sudo)
+        if refused is not None:
+            return refused
         wrapped, prefix = _sudo_wrap(command, self.user, sudo, self.sudo_password)
         try:
             chan = self.open_session(f"the command `{_short(command)}`")
