@@ -36,13 +36,35 @@ def _client(ctx: StepContext, timeout: float = 600):
     return client_for(ctx.transport, timeout=timeout)
 
 
-def registry_auth(ctx: StepContext) -> dict[str, str] | None:
-    """The registry credentials as a Docker API auth config (memory only), or None."""
+def registry_auth(ctx: StepContext, image: str) -> dict[str, str] | None:
+    """The registry credentials as a Docker API auth config (memory only) for ``image``, or None
+    when ``image`` lives in another registry: the site's password goes to its own registry only
+    (a pull of the base image from Docker Hub must not hand Docker Hub the site's registry login)."""
     user = ctx.site.registry.username
-    if not user:
+    if not user or not same_registry(image, ctx.site.registry.url):
         return None
     password = ctx.secrets.get("registry_password") or ""
     return {"username": user, "password": password, "serveraddress": ctx.site.registry.url}
+
+
+def registry_of(image: str) -> str:
+    """The registry an image reference names, as Docker resolves it (``docker.io`` by default)."""
+    from docker.auth import resolve_repository_name
+    from docker.utils import parse_repository_tag
+
+    name = image.split("@", 1)[0]
+    registry, _ = resolve_repository_name(parse_repository_tag(name)[0])
+    return _registry_key(registry)
+
+
+def same_registry(image: str, registry_url: str) -> bool:
+    return registry_of(image) == _registry_key(registry_url)
+
+
+def _registry_key(registry: str) -> str:
+    """One spelling per registry: no scheme, no trailing slash, lower case, Docker Hub's aliases as one."""
+    key = registry.lower().split("://", 1)[-1].rstrip("/")
+    return "docker.io" if key in ("docker.io", "index.docker.io", "registry-1.docker.io") else key
 
 
 class Throttle:
@@ -180,7 +202,7 @@ def hub_image_current(ctx: StepContext) -> CallResult:
         return CallResult(False, f"{image} is not built on this host yet")
     if have != want:
         return CallResult(False, f"{image} was built from context {have}, the current one is {want}")
-    remote = registry_digest(client, image, registry_auth(ctx))
+    remote = registry_digest(client, image, registry_auth(ctx, image))
     if remote is None or remote not in local_repo_digests(client, image):
         return CallResult(False, f"{image} (context {want}) is not in the registry yet")
     return CallResult(True, f"{image} context {want}, registry digest {_short(remote)}")
@@ -196,7 +218,7 @@ def _upload_context(ctx: StepContext, files: dict[str, bytes]) -> None:
 
 def _pull(ctx: StepContext, client: Any, image: str, label: str) -> str:
     repo, tag = _split_tag(image)
-    chunks = client.api.pull(repo, tag=tag, stream=True, decode=True, auth_config=registry_auth(ctx))
+    chunks = client.api.pull(repo, tag=tag, stream=True, decode=True, auth_config=registry_auth(ctx, image))
     return stream_errors(chunks, ctx, label)
 
 
@@ -240,7 +262,8 @@ def build_hub_image(ctx: StepContext) -> CallResult:
     if err:
         return CallResult(False, f"building {site.images.hub} failed: {err}")
     repo, tag = _split_tag(site.images.hub)
-    err = stream_errors(client.api.push(repo, tag=tag, stream=True, decode=True, auth_config=registry_auth(ctx)),
+    auth = registry_auth(ctx, site.images.hub)
+    err = stream_errors(client.api.push(repo, tag=tag, stream=True, decode=True, auth_config=auth),
                         ctx, f"push {site.images.hub}")
     if err:
         return CallResult(False, f"pushing {site.images.hub} failed: {err}")
@@ -262,8 +285,8 @@ def images_for(ctx: StepContext) -> list[str]:
 def images_current(ctx: StepContext) -> CallResult:
     """Check/verify: each image this host needs is present with the registry's digest."""
     client = _client(ctx)
-    auth = registry_auth(ctx)
     for image in images_for(ctx):
+        auth = registry_auth(ctx, image)
         have = local_repo_digests(client, image)
         if not have:
             return CallResult(False, f"{image} is not on {ctx.host.name}")
