@@ -8,14 +8,20 @@ an apply phase holds a host-wide lock, flock(1) on LOCK, while it runs; the orph
 lock until it ends, and a new run waits for the lock once per host before it looks at it.
 
 flock is in util-linux, on every Debian, Ubuntu and RHEL host. A host without it, or without
-a readable lock file or a writable /run/lock, runs its commands unlocked, as before.
+a readable lock file, runs its commands unlocked, as before.
+
+The lock lives in a directory only root writes (/run/hubwizard, 0755), not in the world-writable
+/run/lock: there any local user could plant a symlink at the lock's name for root's `: > LOCK`
+to truncate the file it points to, or hold the lock forever. A command that is not root cannot
+create the directory and runs unlocked until a root command has made it.
 """
 
 from __future__ import annotations
 
+import os
 import shlex
 
-LOCK = "/run/lock/hubwizard.lock"
+LOCK = "/run/hubwizard/host.lock"
 WAITING = "an earlier hubwizard command is still running on this host (a killed apply?); waiting for it to end"
 
 def locked(command: str, wait: float, lock: str = LOCK) -> str:
@@ -25,7 +31,8 @@ def locked(command: str, wait: float, lock: str = LOCK) -> str:
     shell as without the lock (the login shell, or sh under sudo), and a daemon it starts does
     not inherit the lock. The last line keeps the shell from exec'ing into the command."""
     w = max(1, int(wait))
-    return (f"if command -v flock >/dev/null 2>&1 && {{ [ -e {lock} ] || : > {lock}; }} 2>/dev/null "
+    make = f"mkdir -p -m 755 {shlex.quote(os.path.dirname(lock) or '/')} && : > {lock}"
+    return (f"if command -v flock >/dev/null 2>&1 && {{ [ -e {lock} ] || {{ {make}; }}; }} 2>/dev/null "
             f"&& [ -r {lock} ]; then exec 9<{lock}; flock -w {w} 9 || {{ echo 'hubwizard: another "
             f"hubwizard command held this host for {w} s' >&2; exit 1; }}; fi\n"
             f"{{ {command}\n}} 9<&-\nexit $?")
