@@ -108,6 +108,8 @@ def _one(engine: Engine, step: Step, host: str, item: Item, path: str, ctx: dict
         res = engine.conns.get(host).run(read_command(path), sudo=item.sudo, timeout=engine.site.ssh.command_timeout)
     except HubwizardError as exc:
         return FileDiff(step.id, host, path, note=f"(not read: {engine.redactor(exc.message)})")
+    except Exception as exc:  # noqa: BLE001 - a connection lost mid-read: one line, the plan stands
+        return FileDiff(step.id, host, path, note=f"(not read: {type(exc).__name__}: {engine.redactor(str(exc))[:160]})")
     if not res.ok:
         tail = engine.redactor(res.output.splitlines()[-1] if res.output else f"exit {res.exit_code}")
         return FileDiff(step.id, host, path, note=f"(not read: {tail})")

@@ -88,3 +88,21 @@ def test_limit_to_an_unknown_host_is_bad_input(tmp_path, ssh_env):
     assert "'nod1'" in res.stderr and "hub, node1" in res.stderr
     doc = json.loads(hw(recipes, "apply", "-c", str(site), "--yes", "--json", "--limit", "nod1").stdout)
     assert doc["exit_code"] == 2 and "nod1" in doc["message"]
+
+
+def test_a_file_holding_a_secret_is_withheld(tmp_path, ssh_env):
+    """The host's copy holds the registry password (someone pasted it there): the diff names the
+    file and says why it is not shown; the password appears nowhere in the output."""
+    import os
+
+    site, recipes = _site(tmp_path, ssh_env)
+    secret = "pw-4f9c1e-very-secret"
+    secrets = tmp_path / "site.secrets.toml"
+    secrets.write_text(f'registry_password = "{secret}"\n')
+    os.chmod(secrets, 0o600)
+    (tmp_path / "work" / "hub-daemon.json").write_text(f'{{"registry-password": "{secret}"}}\n')
+    for args in (("--diff",), ("--diff", "--json")):
+        res = hw(recipes, "plan", "-c", str(site), "--limit", "hub", *args)
+        assert res.returncode == 0, res.stdout + res.stderr
+        assert secret not in res.stdout + res.stderr
+        assert "(content withheld: holds a secret)" in res.stdout
