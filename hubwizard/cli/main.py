@@ -219,6 +219,7 @@ def _run(args, mode: str, **kw) -> int:
     try:
         summary = engine.run(mode, hosts=hosts, **kw)
         if mode == "plan" and getattr(args, "diff", False):
+            import hubwizard.actions.hub_spec  # noqa: F401 - registers the hub service's spec view
             from hubwizard.engine.diff import plan_diffs
 
             diffs = plan_diffs(engine, summary.results)

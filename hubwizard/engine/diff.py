@@ -4,6 +4,10 @@ Why apart from the runner: a diff is a review aid computed after the plan, from 
 with the engine's own rendering, connections and sudo; it reads (base64 of the file, so bytes
 come back exactly) and never writes. A file that holds a secret, or that is installed private
 (no permission for group or others), is never shown: "(content withheld: holds a secret)".
+
+What a call creates (the hub's Swarm service) is diffed the same way when its module registers a
+spec view for the call (``spec_view``): the call's object as it is now and as apply would make
+it, one setting per line.
 """
 
 from __future__ import annotations
@@ -11,6 +15,7 @@ from __future__ import annotations
 import base64
 import difflib
 import shlex
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -18,12 +23,37 @@ from hubwizard.core.errors import HubwizardError
 from hubwizard.core.events import HostResult
 from hubwizard.core.redact import Redactor
 from hubwizard.core.templating import render_asset
+from hubwizard.engine import planning
+from hubwizard.engine.calls import StepContext
 
 if TYPE_CHECKING:
     from hubwizard.core.steps import Item, Step
     from hubwizard.engine.runner import Engine
 
 WITHHELD = "(content withheld: holds a secret)"
+
+
+@dataclass(frozen=True)
+class SpecView:
+    """What a call would change, for a diff: the text now and after apply, or a note."""
+
+    current: str = ""
+    wanted: str = ""
+    note: str = ""  # set when it cannot be shown (e.g. the image is not built yet)
+
+
+SpecFn = Callable[[StepContext], SpecView]
+_SPEC_VIEWS: dict[str, tuple[str, SpecFn]] = {}
+
+
+def spec_view(call: str, label: str) -> Callable[[SpecFn], SpecFn]:
+    """Decorator: ``fn(ctx) -> SpecView`` shows what call ``call`` would change (``label``), read-only."""
+
+    def wrap(fn: SpecFn) -> SpecFn:
+        _SPEC_VIEWS[call] = (label, fn)
+        return fn
+
+    return wrap
 
 
 @dataclass(frozen=True)
@@ -90,6 +120,11 @@ def _step_diffs(engine: Engine, step: Step, host_name: str, seen: set[tuple[str,
         return []
     out = []
     for item in step.apply:
+        if item.call in _SPEC_VIEWS and engine._when(item.when, ctx):
+            d = _spec(engine, step, host, item.call or "", ctx)
+            if d is not None:
+                out.append(d)
+            continue
         if not item.file or not engine._when(item.when, ctx):
             continue
         path = engine._path(item, ctx)
@@ -118,3 +153,19 @@ def _one(engine: Engine, step: Step, host: str, item: Item, path: str, ctx: dict
     except ValueError:
         return FileDiff(step.id, host, path, note="(not read: the host's base64 output was not readable)")
     return file_diff(step.id, host, path, item.mode, current, wanted, engine.redactor)
+
+
+def _spec(engine: Engine, step: Step, host: Any, call: str, ctx: dict[str, Any]) -> FileDiff | None:
+    """The registered spec view of a call, diffed like a file (read-only: the check phase's context)."""
+    label, view_of = _SPEC_VIEWS[call]
+    try:
+        sc = StepContext(step.id, host, engine.conns.get(host.name), engine.site, engine.facts, engine.secrets,
+                         engine.state, lambda event: None, engine.conns, ctx, "check")
+        view = view_of(sc)
+    except HubwizardError as exc:
+        return FileDiff(step.id, host.name, label, note=f"(not read: {engine.redactor(exc.message)})")
+    except Exception as exc:  # noqa: BLE001 - the Docker API not answering yet, a lost connection: one line
+        return FileDiff(step.id, host.name, label, note=f"(not shown: {engine.redactor(planning.crash_line(exc, host.name))})")
+    if view.note:
+        return FileDiff(step.id, host.name, label, note=view.note)
+    return file_diff(step.id, host.name, label, 0o644, view.current, view.wanted, engine.redactor)
