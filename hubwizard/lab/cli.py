@@ -81,6 +81,8 @@ def run(args: argparse.Namespace) -> int:
             return EXIT_OK
         return _status(args)
     except HubwizardError as exc:
+        if getattr(args, "json", False):  # the one JSON error shape of every command (cli/main.py)
+            raise
         print(f"lab: {exc}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
