@@ -191,3 +191,17 @@ def test_unreachable_jump_host_fails_its_nodes_at_once(lab, tmp_path):
         assert set(conns.failed()) == {"hub", "node1"}
     finally:
         conns.close()
+
+
+def test_apply_and_verify_through_a_hub_allowing_one_session(lab, tmp_path):
+    """The engine end to end: three nodes reached through a hub whose sshd allows one session per
+    connection (the hub's steps, the host lock and the tunnels share it); apply then verify pass."""
+    hub = lab("MaxSessions 1\n")
+    site = _site(lab, tmp_path, hub, [lab() for _ in range(3)])
+    for command in ("apply", "verify"):
+        res = subprocess.run([sys.executable, "-m", "hubwizard.cli.main", command, "-c", str(site), "--recipes",
+                              str(BASIC_RECIPES), *(["--yes"] if command == "apply" else [])],
+                             capture_output=True, text=True, timeout=300, stdin=subprocess.DEVNULL)
+        assert res.returncode == 0, res.stdout + res.stderr
+        assert not any(word in res.stdout + res.stderr for word in RAW)
+    assert all((tmp_path / "work" / name / "domain").exists() for name in ("hub", "node1", "node2", "node3"))
