@@ -23,6 +23,7 @@ from hubwizard.engine.calls import CallResult, StepContext, register
 
 TLS_DIR = PATHS["docker_tls"]  # ca.pem, server-cert.pem, server-key.pem
 CLIENT_DIR = PATHS["docker_tls_client"]  # the hub's client cert
+MANAGER_CERT, MANAGER_KEY = "manager-cert.pem", "manager-key.pem"  # in TLS_DIR, on the hub only
 CONSUL = "consul"  # container names, as in the tutorial
 MANAGER = "swarm-manager"
 AGENT = "swarm-agent"
@@ -90,15 +91,20 @@ def host_files(ctx: StepContext) -> dict[str, tuple[bytes, int]]:
         raise RuntimeError("the engine did not pass state_dir: cannot find the site's TLS folder")
     ca = _ca(state_dir, ctx.site)
     ips, names = _sans(ctx.host, ctx.template_context.get("host_ip") or ctx.host.address)
+    is_hub = ctx.host.name == ctx.site.hub_host.name
     with _CA_LOCK:
         ca.ensure()
-        server = tls.leaf(ca, ctx.host.name, ips=ips, dns=names)
-        client = tls.leaf(ca, "client", client=True) if ctx.host.name == ctx.site.hub_host.name else None
+        server = tls.leaf(ca, ctx.host.name, ips=ips, dns=names, role=tls.SERVER)
+        client = tls.leaf(ca, "client", role=tls.CLIENT) if is_hub else None
+        manager = tls.leaf(ca, "manager", ips=ips, dns=names, role=tls.MANAGER) if is_hub else None
     files = {f"{TLS_DIR}/ca.pem": (server.ca, 0o644), f"{TLS_DIR}/server-cert.pem": (server.cert, 0o644),
              f"{TLS_DIR}/server-key.pem": (server.key, 0o600)}
-    if client is not None:
+    if client is not None and manager is not None:
+        # only the hub holds certificates that act as a client (issue 12 item 5): the CLI's and
+        # JupyterHub's, and the one `swarm manage` serves :4000 with and presents to the nodes
         files |= {f"{CLIENT_DIR}/ca.pem": (client.ca, 0o644), f"{CLIENT_DIR}/cert.pem": (client.cert, 0o644),
-                  f"{CLIENT_DIR}/key.pem": (client.key, 0o600)}
+                  f"{CLIENT_DIR}/key.pem": (client.key, 0o600),
+                  f"{TLS_DIR}/{MANAGER_CERT}": (manager.cert, 0o644), f"{TLS_DIR}/{MANAGER_KEY}": (manager.key, 0o600)}
     return files
 
 
@@ -128,7 +134,7 @@ def classic_tls_certs(ctx: StepContext, check: bool = False) -> CallResult:
         data, mode = files[path]
         ctx.emit(CommandStarted(ctx.step, ctx.host.name, "apply", f"write {path} (mode {mode:o})"))
         ctx.transport.put(data, path, mode=mode, sudo=True)
-    ctx.run(f"chmod 700 {TLS_DIR} && chmod 600 {TLS_DIR}/server-key.pem")
+    ctx.run(f"chmod 700 {TLS_DIR} && chmod 600 {TLS_DIR}/*-key.pem")
     return CallResult(True, f"{len(stale)} file(s) written" if stale else "up to date", changed=bool(stale))
 
 

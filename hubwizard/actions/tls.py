@@ -27,6 +27,18 @@ CA_DAYS = 3650
 CERT_DAYS = 825  # what browsers and most tooling accept as the longest leaf lifetime
 RENEW_WITHIN_DAYS = 14  # the doctor's warning threshold; apply re-issues below it too
 
+# What each kind of leaf may be used for (its ExtendedKeyUsage). dockerd (Go) refuses a client
+# whose certificate lacks clientAuth, so a node's server cert cannot drive another engine:
+# root on one node must not own the others (issue 12 item 5). Only the hub's own certs may act
+# as a client: "client" (docker CLI, JupyterHub's spawner -> the manager) and "manager"
+# (`swarm manage` serves :4000 with it and presents it to the nodes' engines).
+SERVER, CLIENT, MANAGER = "server", "client", "manager"
+USAGES: dict[str, tuple[x509.ObjectIdentifier, ...]] = {
+    SERVER: (ExtendedKeyUsageOID.SERVER_AUTH,),
+    CLIENT: (ExtendedKeyUsageOID.CLIENT_AUTH,),
+    MANAGER: (ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH),
+}
+
 
 @dataclass(frozen=True)
 class CertFiles:
@@ -108,15 +120,13 @@ class SiteCA:
         assert isinstance(key, ec.EllipticCurvePrivateKey)
         return cert, key
 
-    def issue(self, common_name: str, *, ips: Names = (), dns: Names = (), client: bool = False,
+    def issue(self, common_name: str, *, ips: Names = (), dns: Names = (), role: str = SERVER,
               days: int = CERT_DAYS) -> CertFiles:
-        """Sign a new leaf: a server cert (SANs = the host's IPs and names) or a client cert."""
+        """Sign a new leaf of ``role`` (see USAGES): a server cert (SANs = the host's IPs and
+        names), the hub's client cert, or the Swarm manager's cert."""
         ca_cert, ca_key = self._load()
         key = _new_key()
-        # A server cert also authenticates as a client: `swarm manage` presents the hub's cert
-        # both to its own clients and to the engines on the nodes.
-        usages = [ExtendedKeyUsageOID.CLIENT_AUTH] if client else [ExtendedKeyUsageOID.SERVER_AUTH,
-                                                                   ExtendedKeyUsageOID.CLIENT_AUTH]
+        usages = list(USAGES[role])
         builder = (
             x509.CertificateBuilder()
             .subject_name(_name(common_name, self.site))
@@ -142,18 +152,36 @@ def _leaf_paths(folder: Path, name: str) -> tuple[Path, Path]:
     return folder / f"{name}-cert.pem", folder / f"{name}-key.pem"
 
 
-def leaf(ca: SiteCA, name: str, *, ips: Names = (), dns: Names = (), client: bool = False) -> CertFiles:
-    """The stored cert of ``name`` (a host, or "client"), issued anew when missing, expiring
-    within RENEW_WITHIN_DAYS, not signed by this CA, or lacking one of the wanted SANs."""
+def leaf(ca: SiteCA, name: str, *, ips: Names = (), dns: Names = (), role: str = SERVER) -> CertFiles:
+    """The stored cert of ``name`` (a host, "client" or "manager"), issued anew when missing,
+    expiring within RENEW_WITHIN_DAYS, not signed by this CA, lacking one of the wanted SANs,
+    or allowing other uses than ``role``'s (an older server cert that also allowed clientAuth)."""
     cert_path, key_path = _leaf_paths(ca.folder, name)
     if cert_path.exists() and key_path.exists():
         pem = cert_path.read_bytes()
-        if _still_good(pem, ca.cert_path.read_bytes() if ca.cert_path.exists() else b"", ips, dns):
+        ca_pem = ca.cert_path.read_bytes() if ca.cert_path.exists() else b""
+        if _still_good(pem, ca_pem, ips, dns) and set(key_usages(pem)) == set(USAGES[role]):
             return CertFiles(ca.cert_path.read_bytes(), pem, key_path.read_bytes())
-    files = ca.issue(name if client else f"{name} docker", ips=ips, dns=dns, client=client)
+    common_name = name if role == CLIENT else f"{name} docker"
+    files = ca.issue(common_name, ips=ips, dns=dns, role=role)
     _write_private(key_path, files.key)
     cert_path.write_bytes(files.cert)
     return files
+
+
+def key_usages(pem: bytes) -> list[x509.ObjectIdentifier]:
+    """The ExtendedKeyUsage OIDs of a certificate (empty when it has none: any use, for Go)."""
+    cert = x509.load_pem_x509_certificate(pem)
+    try:
+        return list(cert.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value)
+    except x509.ExtensionNotFound:
+        return []
+
+
+def allows_client_auth(pem: bytes) -> bool:
+    """Whether a certificate can authenticate as a TLS client (dockerd's rule: no EKU, or clientAuth)."""
+    usages = key_usages(pem)
+    return not usages or ExtendedKeyUsageOID.CLIENT_AUTH in usages or ExtendedKeyUsageOID.ANY_EXTENDED_KEY_USAGE in usages
 
 
 def _still_good(pem: bytes, ca_pem: bytes, ips: Names, dns: Names) -> bool:

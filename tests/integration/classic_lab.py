@@ -88,10 +88,26 @@ def _make(directory: Path, stack: contextlib.ExitStack) -> ClassicLab:
     secrets = lab_site.with_name(lab_site.stem + ".secrets.toml")
     shutil.copy(secrets, site.with_name("classic-site.secrets.toml"))
     site.with_name("classic-site.secrets.toml").chmod(0o600)
+    made = ClassicLab(site, record)
+    _same_users_everywhere(made)
     summary = _apply(site)
     failed = [r for r in summary.results if r.status in ("failed", "unreachable")]
     assert not failed, f"the classic track did not apply on the lab: {failed}"
-    return ClassicLab(site, record)
+    return made
+
+
+def _same_users_everywhere(lab: ClassicLab) -> None:
+    """The tutorial's accounts: each site user with one UID on every host (classic-uids checks it)."""
+    from hubwizard.actions.classic import site_users
+
+    session = lab.session()
+    for uid, user in enumerate(site_users(session.site), start=2001):
+        for host in record_hosts(lab):
+            ssh(lab, host, f"id {user} >/dev/null 2>&1 || {{ groupadd -g {uid} {user} && useradd -M -u {uid} -g {uid} {user}; }}")
+
+
+def record_hosts(lab: ClassicLab) -> list[str]:
+    return [name for name, m in lab.record["machines"].items() if m.get("role") in ("hub", "node")]
 
 
 @pytest.fixture(scope="session", name="classic_lab")

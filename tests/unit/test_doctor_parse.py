@@ -198,7 +198,7 @@ def test_classic_commands_are_the_tutorials_with_tls():
     assert "docker pull swarm:1.2.9" in manager
     assert "--tlsverify --tlscacert=/certs/ca.pem" in manager
     assert "--replication --advertise 10.0.0.10:4000 consul://10.0.0.10:8500" in manager
-    assert "-p 10.0.0.10:4000:4000" in manager
+    assert "--network host" in manager and "manage -H tcp://10.0.0.10:4000" in manager  # Consul guard: hosts only
     join = " ".join(cmds["classic-join@node1"])
     assert "join --advertise=10.0.0.11:2376 consul://10.0.0.10:8500" in join
     consul = " ".join(cmds["classic-consul@hub"])

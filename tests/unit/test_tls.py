@@ -47,6 +47,57 @@ def test_leaf_is_kept_until_a_san_is_missing(ca):
     assert b.cert != a.cert and "10.0.0.99" in tls.san_entries(b.cert)[0]
 
 
+def _usages(pem: bytes) -> set[str]:
+    return {oid.dotted_string for oid in tls.key_usages(pem)}
+
+
+SERVER_AUTH, CLIENT_AUTH = "1.3.6.1.5.5.7.3.1", "1.3.6.1.5.5.7.3.2"
+
+
+def test_a_nodes_server_cert_cannot_act_as_a_client(ca):
+    """Issue 12 item 5: root on a node must not drive the other engines with its own cert."""
+    node = tls.leaf(ca, "node1", ips=["10.0.0.11"], dns=["node1"])
+    assert _usages(node.cert) == {SERVER_AUTH}
+    assert not tls.allows_client_auth(node.cert)
+    ext = x509.load_pem_x509_certificate(node.cert).extensions.get_extension_for_class(x509.ExtendedKeyUsage)
+    assert ext.critical is False and len(ext.value) == 1
+
+
+def test_only_the_hubs_client_and_manager_certs_allow_client_auth(ca):
+    client = tls.leaf(ca, "client", role=tls.CLIENT)
+    manager = tls.leaf(ca, "manager", ips=["10.0.0.10"], dns=["hub"], role=tls.MANAGER)
+    assert _usages(client.cert) == {CLIENT_AUTH} and tls.allows_client_auth(client.cert)
+    assert _usages(manager.cert) == {SERVER_AUTH, CLIENT_AUTH} and tls.allows_client_auth(manager.cert)
+    assert tls.san_entries(manager.cert) == (["10.0.0.10"], ["hub"])
+
+
+def test_an_older_server_cert_that_allowed_client_auth_is_issued_again(ca):
+    """A site applied before the fix holds node certs with clientAuth: apply replaces them."""
+    old = ca.issue("node1 docker", ips=["10.0.0.11"], role=tls.MANAGER)  # both usages, like before
+    (ca.folder / "node1-cert.pem").write_bytes(old.cert)
+    (ca.folder / "node1-key.pem").write_bytes(old.key)
+    new = tls.leaf(ca, "node1", ips=["10.0.0.11"])
+    assert new.cert != old.cert and _usages(new.cert) == {SERVER_AUTH}
+    assert tls.leaf(ca, "node1", ips=["10.0.0.11"]).cert == new.cert  # and then kept
+
+
+def test_a_cert_without_any_eku_counts_as_a_client(tmp_path):
+    """Go accepts a client cert with no ExtendedKeyUsage at all: the check must say so."""
+    import datetime as _dt
+
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "bare")])
+    now = _dt.datetime.now(_dt.UTC)
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+            .serial_number(1).not_valid_before(now).not_valid_after(now + _dt.timedelta(days=1))
+            .sign(key, hashes.SHA256()))
+    assert tls.allows_client_auth(cert.public_bytes(serialization.Encoding.PEM))
+
+
 def test_cert_of_another_ca_is_not_trusted(tmp_path, ca):
     other = tls.SiteCA(tmp_path / "other", "intruder")
     foreign = other.issue("node1 docker", ips=["10.0.0.11"])
@@ -71,25 +122,28 @@ def _serve_once(server_ctx: ssl.SSLContext, sock: socket.socket, outcome: dict) 
 
 
 def test_a_real_handshake_needs_the_client_cert(tmp_path, ca):
-    """What dockerd with tlsverify does: a client without a cert of the CA is refused."""
+    """What dockerd with tlsverify does: a client without a cert of the CA is refused, and so is
+    a client presenting another host's server cert (no clientAuth; OpenSSL checks it as Go does)."""
     server = tls.leaf(ca, "hub", ips=["127.0.0.1"])
-    client = tls.leaf(ca, "client", client=True)
+    client = tls.leaf(ca, "client", role=tls.CLIENT)
+    node = tls.leaf(ca, "node1", ips=["10.0.0.11"])
     for name, data in {"ca.pem": server.ca, "s.pem": server.cert, "s.key": server.key,
-                       "c.pem": client.cert, "c.key": client.key}.items():
+                       "c.pem": client.cert, "c.key": client.key, "n.pem": node.cert, "n.key": node.key}.items():
         (tmp_path / name).write_bytes(data)
     server_ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     server_ctx.load_cert_chain(tmp_path / "s.pem", tmp_path / "s.key")
     server_ctx.load_verify_locations(tmp_path / "ca.pem")
     server_ctx.verify_mode = ssl.CERT_REQUIRED
 
-    def attempt(with_cert: bool) -> tuple[bool, dict]:
+    def attempt(with_cert: bool | str) -> tuple[bool, dict]:
         sock = socket.create_server(("127.0.0.1", 0))
         outcome: dict = {}
         t = threading.Thread(target=_serve_once, args=(server_ctx, sock, outcome))
         t.start()
         ctx = ssl.create_default_context(cafile=str(tmp_path / "ca.pem"))
         if with_cert:
-            ctx.load_cert_chain(tmp_path / "c.pem", tmp_path / "c.key")
+            prefix = with_cert if isinstance(with_cert, str) else "c"
+            ctx.load_cert_chain(tmp_path / f"{prefix}.pem", tmp_path / f"{prefix}.key")
         got = False
         try:
             with socket.create_connection(sock.getsockname(), timeout=5) as raw, \
@@ -105,3 +159,6 @@ def test_a_real_handshake_needs_the_client_cert(tmp_path, ca):
     assert ok and outcome.get("served")
     refused, outcome = attempt(False)
     assert not refused and "served" not in outcome
+    refused, outcome = attempt("n")  # node1's own server cert and key, used as a client
+    assert not refused and "served" not in outcome
+    assert "certificate purpose" in outcome.get("error", ""), outcome

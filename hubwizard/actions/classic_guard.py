@@ -1,0 +1,241 @@
+"""The Consul guard (classic track): only the cluster's hosts reach Consul on the hub, never a
+container and never a stranger.
+
+Why: the 2015 Consul the legacy Swarm meets in has no authentication on its HTTP API (8500):
+whoever reaches it can rewrite the discovery entries (add an engine of theirs to the cluster,
+drop the nodes) and, with script checks, run commands in Consul's container. The stand-in of
+the lab cannot do Consul ACLs either, so the network is the defence: the same mechanism as the
+NFS guard (hubwizard.actions.nfs_guard), a systemd unit holding iptables rules, re-applied
+whenever Docker starts.
+
+Two chains, refilled whole each time:
+  HUBWIZARD-CONSUL-FWD, jumped to from DOCKER-USER (every host): a NEW connection to the hub's
+      addresses on the guarded ports from a container of this host is refused; conntrack's
+      original destination is matched, so a port Docker publishes (DNAT) is covered too. On
+      the hub, also a container aiming at Consul's container directly through a bridge.
+  HUBWIZARD-CONSUL-IN, jumped to from INPUT (the hub only): the guarded ports accept the
+      cluster's hosts (their own addresses, so not their containers' traffic, which the FWD
+      chain refuses before it leaves them) and refuse everyone else, containers on the hub too.
+The guarded ports: Consul's 8500, and the manager's 4000 when it is not behind TLS client
+certificates ([classic] docker_tls = false).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+import shlex
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from hubwizard.actions.nfs_guard import BRIDGES, IPT, REJECT
+from hubwizard.core.render import CONSUL_PORT, SWARM_MANAGER_PORT
+from hubwizard.engine.calls import CallResult, StepContext, register
+
+UNIT_PATH = "/etc/systemd/system/hubwizard-consul-guard.service"
+UNIT = "hubwizard-consul-guard.service"
+FWD_CHAIN = "HUBWIZARD-CONSUL-FWD"
+IN_CHAIN = "HUBWIZARD-CONSUL-IN"
+NEW = "-m conntrack --ctstate NEW"
+_SKIP_IFACE = re.compile(r"^(docker0|docker_gwbridge|br-|veth|lo$)")
+
+
+def guarded_ports(docker_tls: bool) -> tuple[int, ...]:
+    """8500 always; 4000 too when the manager does not verify client certificates."""
+    return (CONSUL_PORT,) if docker_tls else (CONSUL_PORT, SWARM_MANAGER_PORT)
+
+
+def _reject(port: int) -> str:
+    return f"-p tcp --dport {port} {NEW} -j {REJECT['tcp']}"
+
+
+def fwd_rules(hub_addresses: list[str], allowed: list[str], ports: tuple[int, ...], on_hub: bool) -> list[str]:
+    """DOCKER-USER: the cluster's hosts pass (traffic Docker forwards to a published Consul);
+    a container's new connection to the hub's guarded ports is refused."""
+    rules = [f"{FWD_CHAIN} -s {src} -p tcp -m conntrack --ctorigdstport {port} -j RETURN"
+             for port in ports for src in allowed]
+    rules += [f"{FWD_CHAIN} -p tcp -m conntrack --ctstate NEW --ctorigdst {dst} --ctorigdstport {port} "
+              f"-j {REJECT['tcp']}" for port in ports for dst in hub_addresses]
+    if on_hub:  # a container next to Consul's, aiming at its bridge address
+        rules += [f"{FWD_CHAIN} -o {bridge} {_reject(port)}" for port in ports for bridge in BRIDGES]
+    return rules
+
+
+def in_rules(allowed: list[str], ports: tuple[int, ...]) -> list[str]:
+    """INPUT on the hub: the cluster's hosts pass, everyone else is refused."""
+    rules = [f"{IN_CHAIN} -s {src} -p tcp --dport {port} -j RETURN" for port in ports for src in allowed]
+    return rules + [f"{IN_CHAIN} {_reject(port)}" for port in ports]
+
+
+def jumps(on_hub: bool) -> list[tuple[str, str]]:
+    return [("DOCKER-USER", FWD_CHAIN), *([("INPUT", IN_CHAIN)] if on_hub else [])]
+
+
+def all_rules(hub_addresses: list[str], allowed: list[str], ports: tuple[int, ...], on_hub: bool) -> list[str]:
+    """Every rule of this host, chain first (iptables -A arguments)."""
+    return [*fwd_rules(hub_addresses, allowed, ports, on_hub), *(in_rules(allowed, ports) if on_hub else [])]
+
+
+def unit_text(hub_addresses: list[str], allowed: list[str], ports: tuple[int, ...], on_hub: bool) -> str:
+    """The systemd unit: make the chains, fill them, hook them first into DOCKER-USER (and INPUT)."""
+    chains = [FWD_CHAIN, *([IN_CHAIN] if on_hub else [])]
+    lines = [f"ExecStart=-{IPT} -N {chain}" for chain in ("DOCKER-USER", *chains)]
+    lines += [f"ExecStart={IPT} -F {chain}" for chain in chains]
+    lines += [f"ExecStart={IPT} -A {rule}" for rule in all_rules(hub_addresses, allowed, ports, on_hub)]
+    lines += [f"ExecStart=/bin/sh -c '{IPT} -C {src} -j {dst} 2>/dev/null || {IPT} -I {src} -j {dst}'"
+              for src, dst in jumps(on_hub)]
+    body = "\n".join(lines)
+    port_list = "/".join(map(str, ports))
+    return f"""\
+# Written by hubwizard (classic track): Consul on the hub has no authentication, so only the
+# cluster's hosts ({", ".join(allowed)}) may reach the hub ({", ".join(hub_addresses)})
+# on tcp {port_list}; containers (users' servers) and every other machine are refused.
+# The swarm agents and the manager run on their host's network, so they are not containers here.
+# Re-applied whenever Docker starts. Do not edit by hand: `hubwizard apply` rewrites it.
+[Unit]
+Description=hubwizard: only the cluster's hosts reach Consul (tcp {port_list})
+After=docker.service
+PartOf=docker.service
+
+[Service]
+Type=oneshot
+RemainAfterExit=yes
+{body}
+
+[Install]
+WantedBy=docker.service
+"""
+
+
+def _is_ipv4(value: str) -> bool:
+    try:
+        return isinstance(ipaddress.ip_address(value), ipaddress.IPv4Address)
+    except ValueError:
+        return False
+
+
+def _sorted(addresses: set[str]) -> list[str]:
+    return sorted(addresses, key=lambda a: tuple(int(p) for p in a.split(".")))
+
+
+def hub_addresses(ctx: StepContext) -> list[str]:
+    """The hub's internal address and every other global IPv4 address of its own interfaces."""
+    found = {ctx.facts.hub_ip}
+    if ctx.connections is not None:
+        out = ctx.connections.get(ctx.site.hub_host.name).run("ip -4 -o addr show scope global", sudo=False)
+        for iface, ip in re.findall(r"^\d+:\s+(\S+)\s+inet\s+(\d+\.\d+\.\d+\.\d+)/", out.stdout, re.M):
+            if not _SKIP_IFACE.match(iface.split("@")[0]):
+                found.add(ip)
+    return _sorted({a for a in found if _is_ipv4(a)})
+
+
+def cluster_hosts(ctx: StepContext, hub: list[str]) -> list[str]:
+    """Who may reach Consul: each host's own address (internal, and its SSH address when an
+    IP), the hub's addresses, and the loopback. Single addresses, never a subnet."""
+    found = {"127.0.0.1", *hub}
+    for host in ctx.site.active_hosts:
+        found |= {a for a in (ctx.facts.ips.get(host.name, ""), host.internal_address or "", host.address)
+                  if _is_ipv4(a)}
+    return _sorted(found)
+
+
+@dataclass
+class _Host:
+    """One host's guard: what its unit must say, whether it does, which rules are missing."""
+
+    name: str
+    run: Callable[[str], Any]
+    put: Callable[[bytes], Any]
+    want: str = ""
+    unit_ok: bool = False
+    missing: list[str] = field(default_factory=list)
+    what: str = ""
+
+
+def _target(ctx: StepContext, name: str) -> _Host:
+    if name == ctx.host.name:
+        return _Host(name, lambda cmd: ctx.run(cmd, sudo=True),
+                     lambda data: ctx.transport.put(data, UNIT_PATH, mode=0o644, sudo=True))
+    conn = ctx.connections.get(name)
+    return _Host(name, lambda cmd: conn.run(cmd, sudo=True), lambda data: conn.put(data, UNIT_PATH, mode=0o644, sudo=True))
+
+
+def _read(ctx: StepContext, target: _Host) -> _Host:
+    """Fill ``target`` with its wanted unit and what its firewall lacks now."""
+    hub = hub_addresses(ctx)
+    allowed = cluster_hosts(ctx, hub)
+    ports, on_hub = guarded_ports(ctx.site.classic.docker_tls), target.name == ctx.site.hub_host.name
+    target.want = unit_text(hub, allowed, ports, on_hub)
+    have = target.run(f"cat {UNIT_PATH} 2>/dev/null").stdout
+    target.unit_ok = have == target.want and target.run(f"systemctl is-enabled --quiet {UNIT}").ok
+    rules = [*all_rules(hub, allowed, ports, on_hub), *(f"{src} -j {dst}" for src, dst in jumps(on_hub))]
+    script = "; ".join(f"iptables -w -C {rule} 2>/dev/null || echo {shlex.quote(rule)}" for rule in rules)
+    target.missing = [line for line in target.run(script).stdout.splitlines() if line.strip()]
+    where = f"tcp {'/'.join(map(str, ports))} of {', '.join(hub)}"
+    target.what = (f"{target.name}: only {', '.join(allowed)} reach {where}" if on_hub
+                   else f"{target.name}: its containers cannot reach {where}")
+    return target
+
+
+def _targets(ctx: StepContext) -> list[_Host]:
+    """This host; for a node also the hub, whose allowlist must name it (a node added later)."""
+    names = [ctx.host.name]
+    if ctx.host.name != ctx.site.hub_host.name and ctx.connections is not None:
+        names.append(ctx.site.hub_host.name)
+    return [_read(ctx, _target(ctx, name)) for name in names]
+
+
+def _install(target: _Host) -> str:
+    """Write, enable and run the unit on ``target``; an error line, or "" when it ran."""
+    target.put(target.want.encode())
+    res = target.run(f"systemctl daemon-reload && systemctl enable {UNIT} >/dev/null 2>&1 && systemctl restart {UNIT}")
+    return "" if res.ok else f"{target.name}: cannot start {UNIT}: {res.output[-500:]}\nsee: journalctl -u {UNIT} -n 30"
+
+
+@register("consul_guard_current")
+def consul_guard_current(ctx: StepContext) -> CallResult:
+    """Check (read-only): the unit is as wanted and enabled, and every rule is in the firewall."""
+    found = _targets(ctx)
+    for t in found:
+        if not t.unit_ok:
+            return CallResult(False, f"{t.name}: {UNIT_PATH} is missing, differs or is not enabled")
+        if t.missing:
+            return CallResult(False, f"{t.name}: {len(t.missing)} rule(s) of the Consul guard missing, "
+                                     f"e.g. iptables -A {t.missing[0]}")
+    return CallResult(True, "; ".join(t.what for t in found))
+
+
+@register("consul_guard")
+def consul_guard(ctx: StepContext) -> CallResult:
+    """Apply: write the unit, enable it, run it (here, and on the hub when it lacks this node);
+    confirm every rule is in place."""
+    changed = False
+    for t in _targets(ctx):
+        if t.unit_ok and not t.missing:
+            continue
+        error = _install(t)
+        if error:
+            return CallResult(False, error)
+        changed = True
+    done = _targets(ctx)
+    for t in done:
+        if t.missing:
+            return CallResult(False, f"{t.name}: {UNIT} ran but {len(t.missing)} rule(s) are missing, "
+                                     f"e.g. iptables -A {t.missing[0]}")
+    return CallResult(True, "; ".join(t.what for t in done), changed=changed)
+
+
+@register("consul_guard_in_place")
+def consul_guard_in_place(ctx: StepContext) -> CallResult:
+    """Verify: every rule is there and the unit is enabled (so it comes back with Docker)."""
+    found = _targets(ctx)
+    for t in found:
+        if t.missing:
+            return CallResult(False, f"{t.name}: Consul is open to containers or strangers: {len(t.missing)} "
+                                     f"rule(s) missing, e.g. iptables -A {t.missing[0]}; run "
+                                     "`hubwizard apply --only classic-consul-guard`")
+        if not t.unit_ok:
+            return CallResult(False, f"{t.name}: the rules are in place but {UNIT} is missing, differs or is not "
+                                     "enabled: they would be lost when Docker restarts; run apply")
+    return CallResult(True, "; ".join(t.what for t in found) + f"; {UNIT} enabled")
