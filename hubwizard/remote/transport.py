@@ -530,6 +530,12 @@ class SshTransport:
                 f"(the address as {self.name} sees it)",
             ) from None
         except (paramiko.SSHException, OSError, EOFError):
+            if transport.is_active():  # paramiko's "Timeout opening channel."
+                raise UnreachableError(
+                    f"{name}: the jump host {self.name} got no answer from {hostname}:{port} within {timeout:g} s",
+                    fix=f"check the address and port as {self.name} sees them, that the machine is up, and that "
+                    f"no firewall between {self.name} and it drops SSH",
+                ) from None
             raise UnreachableError(
                 f"{name}: cannot open a tunnel to {hostname}:{port}: the connection to the jump host {self.name} dropped",
                 fix=f"check {self.name} and the network, then run again",

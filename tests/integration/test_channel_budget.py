@@ -205,3 +205,20 @@ def test_apply_and_verify_through_a_hub_allowing_one_session(lab, tmp_path):
         assert res.returncode == 0, res.stdout + res.stderr
         assert not any(word in res.stdout + res.stderr for word in RAW)
     assert all((tmp_path / "work" / name / "domain").exists() for name in ("hub", "node1", "node2", "node3"))
+
+
+def test_jumped_node_with_a_closed_port_names_the_jump_host(lab, tmp_path):
+    from tests.sshd import free_port
+
+    hub, node = lab(), lab()
+    site = _site(lab, tmp_path, hub, [node])
+    site.write_text(site.read_text().replace(f"port = {node.port}\n", f"port = {free_port()}\n"))
+    conns = Connections(load_site(site), Secrets())
+    try:
+        with pytest.raises(UnreachableError) as err:
+            conns.get("node1")
+        assert "the jump host hub cannot connect to 127.0.0.1:" in err.value.message
+        assert "from hub" in (err.value.fix or "") and not any(word in str(err.value) for word in RAW)
+        assert conns.get("hub").run("echo ok").stdout.strip() == "ok"  # the hub itself is fine
+    finally:
+        conns.close()
