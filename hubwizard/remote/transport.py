@@ -289,12 +289,14 @@ class HostKeyPolicy:
         self._lock = threading.Lock()
 
     def check(self, host_id: str, key) -> None:  # key: paramiko.PKey
-        import paramiko
-
-        known = paramiko.HostKeys()
-        if self.path.exists():
-            known.load(str(self.path))
+        known, revoked = load_known_hosts(self.path)
         fp = fingerprint(key.get_name(), key.asbytes())
+        if key.get_base64() in revoked:
+            raise HostKeyError(
+                f"host {host_id} presents {fp}, a key marked @revoked in {self.path}",
+                fix="the machine still uses a key its admin revoked: give it a new host key, check it on its console, "
+                "then run again",
+            )
         entries = known.lookup(host_id)
         if entries is not None and key.get_name() in entries:
             if entries[key.get_name()].asbytes() == key.asbytes():
@@ -318,12 +320,51 @@ class HostKeyPolicy:
                 "console, then re-run with --accept-new-host-keys (or confirm it in the wizard)",
             )
         with self._lock:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            known = paramiko.HostKeys()
-            if self.path.exists():
-                known.load(str(self.path))
-            known.add(host_id, key.get_name(), key)
-            known.save(str(self.path))
+            append_known_host(self.path, host_id, key.get_name(), key.get_base64())
+
+
+def load_known_hosts(path: Path):
+    """(paramiko HostKeys, the base64 of every @revoked key) from an OpenSSH known_hosts file.
+
+    paramiko's own load() raises on an ``@cert-authority`` line; markers are read here: @revoked
+    keys are refused, @cert-authority lines skipped (paramiko checks no host certificates), and a
+    line paramiko cannot read is skipped as ssh itself does."""
+    import paramiko
+    from paramiko.hostkeys import HostKeyEntry, InvalidHostKey
+
+    known, revoked = paramiko.HostKeys(), set()
+    if not path.exists():
+        return known, revoked
+    for lineno, line in enumerate(path.read_text(errors="replace").splitlines(), 1):
+        fields = line.split()
+        if not fields or fields[0].startswith("#"):
+            continue
+        if fields[0].startswith("@"):
+            if fields[0] == "@revoked" and len(fields) >= 4:
+                revoked.add(fields[3])
+            continue
+        try:
+            entry = HostKeyEntry.from_line(line, lineno)
+        except (InvalidHostKey, paramiko.SSHException, ValueError):
+            continue
+        if entry is not None:
+            known._entries.append(entry)
+    return known, revoked
+
+
+def append_known_host(path: Path, host_id: str, key_type: str, key_b64: str) -> None:
+    """Append the one confirmed line; never rewrite the file: paramiko's save() would drop its
+    comments, ``@cert-authority``/``@revoked`` lines and merge hashed entries it cannot read."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+    with os.fdopen(fd, "ab") as fh:
+        fh.seek(0, os.SEEK_END)
+        if fh.tell() > 0:
+            with open(path, "rb") as rd:
+                rd.seek(-1, os.SEEK_END)
+                if rd.read(1) != b"\n":
+                    fh.write(b"\n")  # the last line had no newline: ours must not join it
+        fh.write(f"{host_id} {key_type} {key_b64}\n".encode())
 
 
 def _host_id(hostname: str, port: int) -> str:
