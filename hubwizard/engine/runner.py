@@ -226,9 +226,9 @@ class Engine:
         try:
             return self._host_inner(step, host, mode)
         except UnreachableError as exc:
-            if mode == "apply":
-                self.journal.record(self.run_id, step.id, host.name, "failed", message=str(exc))
-            return HostResult(step.id, host.name, "unreachable", exc.message, fix=exc.fix)
+            if mode == "apply":  # the message may quote a command: redacted like any output
+                self.journal.record(self.run_id, step.id, host.name, "failed", message=self.redactor(str(exc)))
+            return HostResult(step.id, host.name, "unreachable", self.redactor(exc.message), fix=self.redactor(exc.fix))
         except ConfigError:
             raise
         except Exception as exc:  # noqa: BLE001 - a host's failure is reported, never a traceback
