@@ -141,18 +141,31 @@ def hub_service_current(ctx: StepContext) -> CallResult:
     if have != want:
         return CallResult(False, f"service jupyterhub has spec {have}, wanted {want} (image, secrets or mounts changed)")
     if not ctx.run(_GUARD_CHECK, sudo=True).ok:
-        return CallResult(False, "the DOCKER-USER rule guarding port 8000 is missing")
+        return CallResult(False, "the rules guarding port 8000 (DOCKER-USER, ip6tables INPUT) are missing")
     return CallResult(True, f"service jupyterhub spec {want}")
 
 
 _GUARD_RULE = f"DOCKER-USER -p tcp -m conntrack --ctstate DNAT --ctorigdstport {HUB_PORT} -j DROP"
-_GUARD_CHECK = f"iptables -C {_GUARD_RULE}"
-_GUARD_SCRIPT = f"iptables -N DOCKER-USER 2>/dev/null; iptables -C {_GUARD_RULE} 2>/dev/null || iptables -I {_GUARD_RULE}"
+# IPv6: docker-proxy listens on [::]:8000 itself (no DNAT, so DOCKER-USER never sees it): refuse
+# it in INPUT unless it comes over loopback; and where Docker does DNAT IPv6, drop that too.
+_GUARD6_RULE = f"INPUT -p tcp --dport {HUB_PORT} ! -i lo -j REJECT --reject-with tcp-reset"
+_GUARD6_DNAT = _GUARD_RULE
+_HAS_IP6 = "ip6tables -L INPUT -n >/dev/null 2>&1"
+_GUARD6_CHECK = f"{{ ! {_HAS_IP6} || ip6tables -C {_GUARD6_RULE}; }}"
+_GUARD_CHECK = f"iptables -C {_GUARD_RULE} && {_GUARD6_CHECK}"
+_GUARD_SCRIPT = (
+    f"iptables -N DOCKER-USER 2>/dev/null; iptables -C {_GUARD_RULE} 2>/dev/null || iptables -I {_GUARD_RULE}; "
+    f"if {_HAS_IP6}; then ip6tables -C {_GUARD6_RULE} 2>/dev/null || ip6tables -I {_GUARD6_RULE}; "
+    f"if ip6tables -L DOCKER-USER -n >/dev/null 2>&1; then ip6tables -C {_GUARD6_DNAT} 2>/dev/null "
+    f"|| ip6tables -I {_GUARD6_DNAT}; fi; fi; iptables -C {_GUARD_RULE}"
+)
 PORT_GUARD = f"""\
 # Written by hubwizard: keep the JupyterHub service's port {HUB_PORT} off the public interfaces.
 # The hub service publishes {HUB_PORT} in host mode (Docker binds it on every interface); this
 # rule drops any connection forwarded to it from outside, so only nginx on this host
-# (through 127.0.0.1, which is not forwarded) reaches the hub. Re-applied whenever Docker starts.
+# (through 127.0.0.1, which is not forwarded) reaches the hub. Over IPv6 docker-proxy listens on
+# [::]:{HUB_PORT} itself: an ip6tables INPUT rule refuses it except over loopback.
+# Re-applied whenever Docker starts.
 [Unit]
 Description=hubwizard: JupyterHub port {HUB_PORT} reachable from this host only
 After=docker.service
@@ -203,9 +216,10 @@ def hub_service(ctx: StepContext) -> CallResult:
         return CallResult(False, f"{ctx.site.images.hub} is not on the hub: run the hub-image step first")
     args, secrets = wanted
     ctx.transport.put(PORT_GUARD.encode(), PORT_GUARD_UNIT, mode=0o644, sudo=True)
-    res = ctx.run(f"systemctl daemon-reload && systemctl enable --now {Path(PORT_GUARD_UNIT).name} && {_GUARD_CHECK}")
+    unit = Path(PORT_GUARD_UNIT).name  # restart: a unit already active from an older version runs its new rules
+    res = ctx.run(f"systemctl daemon-reload && systemctl enable {unit} && systemctl restart {unit} && {_GUARD_CHECK}")
     if not res.ok:
-        return CallResult(False, f"cannot install the port-8000 guard: {res.output}")
+        return CallResult(False, f"cannot install the port-8000 guard (IPv4 and IPv6): {res.output}")
     _ensure_secrets(ctx, secrets)
     want = spec_digest(args)
     if _current_spec(ctx) == want:
@@ -261,4 +275,29 @@ def hub_port_private(ctx: StepContext) -> CallResult:
             return CallResult(False, f"this machine can connect to {address}:{HUB_PORT}: the hub port is public")
         except OSError:
             pass
-    return CallResult(True, f"{hub_ip}:{HUB_PORT} refuses other hosts; nginx reaches it on 127.0.0.1")
+    v6 = _port_private_v6(ctx)
+    if not v6.ok:
+        return v6
+    return CallResult(True, f"{hub_ip}:{HUB_PORT} refuses other hosts; nginx reaches it on 127.0.0.1; {v6.message}")
+
+
+def _port_private_v6(ctx: StepContext) -> CallResult:
+    """Verify over IPv6: the ip6tables rule is in place, and no node connects to a global IPv6
+    address of the hub on port 8000 (docker-proxy listens on [::])."""
+    if not ctx.run(_HAS_IP6, sudo=True).ok:
+        return CallResult(True, "IPv6 is off on the hub")
+    if not ctx.run(f"ip6tables -C {_GUARD6_RULE}", sudo=True).ok:
+        return CallResult(False, f"port {HUB_PORT} is open over IPv6 (docker-proxy on [::]:{HUB_PORT}): the ip6tables "
+                          "rule of hubwizard-hub-port.service is missing; run `hubwizard apply --from hub-service`")
+    out = ctx.run("ip -6 -o addr show scope global 2>/dev/null", sudo=False).stdout
+    addresses = [f.split("/")[0] for line in out.splitlines() for f in line.split()[3:4]]
+    for node in ctx.site.nodes:
+        t = ctx.connections.get(node.name)
+        for addr in addresses:
+            res = t.run(f"timeout 4 bash -c {shlex.quote(f'exec 3<>/dev/tcp/{addr}/{HUB_PORT}')}", sudo=False)
+            if res.ok:
+                return CallResult(False, f"{node.name} can connect to [{addr}]:{HUB_PORT}: the hub port is public "
+                                  "over IPv6")
+    if not addresses:
+        return CallResult(True, f"IPv6 port {HUB_PORT} refused except over loopback (the hub has no global IPv6 address)")
+    return CallResult(True, f"[{'], ['.join(addresses)}]:{HUB_PORT} refuses the nodes")
