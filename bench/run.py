@@ -101,7 +101,17 @@ class Results:
         self.data["finished"] = _now()
         self.data["load_end"] = os.getloadavg()
         (BENCH / "results.json").write_text(json.dumps(self.data, indent=2) + "\n")
-        (BENCH / "RESULTS.md").write_text(markdown(self.data))
+        (BENCH / "RESULTS.md").write_text(keep_scale_section(markdown(self.data)))
+
+
+def keep_scale_section(text: str) -> str:
+    """RESULTS.md's scale section belongs to bench_scale.py: carry it over when run.py rewrites the file."""
+    begin, end = "<!-- bench_scale.py: begin -->", "<!-- bench_scale.py: end -->"
+    old = (BENCH / "RESULTS.md").read_text() if (BENCH / "RESULTS.md").exists() else ""
+    if begin not in old or end not in old:
+        return text
+    block = begin + old.split(begin, 1)[1].split(end, 1)[0] + end + "\n"
+    return text.rstrip("\n") + "\n\n" + block
 
 
 def _group(name: str) -> str:
@@ -596,7 +606,7 @@ def main(argv: list[str] | None = None) -> int:
     ARGS = p.parse_args(argv)
     if ARGS.report:
         data = json.loads((BENCH / "results.json").read_text())
-        (BENCH / "RESULTS.md").write_text(markdown(data))
+        (BENCH / "RESULTS.md").write_text(keep_scale_section(markdown(data)))
         return 0
     runs = ARGS.runs or (2 if ARGS.quick else 5)
     OUT.mkdir(parents=True, exist_ok=True)
