@@ -16,6 +16,9 @@ Two chains, refilled whole each time:
   HUBWIZARD-CONSUL-IN, jumped to from INPUT (the hub only): the guarded ports accept the
       cluster's hosts (their own addresses, so not their containers' traffic, which the FWD
       chain refuses before it leaves them) and refuse everyone else, containers on the hub too.
+  HUBWIZARD-CONSUL-OUT, jumped to from OUTPUT (every host): on the hosts themselves only root
+      connects (the swarm agent and manager run as root on their host's network); a user with
+      a shell on a node does not.
 The guarded ports: Consul's 8500, and the manager's 4000 when it is not behind TLS client
 certificates ([classic] docker_tls = false).
 """
@@ -37,6 +40,7 @@ UNIT_PATH = "/etc/systemd/system/hubwizard-consul-guard.service"
 UNIT = "hubwizard-consul-guard.service"
 FWD_CHAIN = "HUBWIZARD-CONSUL-FWD"
 IN_CHAIN = "HUBWIZARD-CONSUL-IN"
+OUT_CHAIN = "HUBWIZARD-CONSUL-OUT"
 NEW = "-m conntrack --ctstate NEW"
 _SKIP_IFACE = re.compile(r"^(docker0|docker_gwbridge|br-|veth|lo$)")
 
@@ -62,6 +66,13 @@ def fwd_rules(hub_addresses: list[str], allowed: list[str], ports: tuple[int, ..
     return rules
 
 
+def out_rules(hub_addresses: list[str], ports: tuple[int, ...]) -> list[str]:
+    """OUTPUT (every host): on a cluster host only root reaches the guarded ports (the swarm
+    agent and manager run as root; a student's shell on a node does not)."""
+    return [f"{OUT_CHAIN} -p tcp -m conntrack --ctstate NEW --ctorigdst {dst} --ctorigdstport {port} "
+            f"-m owner ! --uid-owner 0 -j {REJECT['tcp']}" for port in ports for dst in hub_addresses]
+
+
 def in_rules(allowed: list[str], ports: tuple[int, ...]) -> list[str]:
     """INPUT on the hub: the cluster's hosts pass, everyone else is refused."""
     rules = [f"{IN_CHAIN} -s {src} -p tcp --dport {port} -j RETURN" for port in ports for src in allowed]
@@ -69,17 +80,18 @@ def in_rules(allowed: list[str], ports: tuple[int, ...]) -> list[str]:
 
 
 def jumps(on_hub: bool) -> list[tuple[str, str]]:
-    return [("DOCKER-USER", FWD_CHAIN), *([("INPUT", IN_CHAIN)] if on_hub else [])]
+    return [("DOCKER-USER", FWD_CHAIN), ("OUTPUT", OUT_CHAIN), *([("INPUT", IN_CHAIN)] if on_hub else [])]
 
 
 def all_rules(hub_addresses: list[str], allowed: list[str], ports: tuple[int, ...], on_hub: bool) -> list[str]:
     """Every rule of this host, chain first (iptables -A arguments)."""
-    return [*fwd_rules(hub_addresses, allowed, ports, on_hub), *(in_rules(allowed, ports) if on_hub else [])]
+    return [*fwd_rules(hub_addresses, allowed, ports, on_hub), *out_rules(hub_addresses, ports),
+            *(in_rules(allowed, ports) if on_hub else [])]
 
 
 def unit_text(hub_addresses: list[str], allowed: list[str], ports: tuple[int, ...], on_hub: bool) -> str:
     """The systemd unit: make the chains, fill them, hook them first into DOCKER-USER (and INPUT)."""
-    chains = [FWD_CHAIN, *([IN_CHAIN] if on_hub else [])]
+    chains = [FWD_CHAIN, OUT_CHAIN, *([IN_CHAIN] if on_hub else [])]
     lines = [f"ExecStart=-{IPT} -N {chain}" for chain in ("DOCKER-USER", *chains)]
     lines += [f"ExecStart={IPT} -F {chain}" for chain in chains]
     lines += [f"ExecStart={IPT} -A {rule}" for rule in all_rules(hub_addresses, allowed, ports, on_hub)]
@@ -91,7 +103,8 @@ def unit_text(hub_addresses: list[str], allowed: list[str], ports: tuple[int, ..
 # Written by hubwizard (classic track): Consul on the hub has no authentication, so only the
 # cluster's hosts ({", ".join(allowed)}) may reach the hub ({", ".join(hub_addresses)})
 # on tcp {port_list}; containers (users' servers) and every other machine are refused.
-# The swarm agents and the manager run on their host's network, so they are not containers here.
+# On the hosts themselves only root may connect (the swarm agents and the manager: root, on
+# their host's network), not a user's shell.
 # Re-applied whenever Docker starts. Do not edit by hand: `hubwizard apply` rewrites it.
 [Unit]
 Description=hubwizard: only the cluster's hosts reach Consul (tcp {port_list})

@@ -300,12 +300,19 @@ def nfs_listener(classic_lab):
 
 def test_consul_and_nfs_are_reached_by_the_hosts_not_by_containers(classic_lab, container_prefix, nfs_listener):
     """Issue 12 item 6 (and the classic /home export): from a container on a node, HUB:8500
-    and HUB:2049 refuse; from the node's host (what `swarm join` and autofs use) they answer."""
+    and HUB:2049 refuse; from the node's host as root (what `swarm join` and autofs use) they
+    answer; a non-root account on the node is refused Consul."""
+    from hubwizard.actions.classic import site_users
+
     host = _probe(classic_lab, "node1", "", 8500, 2049, 22)
     print(f"\nfrom node1's host: {host}")
     assert host == {"8500": "connected", "2049": "connected", "22": "connected"}
     leader = ssh(classic_lab, "node1", f"curl -fsS --max-time 5 http://{classic_lab.ip('hub')}:8500/v1/status/leader")
     assert leader.stdout.strip().strip('"')
+    user = site_users(classic_lab.session().site)[0]  # an account on the node, not root
+    as_user = _probe(classic_lab, "node1", f"runuser -u {user} --", 8500, 2049, 22)
+    print(f"as {user} on node1's host: {as_user}")
+    assert as_user["8500"].startswith("failed") and as_user["22"] == "connected", as_user
     for where in ("node1", "hub"):
         got = _probe(classic_lab, where, container_prefix, 8500, 2049, 22)
         print(f"from a container on {where}: {got}")

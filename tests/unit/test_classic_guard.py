@@ -38,6 +38,13 @@ def test_containers_refused_on_every_host_published_port_included():
            "--reject-with tcp-reset" in hub
 
 
+def test_on_the_hosts_only_root_connects():
+    rules = guard.out_rules(HUB, (8500,))
+    assert rules == ["HUBWIZARD-CONSUL-OUT -p tcp -m conntrack --ctstate NEW --ctorigdst 10.0.0.10 "
+                     "--ctorigdstport 8500 -m owner ! --uid-owner 0 -j REJECT --reject-with tcp-reset"]
+    assert set(rules) <= set(guard.all_rules(HUB, NODES, (8500,), on_hub=False))
+
+
 def test_the_managers_port_is_guarded_only_without_tls():
     assert guard.guarded_ports(True) == (8500,)
     assert guard.guarded_ports(False) == (8500, 4000)
@@ -52,6 +59,7 @@ def test_unit_refills_its_chains_and_runs_again_when_docker_starts():
     assert len(appends) == len(guard.all_rules(HUB, NODES, (8500,), True))
     assert any("-I DOCKER-USER -j HUBWIZARD-CONSUL-FWD" in e for e in execs)
     assert any("-I INPUT -j HUBWIZARD-CONSUL-IN" in e for e in execs)
+    assert any("-I OUTPUT -j HUBWIZARD-CONSUL-OUT" in e for e in execs)
     assert "WantedBy=docker.service" in text and "PartOf=docker.service" in text
     node = guard.unit_text(HUB, NODES, (8500,), on_hub=False)
     assert "INPUT" not in node and "HUBWIZARD-CONSUL-IN" not in node  # a node's own ports untouched
