@@ -22,6 +22,7 @@ import docker
 import docker.errors
 import requests.exceptions
 
+from hubwizard.actions import swarm_guard  # noqa: F401 - registers the swarm guard's calls
 from hubwizard.actions.quota import parse_report, project_name
 from hubwizard.engine.calls import CallResult, StepContext, register
 from hubwizard.remote import dockerapi
@@ -487,3 +488,101 @@ def quota_readback(ctx: StepContext) -> CallResult:
         return CallResult(False, f"no hard limit in the quota report for: {', '.join(missing)}")
     return CallResult(True, f"quota report of {report.mount} read: {len(report.rows)} project(s), "
                             f"{len(folders)} user folder(s) limited")
+
+
+# --------------------------------------------------------------------------- the users' overlay
+
+# Docker's encrypted overlay is IPsec ESP (AES-GCM, rfc4106) between the hosts, keyed by the
+# managers. Whether a kernel can do it is asked of the kernel itself: add and delete one ESP
+# security association with that algorithm on TEST-NET addresses (nothing is sent anywhere).
+_SA = "src 192.0.2.1 dst 192.0.2.2 proto esp spi 0x48570001"
+XFRM_PROBE = (f"ip xfrm state delete {_SA} 2>/dev/null; ip xfrm state add {_SA} reqid 1 mode transport "
+              f"aead 'rfc4106(gcm(aes))' 0x{'11' * 20} 128 && ip xfrm state delete {_SA}")
+
+
+def encryption_gaps(ctx: StepContext) -> dict[str, str]:
+    """Host name -> why its kernel cannot carry an encrypted overlay (empty: every host can).
+
+    Every active host is asked: one host without ESP would lose its containers' overlay traffic."""
+    gaps = {}
+    for host in ctx.site.active_hosts:
+        t = ctx.connections.get(host.name) if ctx.connections else ctx.transport
+        res = t.run(XFRM_PROBE, sudo=True)
+        if not res.ok:
+            gaps[host.name] = (res.output.strip().splitlines() or ["ip xfrm failed"])[-1]
+    return gaps
+
+
+def overlay_options(ctx: StepContext) -> tuple[dict[str, str], str]:
+    """The overlay's driver options, and a sentence for people saying whether traffic is encrypted."""
+    gaps = encryption_gaps(ctx)
+    if not gaps:
+        return {"encrypted": ""}, "encrypted (IPsec ESP between the hosts)"
+    named = "; ".join(f"{h}: {why}" for h, why in sorted(gaps.items()))
+    return {}, (f"NOT encrypted: the kernel of {', '.join(sorted(gaps))} cannot do IPsec ESP with AES-GCM ({named}); "
+                "traffic between users' servers and the hub crosses the network as plain VXLAN. Load the esp4 and "
+                "xfrm_user modules (or use a kernel with them) and re-apply the network step to encrypt it")
+
+
+def _network(client: docker.DockerClient, name: str) -> Any | None:
+    try:
+        return client.networks.get(name)
+    except docker.errors.NotFound:
+        return None
+
+
+def _overlay_state(net: Any) -> tuple[bool, bool]:
+    """(an attachable overlay, encrypted)."""
+    attrs = net.attrs
+    ok = attrs.get("Driver") == "overlay" and bool(attrs.get("Attachable"))
+    return ok, "encrypted" in (attrs.get("Options") or {})
+
+
+@api_call("overlay_current")
+def overlay_current(ctx: StepContext) -> CallResult:
+    """Check: the users' network is an attachable overlay, encrypted when every host's kernel can."""
+    name = ctx.site.hub.network
+    options, said = overlay_options(ctx)
+    with docker_client(ctx.transport) as client:
+        net = _network(client, name)
+        if net is None:
+            return CallResult(False, f"network {name} does not exist")
+        ok, encrypted = _overlay_state(net)
+    if not ok:
+        return CallResult(False, f"network {name} is not an attachable overlay")
+    if encrypted != bool(options):
+        return CallResult(False, f"network {name} is {'' if encrypted else 'not '}encrypted; wanted: {said}")
+    return CallResult(True, f"network {name}: attachable overlay, {said}")
+
+
+@api_call("overlay_create")
+def overlay_create(ctx: StepContext) -> CallResult:
+    """Apply: create the overlay (encrypted where possible); re-create one whose encryption is
+    wrong while nothing uses it, else say what to remove first."""
+    name = ctx.site.hub.network
+    options, said = overlay_options(ctx)
+    with docker_client(ctx.transport) as client:
+        net = _network(client, name)
+        if net is not None:
+            ok, encrypted = _overlay_state(net)
+            if ok and encrypted == bool(options):
+                return CallResult(True, f"network {name} already right: {said}", changed=False)
+            net.reload()
+            users = _services_on(client, net.id) + [c.get("Name", "?") for c in (net.attrs.get("Containers") or {}).values()]
+            if users:
+                state = f"{'an' if ok else 'not an'} attachable overlay, {'' if encrypted else 'not '}encrypted"
+                return CallResult(False, f"network {name} exists ({state}) and is in use by {', '.join(users[:5])}; "
+                                  f"wanted: {said}. Fix: stop the users' servers and `docker service rm jupyterhub` "
+                                  "on the hub, then `hubwizard apply --from network`")
+            net.remove()
+        client.networks.create(name, driver="overlay", attachable=True, options=options or None)
+    return CallResult(True, f"network {name} created: attachable overlay, {said}", changed=True)
+
+
+def _services_on(client: docker.DockerClient, net_id: str) -> list[str]:
+    names = []
+    for svc in client.services.list():
+        nets = (svc.attrs.get("Spec", {}).get("TaskTemplate", {}).get("Networks") or [])
+        if any(n.get("Target") == net_id for n in nets):
+            names.append(svc.name)
+    return names

@@ -1,0 +1,176 @@
+"""The swarm guard: Swarm's ports answer the cluster's hosts only.
+
+Why: 2377/tcp (the managers' API: join, the raft log), 7946/tcp+udp (gossip) and 4789/udp
+(VXLAN, the overlay's traffic, plain unless the network is encrypted) listen on every
+interface. Another machine on the network could inject overlay packets or talk to the
+manager; a user's server (a container) could too, through its node. So on every host:
+
+  HUBWIZARD-SWARM-IN, jumped to from INPUT: those ports from a cluster host (every host of the
+      site file, spares included, and [site] subnet when the admin set one) or loopback go on
+      to the rest of INPUT; from anywhere else they are dropped;
+  HUBWIZARD-SWARM-FWD, jumped to from DOCKER-USER: containers on this host -> any cluster
+      host's swarm ports are refused (their traffic would leave with the node's address).
+
+A systemd unit holds the rules and runs again whenever Docker starts, as the NFS guard does
+(hubwizard.actions.nfs_guard); the chains are refilled whole each time.
+"""
+
+from __future__ import annotations
+
+import shlex
+
+from hubwizard.engine.calls import CallResult, StepContext, register
+
+UNIT_PATH = "/etc/systemd/system/hubwizard-swarm-guard.service"
+UNIT = "hubwizard-swarm-guard.service"
+IN_CHAIN = "HUBWIZARD-SWARM-IN"
+FWD_CHAIN = "HUBWIZARD-SWARM-FWD"
+PORTS = (("tcp", 2377), ("tcp", 7946), ("udp", 7946), ("udp", 4789))
+IPT = "/usr/sbin/iptables -w"
+JUMPS = (("INPUT", IN_CHAIN), ("DOCKER-USER", FWD_CHAIN))
+REJECT = {"tcp": "REJECT --reject-with tcp-reset", "udp": "REJECT --reject-with icmp-port-unreachable"}
+IP6T = "/usr/sbin/ip6tables -w"
+# dockerd listens on [::] too; the cluster advertises IPv4 addresses, so IPv6 gets loopback only
+V6_RULES = tuple(f"INPUT -p {proto} --dport {port} ! -i lo -j DROP" for proto, port in PORTS)
+
+UNDO_SCRIPT = "; ".join([
+    f"systemctl disable --now {UNIT} >/dev/null 2>&1", f"rm -f {UNIT_PATH}", "systemctl daemon-reload",
+    *(f"while iptables -w -D {src} -j {dst} 2>/dev/null; do :; done" for src, dst in JUMPS),
+    *(f"iptables -w -F {c} 2>/dev/null; iptables -w -X {c} 2>/dev/null" for c in (IN_CHAIN, FWD_CHAIN)),
+    *(f"ip6tables -w -D {rule} 2>/dev/null" for rule in V6_RULES),
+    "true",
+])
+
+
+def cluster_sources(ctx: StepContext) -> list[str]:
+    """Who may reach the swarm ports: every host of the site file (its internal address as the
+    facts know it, else the site file's), spares included so add-node needs no change here, and
+    [site] subnet when the admin set one."""
+    ips = dict(getattr(ctx.facts, "ips", {}) or {})
+    found = {ips.get(h.name) or h.internal_address or h.address for h in ctx.site.hosts}
+    if ctx.site.site.subnet:
+        found.add(ctx.site.site.subnet)
+    return sorted(found)
+
+
+def guard_rules(sources: list[str]) -> list[str]:
+    """The rules (iptables arguments, chain first), in order."""
+    rules = [f"{IN_CHAIN} -i lo -j RETURN"]
+    for proto, port in PORTS:
+        rules += [f"{IN_CHAIN} -s {src} -p {proto} --dport {port} -j RETURN" for src in sources]
+        rules.append(f"{IN_CHAIN} -p {proto} --dport {port} -j DROP")
+    rules += [f"{FWD_CHAIN} -d {dst} -p {proto} --dport {port} -j {REJECT[proto]}"
+              for dst in sources for proto, port in PORTS]
+    return rules
+
+
+def unit_text(sources: list[str]) -> str:
+    lines = [f"ExecStart=-{IPT} -N {chain}" for chain in ("DOCKER-USER", IN_CHAIN, FWD_CHAIN)]
+    lines += [f"ExecStart={IPT} -F {chain}" for chain in (IN_CHAIN, FWD_CHAIN)]
+    lines += [f"ExecStart={IPT} -A {rule}" for rule in guard_rules(sources)]
+    lines += [f"ExecStart=/bin/sh -c '{IPT} -C {src} -j {dst} 2>/dev/null || {IPT} -I {src} -j {dst}'"
+              for src, dst in JUMPS]
+    lines += [f"ExecStart=-/bin/sh -c '{IP6T} -C {rule} 2>/dev/null || {IP6T} -I {rule}'" for rule in V6_RULES]
+    body = "\n".join(lines)
+    return f"""\
+# Written by hubwizard: Swarm's ports (2377/tcp, 7946/tcp+udp, 4789/udp) answer the cluster's
+# hosts only ({", ".join(sources)}); other machines are dropped, and containers on this host
+# cannot reach any host's swarm ports. Over IPv6 (the cluster speaks IPv4) only loopback.
+# Re-applied whenever Docker starts.
+# Do not edit by hand: `hubwizard apply` rewrites it; `hubwizard teardown` removes it.
+[Unit]
+Description=hubwizard: Swarm ports for the cluster's hosts only
+After=docker.service
+PartOf=docker.service
+
+[Service]
+Type=oneshot
+RemainAfterExit=yes
+{body}
+
+[Install]
+WantedBy=docker.service
+"""
+
+
+def _missing(t, sources: list[str]) -> list[str]:
+    wanted = [*guard_rules(sources), *(f"{src} -j {dst}" for src, dst in JUMPS)]
+    script = "; ".join(f"iptables -w -C {rule} 2>/dev/null || echo {shlex.quote(rule)}" for rule in wanted)
+    v6 = "; ".join(f"ip6tables -w -C {rule} 2>/dev/null || echo {shlex.quote('(ip6tables) ' + rule)}"
+                   for rule in V6_RULES)
+    script += f"; if ip6tables -w -L INPUT -n >/dev/null 2>&1; then {v6}; fi"
+    return [line for line in t.run(script, sudo=True).stdout.splitlines() if line.strip()]
+
+
+def _state(t, sources: list[str]) -> tuple[bool, list[str]]:
+    have = t.run(f"cat {UNIT_PATH} 2>/dev/null", sudo=True).stdout
+    enabled = t.run(f"systemctl is-enabled --quiet {UNIT}", sudo=True).ok
+    return have == unit_text(sources) and enabled, _missing(t, sources)
+
+
+def _install(t, name: str, sources: list[str]) -> CallResult:
+    unit_ok, missing = _state(t, sources)
+    if unit_ok and not missing:
+        return CallResult(True, f"{name}: swarm guard already in place", changed=False)
+    t.put(unit_text(sources).encode(), UNIT_PATH, mode=0o644, sudo=True)
+    res = t.run(f"systemctl daemon-reload && systemctl enable {UNIT} >/dev/null 2>&1 && systemctl restart {UNIT}",
+                sudo=True)
+    if not res.ok:
+        return CallResult(False, f"{name}: cannot start {UNIT}: {res.output[-500:]}\nsee: journalctl -u {UNIT} -n 30")
+    missing = _missing(t, sources)
+    if missing:
+        return CallResult(False, f"{name}: {UNIT} ran but {len(missing)} rule(s) are missing, e.g. iptables -A {missing[0]}")
+    return CallResult(True, f"{name}: swarm ports open to {', '.join(sources)} only", changed=True)
+
+
+@register("swarm_guard_current")
+def swarm_guard_current(ctx: StepContext) -> CallResult:
+    """Check (read-only): the unit is as wanted and enabled, every rule in the firewall."""
+    sources = cluster_sources(ctx)
+    unit_ok, missing = _state(ctx.transport, sources)
+    if not unit_ok:
+        return CallResult(False, f"{UNIT_PATH} is missing, differs or is not enabled")
+    if missing:
+        return CallResult(False, f"{len(missing)} rule(s) of the swarm guard missing, e.g. iptables -A {missing[0]}")
+    return CallResult(True, f"swarm ports open to {', '.join(sources)} only")
+
+
+@register("swarm_guard")
+def swarm_guard(ctx: StepContext) -> CallResult:
+    """Apply: write the unit, enable it, run it; confirm every rule."""
+    return _install(ctx.transport, ctx.host.name, cluster_sources(ctx))
+
+
+@register("swarm_guard_admit")
+def swarm_guard_admit(ctx: StepContext) -> CallResult:
+    """Apply, before a node joins: every other active host's guard lists the site's hosts as they
+    are now (a node added to the site file since is let in), so the join and gossip get through."""
+    sources = cluster_sources(ctx)
+    changed = []
+    for host in ctx.site.active_hosts:
+        if host.name == ctx.host.name or ctx.connections is None:
+            continue
+        t = ctx.connections.get(host.name)
+        if not t.run(f"test -e {UNIT_PATH}", sudo=True).ok:
+            continue  # no guard there yet: nothing shuts this node out
+        res = _install(t, host.name, sources)
+        if not res.ok:
+            return res
+        if res.changed:
+            changed.append(host.name)
+    return CallResult(True, f"swarm guard of {', '.join(changed)} now lets {ctx.host.name} in" if changed
+                      else "every host's swarm guard already lets this node in", changed=bool(changed))
+
+
+@register("swarm_guard_in_place")
+def swarm_guard_in_place(ctx: StepContext) -> CallResult:
+    """Verify: rules in place and the unit enabled (so they come back when Docker starts)."""
+    sources = cluster_sources(ctx)
+    unit_ok, missing = _state(ctx.transport, sources)
+    if missing:
+        return CallResult(False, f"{ctx.host.name}: swarm ports open to other machines: {len(missing)} rule(s) "
+                                 f"missing, e.g. iptables -A {missing[0]}; run `hubwizard apply --only swarm-guard`")
+    if not unit_ok:
+        return CallResult(False, f"{ctx.host.name}: the rules are in place but {UNIT} is missing or not enabled: "
+                                 "they would be lost when Docker restarts; run apply")
+    return CallResult(True, f"{ctx.host.name}: 2377/7946/4789 answer {', '.join(sources)} only; {UNIT} enabled")
