@@ -11,6 +11,7 @@ manager; a user's server (a container) could too, through its node. So on every 
   HUBWIZARD-SWARM-FWD, jumped to from DOCKER-USER: containers on this host -> any cluster
       host's swarm ports are refused (their traffic would leave with the node's address).
 
+With [registry] self_hosted the hub's registry port (5000, plain HTTP) is guarded the same way.
 A systemd unit holds the rules and runs again whenever Docker starts, as the NFS guard does
 (hubwizard.actions.nfs_guard); the chains are refilled whole each time.
 """
@@ -26,6 +27,7 @@ UNIT = "hubwizard-swarm-guard.service"
 IN_CHAIN = "HUBWIZARD-SWARM-IN"
 FWD_CHAIN = "HUBWIZARD-SWARM-FWD"
 PORTS = (("tcp", 2377), ("tcp", 7946), ("udp", 7946), ("udp", 4789))
+REGISTRY_PORT = 5000  # recipes/080-registry.yaml
 IPT = "/usr/sbin/iptables -w"
 JUMPS = (("INPUT", IN_CHAIN), ("DOCKER-USER", FWD_CHAIN))
 REJECT = {"tcp": "REJECT --reject-with tcp-reset", "udp": "REJECT --reject-with icmp-port-unreachable"}
@@ -53,21 +55,26 @@ def cluster_sources(ctx: StepContext) -> list[str]:
     return sorted(found)
 
 
-def guard_rules(sources: list[str]) -> list[str]:
+def ports_for(site) -> tuple[tuple[str, int], ...]:
+    """Swarm's ports, and the self-hosted registry's (it speaks plain HTTP: cluster hosts only)."""
+    return (*PORTS, ("tcp", REGISTRY_PORT)) if site.registry.self_hosted else PORTS
+
+
+def guard_rules(sources: list[str], ports: tuple[tuple[str, int], ...] = PORTS) -> list[str]:
     """The rules (iptables arguments, chain first), in order."""
     rules = [f"{IN_CHAIN} -i lo -j RETURN"]
-    for proto, port in PORTS:
+    for proto, port in ports:
         rules += [f"{IN_CHAIN} -s {src} -p {proto} --dport {port} -j RETURN" for src in sources]
         rules.append(f"{IN_CHAIN} -p {proto} --dport {port} -j DROP")
     rules += [f"{FWD_CHAIN} -d {dst} -p {proto} --dport {port} -j {REJECT[proto]}"
-              for dst in sources for proto, port in PORTS]
+              for dst in sources for proto, port in ports]
     return rules
 
 
-def unit_text(sources: list[str]) -> str:
+def unit_text(sources: list[str], ports: tuple[tuple[str, int], ...] = PORTS) -> str:
     lines = [f"ExecStart=-{IPT} -N {chain}" for chain in ("DOCKER-USER", IN_CHAIN, FWD_CHAIN)]
     lines += [f"ExecStart={IPT} -F {chain}" for chain in (IN_CHAIN, FWD_CHAIN)]
-    lines += [f"ExecStart={IPT} -A {rule}" for rule in guard_rules(sources)]
+    lines += [f"ExecStart={IPT} -A {rule}" for rule in guard_rules(sources, ports)]
     lines += [f"ExecStart=/bin/sh -c '{IPT} -C {src} -j {dst} 2>/dev/null || {IPT} -I {src} -j {dst}'"
               for src, dst in JUMPS]
     lines += [f"ExecStart=-/bin/sh -c '{IP6T} -C {rule} 2>/dev/null || {IP6T} -I {rule}'" for rule in V6_RULES]
@@ -93,8 +100,8 @@ WantedBy=docker.service
 """
 
 
-def _missing(t, sources: list[str]) -> list[str]:
-    wanted = [*guard_rules(sources), *(f"{src} -j {dst}" for src, dst in JUMPS)]
+def _missing(t, sources: list[str], ports) -> list[str]:
+    wanted = [*guard_rules(sources, ports), *(f"{src} -j {dst}" for src, dst in JUMPS)]
     script = "; ".join(f"iptables -w -C {rule} 2>/dev/null || echo {shlex.quote(rule)}" for rule in wanted)
     v6 = "; ".join(f"ip6tables -w -C {rule} 2>/dev/null || echo {shlex.quote('(ip6tables) ' + rule)}"
                    for rule in V6_RULES)
@@ -102,22 +109,22 @@ def _missing(t, sources: list[str]) -> list[str]:
     return [line for line in t.run(script, sudo=True).stdout.splitlines() if line.strip()]
 
 
-def _state(t, sources: list[str]) -> tuple[bool, list[str]]:
+def _state(t, sources: list[str], ports) -> tuple[bool, list[str]]:
     have = t.run(f"cat {UNIT_PATH} 2>/dev/null", sudo=True).stdout
     enabled = t.run(f"systemctl is-enabled --quiet {UNIT}", sudo=True).ok
-    return have == unit_text(sources) and enabled, _missing(t, sources)
+    return have == unit_text(sources, ports) and enabled, _missing(t, sources, ports)
 
 
-def _install(t, name: str, sources: list[str]) -> CallResult:
-    unit_ok, missing = _state(t, sources)
+def _install(t, name: str, sources: list[str], ports) -> CallResult:
+    unit_ok, missing = _state(t, sources, ports)
     if unit_ok and not missing:
         return CallResult(True, f"{name}: swarm guard already in place", changed=False)
-    t.put(unit_text(sources).encode(), UNIT_PATH, mode=0o644, sudo=True)
+    t.put(unit_text(sources, ports).encode(), UNIT_PATH, mode=0o644, sudo=True)
     res = t.run(f"systemctl daemon-reload && systemctl enable {UNIT} >/dev/null 2>&1 && systemctl restart {UNIT}",
                 sudo=True)
     if not res.ok:
         return CallResult(False, f"{name}: cannot start {UNIT}: {res.output[-500:]}\nsee: journalctl -u {UNIT} -n 30")
-    missing = _missing(t, sources)
+    missing = _missing(t, sources, ports)
     if missing:
         return CallResult(False, f"{name}: {UNIT} ran but {len(missing)} rule(s) are missing, e.g. iptables -A {missing[0]}")
     return CallResult(True, f"{name}: swarm ports open to {', '.join(sources)} only", changed=True)
@@ -127,7 +134,7 @@ def _install(t, name: str, sources: list[str]) -> CallResult:
 def swarm_guard_current(ctx: StepContext) -> CallResult:
     """Check (read-only): the unit is as wanted and enabled, every rule in the firewall."""
     sources = cluster_sources(ctx)
-    unit_ok, missing = _state(ctx.transport, sources)
+    unit_ok, missing = _state(ctx.transport, sources, ports_for(ctx.site))
     if not unit_ok:
         return CallResult(False, f"{UNIT_PATH} is missing, differs or is not enabled")
     if missing:
@@ -138,7 +145,7 @@ def swarm_guard_current(ctx: StepContext) -> CallResult:
 @register("swarm_guard")
 def swarm_guard(ctx: StepContext) -> CallResult:
     """Apply: write the unit, enable it, run it; confirm every rule."""
-    return _install(ctx.transport, ctx.host.name, cluster_sources(ctx))
+    return _install(ctx.transport, ctx.host.name, cluster_sources(ctx), ports_for(ctx.site))
 
 
 @register("swarm_guard_admit")
@@ -153,7 +160,7 @@ def swarm_guard_admit(ctx: StepContext) -> CallResult:
         t = ctx.connections.get(host.name)
         if not t.run(f"test -e {UNIT_PATH}", sudo=True).ok:
             continue  # no guard there yet: nothing shuts this node out
-        res = _install(t, host.name, sources)
+        res = _install(t, host.name, sources, ports_for(ctx.site))
         if not res.ok:
             return res
         if res.changed:
@@ -166,7 +173,7 @@ def swarm_guard_admit(ctx: StepContext) -> CallResult:
 def swarm_guard_in_place(ctx: StepContext) -> CallResult:
     """Verify: rules in place and the unit enabled (so they come back when Docker starts)."""
     sources = cluster_sources(ctx)
-    unit_ok, missing = _state(ctx.transport, sources)
+    unit_ok, missing = _state(ctx.transport, sources, ports_for(ctx.site))
     if missing:
         return CallResult(False, f"{ctx.host.name}: swarm ports open to other machines: {len(missing)} rule(s) "
                                  f"missing, e.g. iptables -A {missing[0]}; run `hubwizard apply --only swarm-guard`")

@@ -46,3 +46,20 @@ def test_overlay_options_say_why_not_encrypted():
     assert options == {} and said.startswith("NOT encrypted") and "node1" in said and "AEAD" in said
     conns["node1"] = T(True)
     assert swarm.overlay_options(ctx) == ({"encrypted": ""}, "encrypted (IPsec ESP between the hosts)")
+
+
+def test_self_hosted_registry_port_guarded_too():
+    plain = site()
+    assert swarm_guard.ports_for(plain) == swarm_guard.PORTS
+    hosted = site().model_copy(update={"registry": site().registry.model_copy(update={"self_hosted": True})})
+    ports = swarm_guard.ports_for(hosted)
+    rules = swarm_guard.guard_rules(["10.0.0.10"], ports)
+    assert f"{swarm_guard.IN_CHAIN} -p tcp --dport 5000 -j DROP" in rules
+    assert f"{swarm_guard.FWD_CHAIN} -d 10.0.0.10 -p tcp --dport 5000 -j REJECT --reject-with tcp-reset" in rules
+
+
+def test_registry_recipe_binds_the_internal_address():
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parents[2] / "recipes" / "080-registry.yaml").read_text()
+    assert "addr: {{ facts.hub_ip }}:5000" in text and "addr: :5000" not in text
