@@ -135,7 +135,7 @@ def _run_undo(t: Any, host: str, items: list[Undo], report: Report) -> None:
 
 def hub_undo(site: Site, purge: bool = False) -> list[Undo]:
     """What the hub steps made on the hub, in reverse order."""
-    from hubwizard.actions.hub_service import _GUARD_RULE, DATA_VOLUME, PORT_GUARD_UNIT
+    from hubwizard.actions.hub_service import _GUARD6_RULE, _GUARD_RULE, DATA_VOLUME, PORT_GUARD_UNIT
     from hubwizard.actions.hub_web import ACME_CA_ON_HUB
     from hubwizard.core.render import HUB_SERVICE, PATHS
 
@@ -163,7 +163,8 @@ def hub_undo(site: Site, purge: bool = False) -> list[Undo]:
              f"docker network inspect {net} >/dev/null 2>&1"),
         Undo(f"removed the port-8000 guard ({unit}, DOCKER-USER rule)",
              f"systemctl disable --now {unit} >/dev/null 2>&1; rm -f {PORT_GUARD_UNIT}; systemctl daemon-reload; "
-             f"while iptables -D {_GUARD_RULE} 2>/dev/null; do :; done; true",
+             f"while iptables -D {_GUARD_RULE} 2>/dev/null; do :; done; "
+             f"while ip6tables -D {_GUARD6_RULE} 2>/dev/null; do :; done; true",
              f"test -e {PORT_GUARD_UNIT} || iptables -C {_GUARD_RULE} 2>/dev/null"),
         Undo("removed nginx's JupyterHub site (default site back)",
              f"rm -f {PATHS['nginx_enabled']} {PATHS['nginx_site']} {PATHS['nginx_site_http']}; "
@@ -212,6 +213,14 @@ def nfs_guard_undo() -> Undo:
     from hubwizard.actions.nfs_guard import UNDO_PROBE, UNDO_SCRIPT, UNIT
 
     return Undo(f"removed the NFS guard ({UNIT}, its DOCKER-USER/INPUT rules)", UNDO_SCRIPT, UNDO_PROBE)
+
+
+def swarm_guard_undo() -> Undo:
+    """The swarm guard of step swarm-guard (every host): its unit and firewall chains."""
+    from hubwizard.actions.swarm_guard import UNDO_SCRIPT, UNIT, UNIT_PATH
+
+    return Undo(f"removed the swarm guard ({UNIT}, its INPUT/DOCKER-USER rules)", UNDO_SCRIPT,
+                f"test -e {UNIT_PATH} || iptables -w -n -L HUBWIZARD-SWARM-IN >/dev/null 2>&1")
 
 
 def _node_leave(conns: Any, host: Host, report: Report) -> str | None:
@@ -290,6 +299,8 @@ def teardown(session: Any, args: Any) -> int:
             report.add(hub.name, "not in a swarm: nothing to leave")
         else:
             report.add(hub.name, f"docker swarm leave --force: {res.output}", False)
+        for host in site.active_hosts:  # no swarm any more: its ports' guard goes too
+            _run_undo(conns.get(host.name), host.name, [swarm_guard_undo()], report)
     except UnreachableError as exc:
         print(f"hubwizard: cannot reach a host: {exc}", file=sys.stderr)
         return 3
