@@ -6,8 +6,8 @@ interface. Another machine on the network could inject overlay packets or talk t
 manager; a user's server (a container) could too, through its node. So on every host:
 
   HUBWIZARD-SWARM-IN, jumped to from INPUT: those ports from a cluster host (every host of the
-      site file, spares included, and [site] subnet when the admin set one) or loopback go on
-      to the rest of INPUT; from anywhere else they are dropped;
+      site file, spares included; not the whole [site] subnet, which holds other machines too)
+      or loopback go on to the rest of INPUT; from anywhere else they are dropped;
   HUBWIZARD-SWARM-FWD, jumped to from DOCKER-USER: containers on this host -> any cluster
       host's swarm ports are refused (their traffic would leave with the node's address).
 
@@ -46,13 +46,10 @@ UNDO_SCRIPT = "; ".join([
 
 def cluster_sources(ctx: StepContext) -> list[str]:
     """Who may reach the swarm ports: every host of the site file (its internal address as the
-    facts know it, else the site file's), spares included so add-node needs no change here, and
-    [site] subnet when the admin set one."""
+    facts know it, else the site file's), spares included so add-node finds them open. Not
+    [site] subnet: other machines live there too (the lab's gateway, a printer, a laptop)."""
     ips = dict(getattr(ctx.facts, "ips", {}) or {})
-    found = {ips.get(h.name) or h.internal_address or h.address for h in ctx.site.hosts}
-    if ctx.site.site.subnet:
-        found.add(ctx.site.site.subnet)
-    return sorted(found)
+    return sorted({ips.get(h.name) or h.internal_address or h.address for h in ctx.site.hosts})
 
 
 def ports_for(site) -> tuple[tuple[str, int], ...]:
