@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -59,8 +60,33 @@ def timed(cmd: list[str], log: Path) -> dict:
     return run
 
 
+SNAPSHOT: Path | None = None  # --snapshot: the package tree every run imports (see snapshot())
+
+
 def hubwizard(*args: str) -> list[str]:
-    return [sys.executable, "-m", "hubwizard.cli.main", *args]
+    if SNAPSHOT is None:
+        return [sys.executable, "-m", "hubwizard.cli.main", *args]
+    code = f"import sys; sys.path.insert(0, {str(SNAPSHOT)!r}); from hubwizard.cli.main import main; sys.exit(main())"
+    return [sys.executable, "-c", code, *args]
+
+
+def snapshot() -> tuple[Path, str]:
+    """HEAD's tree laid out as the installed package (recipes, assets... mapped in as pyproject says).
+
+    Why: other engineers commit to the shared working tree during a run; a re-apply that runs
+    newer recipes than the first apply is not a converged re-apply, nor are sizes comparable."""
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
+                            cwd=BENCH, check=True).stdout.strip()
+    src, lib = OUT / f"src-{commit}", OUT / f"lib-{commit}"
+    if not (lib / "hubwizard").exists():
+        src.mkdir(parents=True, exist_ok=True)
+        archive = subprocess.run(["git", "archive", "HEAD"], capture_output=True, cwd=BENCH.parent, check=True).stdout
+        subprocess.run(["tar", "-x", "-C", str(src)], input=archive, check=True)
+        lib.mkdir(parents=True, exist_ok=True)
+        shutil.copytree(src / "hubwizard", lib / "hubwizard")
+        for sub in ("screens", "recipes", "assets", "examples"):
+            shutil.copytree(src / sub, lib / "hubwizard" / sub, dirs_exist_ok=True)
+    return lib, commit
 
 
 def hub_container(name: str) -> str:
@@ -77,14 +103,15 @@ def limit_hub_sessions(name: str, limit: int) -> None:
 def journal_steps(site: Path, since: float) -> dict:
     """Wall seconds per step (first start to last end over hosts) and per host, from the journal."""
     spans: dict[str, dict[str, list[float]]] = {}
+    runs: dict[Path, str | None] = {}
     for path in site.parent.glob(".hubwizard/*/journal.jsonl"):
         for line in path.read_text().splitlines():
             try:
                 e = json.loads(line)
             except ValueError:
                 continue
-            if e.get("ts", 0) < since:
-                continue
+            if e.get("ts", 0) < since or e.get("run") != runs.setdefault(path, e.get("run")):
+                continue  # earlier runs, and the runs after the first one since SINCE
             span = spans.setdefault(e["step"], {}).setdefault(e["host"], [e["ts"], e["ts"]])
             span[0], span[1] = min(span[0], e["ts"]), max(span[1], e["ts"])
     steps = {}
@@ -99,9 +126,9 @@ def journal_steps(site: Path, since: float) -> dict:
     return dict(sorted(steps.items(), key=lambda kv: kv[1]["start"]))
 
 
-def measure(nodes: int, runs: int, streak: int, max_sessions: int | None, keep: bool) -> dict:
+def measure(nodes: int, runs: int, streak: int, max_sessions: int | None, keep: bool, tag: str = "") -> dict:
     """One size: lab up, first apply, re-applies, verifies (and a verify streak); lab down."""
-    name = f"scale{nodes}" + (f"ms{max_sessions}" if max_sessions else "")
+    name = f"scale{nodes}{tag}" + (f"ms{max_sessions}" if max_sessions else "")
     out = OUT / name
     out.mkdir(parents=True, exist_ok=True)
     site = out / "site.toml"
@@ -231,18 +258,26 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--streak", type=int, default=0, help="then this many verifies in a row at the largest size")
     p.add_argument("--hub-max-sessions", type=int, help="lower the hub's sshd MaxSessions before the first apply")
     p.add_argument("--keep", action="store_true", help="leave the labs up")
+    p.add_argument("--tag", default="", help="suffix of the lab names (scaleN<TAG>), to run beside another run")
     p.add_argument("--report", action="store_true", help="only rewrite the RESULTS.md section from scale.json")
+    p.add_argument("--snapshot", action="store_true",
+                   help="run hubwizard from HEAD's tree frozen in bench/out/scale (others commit meanwhile)")
     args = p.parse_args(argv)
+    global SNAPSHOT
+    commit = ""
+    if args.snapshot and not args.report:
+        SNAPSHOT, commit = snapshot()
+        say(f"running hubwizard from {SNAPSHOT} (commit {commit})")
     data = json.loads(DATA.read_text()) if DATA.exists() else {"sizes": {}, "notes": []}
     failed = False
     if not args.report:
         for nodes in args.nodes:
             streak = args.streak if nodes == max(args.nodes) else 0
-            entry = measure(nodes, args.runs, streak, args.hub_max_sessions, args.keep)
+            entry = measure(nodes, args.runs, streak, args.hub_max_sessions, args.keep, args.tag)
             key = f"1+{nodes}" + (f" (MaxSessions {args.hub_max_sessions})" if args.hub_max_sessions else "")
             entry["cpus"] = os.cpu_count()
-            entry["commit"] = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
-                                             cwd=BENCH).stdout.strip()
+            entry["commit"] = commit or "working tree at " + subprocess.run(
+                ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=BENCH).stdout.strip()
             data["sizes"][key] = entry
             DATA.write_text(json.dumps(data, indent=2) + "\n")
             failed |= any(r["rc"] != 0 for what in ("lab_up", "first_apply", "reapply", "verify", "verify_streak")

@@ -22,8 +22,9 @@ def test_journal_steps_span_every_host_since_the_run(tmp_path: Path) -> None:
     journal.parent.mkdir(parents=True)
     rows = [(50, "docker", "hub", "started"), (100, "docker", "hub", "started"), (130, "docker", "hub", "done"),
             (101, "docker", "node1", "started"), (160, "docker", "node1", "done"), (161, "swarm", "hub", "started")]
+    later = json.dumps({"ts": 900, "run": "next", "step": "docker", "host": "hub", "phase": "done"})
     journal.write_text("\n".join(json.dumps({"ts": ts, "run": "r", "step": s, "host": h, "phase": p})
-                                 for ts, s, h, p in rows) + "\n{torn")
+                                 for ts, s, h, p in rows) + f"\n{later}\n{{torn")
     steps = bench_scale.journal_steps(site, since=100)
     assert list(steps) == ["docker", "swarm"]
     assert steps["docker"]["seconds"] == 60 and steps["docker"]["hosts"] == {"hub": 30, "node1": 59}
