@@ -278,6 +278,8 @@ def main(argv: list[str] | None = None) -> int:
             entry["cpus"] = os.cpu_count()
             entry["commit"] = commit or "working tree at " + subprocess.run(
                 ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=BENCH).stdout.strip()
+            (OUT / entry["lab"] / "entry.json").write_text(json.dumps({key: entry}, indent=2) + "\n")
+            data = json.loads(DATA.read_text()) if DATA.exists() else data  # another run may have written meanwhile
             data["sizes"][key] = entry
             DATA.write_text(json.dumps(data, indent=2) + "\n")
             failed |= any(r["rc"] != 0 for what in ("lab_up", "first_apply", "reapply", "verify", "verify_streak")
