@@ -70,17 +70,17 @@ def hubwizard(*args: str) -> list[str]:
     return [sys.executable, "-c", code, *args]
 
 
-def snapshot() -> tuple[Path, str]:
+def snapshot(rev: str = "HEAD") -> tuple[Path, str]:
     """HEAD's tree laid out as the installed package (recipes, assets... mapped in as pyproject says).
 
     Why: other engineers commit to the shared working tree during a run; a re-apply that runs
     newer recipes than the first apply is not a converged re-apply, nor are sizes comparable."""
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
+    commit = subprocess.run(["git", "rev-parse", "--short", rev], capture_output=True, text=True,
                             cwd=BENCH, check=True).stdout.strip()
     src, lib = OUT / f"src-{commit}", OUT / f"lib-{commit}"
     if not (lib / "hubwizard").exists():
         src.mkdir(parents=True, exist_ok=True)
-        archive = subprocess.run(["git", "archive", "HEAD"], capture_output=True, cwd=BENCH.parent, check=True).stdout
+        archive = subprocess.run(["git", "archive", commit], capture_output=True, cwd=BENCH.parent, check=True).stdout
         subprocess.run(["tar", "-x", "-C", str(src)], input=archive, check=True)
         lib.mkdir(parents=True, exist_ok=True)
         shutil.copytree(src / "hubwizard", lib / "hubwizard")
@@ -260,13 +260,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--keep", action="store_true", help="leave the labs up")
     p.add_argument("--tag", default="", help="suffix of the lab names (scaleN<TAG>), to run beside another run")
     p.add_argument("--report", action="store_true", help="only rewrite the RESULTS.md section from scale.json")
-    p.add_argument("--snapshot", action="store_true",
-                   help="run hubwizard from HEAD's tree frozen in bench/out/scale (others commit meanwhile)")
+    p.add_argument("--snapshot", nargs="?", const="HEAD", metavar="REV",
+                   help="run hubwizard from REV's tree (default HEAD) frozen in bench/out/scale (others commit meanwhile)")
     args = p.parse_args(argv)
     global SNAPSHOT
     commit = ""
     if args.snapshot and not args.report:
-        SNAPSHOT, commit = snapshot()
+        SNAPSHOT, commit = snapshot(args.snapshot)
         say(f"running hubwizard from {SNAPSHOT} (commit {commit})")
     data = json.loads(DATA.read_text()) if DATA.exists() else {"sizes": {}, "notes": []}
     failed = False
