@@ -41,7 +41,8 @@ def test_site_file_says_kernel_nfs_and_quotas_and_loads(tmp_path: Path) -> None:
 def test_setup_script_gives_identity_and_mounts_the_hubs_xfs_with_pquota() -> None:
     spec = LabSpec(name="vmx", nodes=1, user="admin", sudo_password=True)
     ips = {"hub": "10.213.0.10", "node1": "10.213.0.11"}
-    script = vm._setup_script(spec, "hub", ips, "52:54:00:00:00:00", "10.213.0.1", "ssh-ed25519 AAA x", {"sudo_password": "pw"}, True)
+    secret = {"sudo_password": "pw"}
+    script = vm._setup_script(spec, "hub", ips, "52:54:00:00:00:00", "10.213.0.1", "ssh-ed25519 AAA x", secret, True)
     assert "hostname hub" in script
     assert "Address=10.213.0.10/24" in script
     assert "mount -t xfs -o pquota /dev/vdc /var/nfs" in script
