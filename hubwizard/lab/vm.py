@@ -18,6 +18,7 @@ import hashlib
 import os
 import signal
 import subprocess
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict
@@ -131,8 +132,7 @@ def _create(spec: LabSpec, kernel: Kernel, image: Path, site_path: Path, progres
         "secrets": secret, "kernel": kernel.version, "image": str(image), "storage_path": STORAGE_PATH, "timings": {},
     }
     save_record(record)  # from here `lab down` finds the PIDs even if the wait below is interrupted
-    with ThreadPoolExecutor(max_workers=len(machines)) as pool:
-        waits = dict(zip(machines, pool.map(lambda h: _wait(record, h, progress), machines), strict=True))
+    waits = _wait_all(record, progress)
     record["timings"].update({f"{h}_{k}": v for h, w in waits.items() for k, v in w.items()})
     save_record(record)
     write_vm_site(site_path, record)
@@ -259,9 +259,11 @@ def ssh_args(record: dict[str, Any], host: str) -> list[str]:
 
 
 def ssh(record: dict[str, Any], host: str, command: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
-    sudo = "" if record["spec"]["user"] == "root" else "sudo -n "
+    """Run COMMAND as root on HOST (through sudo for another user; its password, if any, on stdin)."""
+    password = record.get("secrets", {}).get("sudo_password")
+    sudo = "" if record["spec"]["user"] == "root" else ("sudo -S -p '' " if password else "sudo -n ")
     return subprocess.run([*ssh_args(record, host), f"{sudo}sh -c {_quote(command)}"], capture_output=True, text=True,
-                          timeout=timeout, check=False)
+                          input=(password + "\n") if password and sudo else "", timeout=timeout, check=False)
 
 
 def _quote(text: str) -> str:
@@ -270,19 +272,32 @@ def _quote(text: str) -> str:
     return shlex.quote(text)
 
 
-def _wait(record: dict[str, Any], host: str, progress: Progress) -> dict[str, float]:
+def _wait_all(record: dict[str, Any], progress: Progress) -> dict[str, dict[str, float]]:
+    """Wait for every VM in parallel; an interrupt (Ctrl-C, SIGTERM) stops the waiters at once,
+    so the caller's cleanup runs now rather than after the boot timeout."""
+    stop = threading.Event()
+    pool = ThreadPoolExecutor(max_workers=len(record["machines"]))
+    try:
+        futures = {h: pool.submit(_wait, record, h, progress, stop) for h in record["machines"]}
+        return {h: f.result() for h, f in futures.items()}
+    finally:
+        stop.set()
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _wait(record: dict[str, Any], host: str, progress: Progress, stop: threading.Event) -> dict[str, float]:
     """Until sshd greets, then until dockerd answers; returns seconds from power-on for each."""
     machine, port = record["machines"][host], int(record["spec"]["ssh_port"])
     start, deadline = machine["booted_at"], time.monotonic() + BOOT_TIMEOUT
     while not ssh_banner(machine["ip"], port):
-        _still_running(machine, host, deadline)
+        _still_running(machine, host, deadline, stop)
         time.sleep(2)
     to_ssh = time.time() - start
     progress(f"{host}: sshd answers after {to_ssh:.0f} s; waiting for dockerd…")
     while True:
-        _still_running(machine, host, deadline)
+        _still_running(machine, host, deadline, stop)
         try:
-            done = ssh(record, host, "docker info -f ok", timeout=60)
+            done = ssh(record, host, "docker info -f ok", timeout=20)
             if done.returncode == 0:
                 break
         except subprocess.TimeoutExpired:
@@ -293,7 +308,9 @@ def _wait(record: dict[str, Any], host: str, progress: Progress) -> dict[str, fl
     return {"ssh_s": round(to_ssh, 1), "docker_s": round(to_docker, 1)}
 
 
-def _still_running(machine: dict[str, Any], host: str, deadline: float) -> None:
+def _still_running(machine: dict[str, Any], host: str, deadline: float, stop: threading.Event) -> None:
+    if stop.is_set():
+        raise LabError(f"{host}: no longer waited for (lab up was interrupted or another VM failed)")
     tail = _console_tail(machine)
     if not _alive(machine):
         raise LabError(f"{host}: qemu exited while booting; console: {tail}", fix=f"read {machine['console']}")
