@@ -196,12 +196,13 @@ def section(data: dict) -> str:
              "--ssh-port 2222`, then `hubwizard apply -c SITE --yes` (first, then converged re-applies) and "
              "`hubwizard verify -c SITE`. Medians (min-max); every run's exit code; the 1-minute load "
              "average at each run's start (2 cores shared with other engineers' labs).", "",
-             "| size | hub MaxSessions | measured | first apply | converged re-apply | verify | verify streak |",
-             "|---|---|---|---|---|---|---|"]
+             "| size | code | hub MaxSessions | measured | first apply | converged re-apply | verify | verify streak |",
+             "|---|---|---|---|---|---|---|---|"]
     for key in sorted(sizes, key=lambda k: (sizes[k]["nodes"], str(sizes[k]["hub_max_sessions"]))):
         e = sizes[key]
         first = e.get("first_apply")
-        lines.append(f"| {key} | {e['hub_max_sessions']} | {e['started']} | {_cell([first] if first else [])} | "
+        lines.append(f"| {key} | {e.get('commit', '-')} | {e['hub_max_sessions']} | {e['started']} | "
+                     f"{_cell([first] if first else [])} | "
                      f"{_cell(e.get('reapply', []))} | {_cell(e.get('verify', []))} | {_cell(e.get('verify_streak', []))} |")
     lines += ["", "Ratios (medians; goal <= 1.5x each):", ""]
     for label, key in (("verify", "verify"), ("converged re-apply", "reapply"), ("first apply", "first_apply")):
