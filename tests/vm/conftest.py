@@ -25,11 +25,15 @@ def hubwizard(*args: str, timeout: float = 1800) -> subprocess.CompletedProcess[
 
 
 @pytest.fixture(scope="session")
-def vm_lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
+def vm_enabled() -> None:
     if os.environ.get("HUBWIZARD_VM_TESTS") != "1":
         pytest.skip("VM lab tests are opt-in: run scripts/vm-lab-test.sh (qemu TCG takes minutes)")
     if not shutil.which("qemu-system-x86_64") or not list(Path("/boot").glob("vmlinuz-*-cloud-amd64")):
         pytest.skip("needs qemu and Debian's cloud kernel: apt-get install qemu-system-x86 qemu-utils linux-image-cloud-amd64")
+
+
+@pytest.fixture(scope="session")
+def vm_lab(vm_enabled: None, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
     name = unique_name("vm")
     site = tmp_path_factory.mktemp("vm") / f"{name}.toml"
     try:

@@ -8,12 +8,15 @@ down by the last test (and by the fixture whatever happens), which proves nothin
 from __future__ import annotations
 
 import json
+import signal
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
 
 from hubwizard.lab import vm, vmnet
+from tests.integration.lab_fixture import unique_name
 from tests.vm.conftest import hubwizard
 
 pytestmark = [pytest.mark.vm, pytest.mark.timeout(3600)]
@@ -125,3 +128,27 @@ def test_down_leaves_no_qemu_tap_or_bridge(vm_lab: dict) -> None:
     assert vmnet.taps_of(vm_lab["name"]) == []
     assert not vmnet.exists(vmnet.bridge_name(vm_lab["name"]))
     assert not vm.present(vm_lab["name"])
+
+
+def test_an_interrupted_lab_up_removes_its_vm_tap_and_bridge(vm_enabled: None, tmp_path: Path) -> None:
+    """SIGTERM while the VM boots (a CI timeout, kill PID): the cleanup runs at once, nothing is left."""
+    name = unique_name("vmi")
+    up = subprocess.Popen(["hubwizard", "lab", "up", "--vm", "--name", name, "--nodes", "0", "-o", str(tmp_path / "s.toml")],
+                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        pidfile = vm.vm_dir(name) / "hub" / "qemu.pid"
+        deadline = time.monotonic() + 600
+        while not pidfile.exists() and up.poll() is None and time.monotonic() < deadline:
+            time.sleep(1)
+        assert pidfile.exists(), "qemu never started"
+        qemu = int(pidfile.read_text())
+        up.send_signal(signal.SIGTERM)
+        output, _ = up.communicate(timeout=120)
+        assert up.returncode == 1, output
+        assert "interrupted" in output
+        assert not Path(f"/proc/{qemu}/cmdline").exists() or b"qemu" not in Path(f"/proc/{qemu}/cmdline").read_bytes()
+        assert vmnet.taps_of(name) == [] and not vmnet.exists(vmnet.bridge_name(name))
+    finally:
+        if up.poll() is None:
+            up.kill()
+        hubwizard("lab", "down", "--name", name, timeout=300)
