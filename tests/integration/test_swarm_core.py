@@ -23,8 +23,8 @@ from tests.swarm_lab import shared_lab
 
 ROOT = Path(__file__).resolve().parents[2]
 LAB = "core-it"
-CORE_STEPS = ("010-preflight", "020-docker", "030-swarm-init", "040-swarm-join", "050-network", "060-storage",
-              "070-quotas")
+CORE_STEPS = ("010-preflight", "020-docker", "030-swarm-init", "040-swarm-join", "045-swarm-guard", "050-network",
+              "060-storage", "070-quotas")
 
 pytestmark = [pytest.mark.lab, pytest.mark.slow, pytest.mark.timeout(1800)]
 
@@ -121,7 +121,7 @@ def test_apply_verify_and_second_apply_unchanged(lab):
     assert verify.returncode == 0, verify.stdout[-3000:]
     lines = [ln for ln in verify.stdout.splitlines() if ln.split()[:1] in (["pass"], ["FAIL"], ["skip"])]
     assert not [ln for ln in lines if ln.strip().startswith("FAIL")]
-    skipped = [ln for ln in lines if ln.strip().startswith("skip")]
+    skipped = [ln for ln in lines if ln.strip().startswith("skip") and "overlay traffic encrypted" not in ln]
     assert len(skipped) == 2 and all("kernel has no NFS client" in ln for ln in skipped)
     for host in ("hub", "node1", "node2"):
         assert any(f" {host} " in ln and "Swarm ports" in ln for ln in lines)
@@ -136,6 +136,34 @@ def test_apply_verify_and_second_apply_unchanged(lab):
     journal = "".join(p.read_text() for p in Path(site).parent.rglob("journal.jsonl"))
     for text in (first.stdout, first.stderr, second.stdout, verify.stdout, journal):
         assert token not in text and token.split("-")[-1] not in text
+
+
+def test_swarm_ports_refuse_a_stranger_and_overlay_encryption_is_said(lab):
+    """Issue 12 item 12, for real: this machine is on the lab's network but is no host of the
+    site: after apply, the hub's 2377/7946 do not answer it (SSH still does, the control), and
+    verify says whether the overlay is encrypted (the lab kernel may lack ESP: then plainly NOT)."""
+    import socket
+
+    from hubwizard.core.config import load_site
+
+    site = load_site(Path(lab["site"]))
+    hub = site.hub_host
+    addr = hub.internal_address or hub.address
+
+    def answers(port: int) -> bool:
+        try:
+            socket.create_connection((addr, port), timeout=3).close()
+            return True
+        except OSError:
+            return False
+
+    assert answers(hub.port)  # the control: the hub is up and reachable from here
+    assert not answers(2377) and not answers(7946)
+    verify = hubwizard("verify", "-c", str(lab["site"]), "--recipes", str(lab["recipes"]))
+    assert verify.returncode == 0, verify.stdout[-3000:]
+    said = [ln.strip() for ln in verify.stdout.splitlines() if "overlay traffic encrypted" in ln]
+    assert len(said) == 1 and (said[0].startswith("pass") or "NOT encrypted: the kernel of" in said[0]), verify.stdout
+    print("\n[overlay] " + said[0])
 
 
 def test_quota_step_says_what_is_missing(lab):
