@@ -15,9 +15,20 @@ from tests.conftest import BASIC_RECIPES, write_site
 HW = [sys.executable, "-m", "hubwizard.cli.main"]
 
 
-def hw(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
-    return subprocess.run([*HW, *args, "--recipes", str(BASIC_RECIPES)], capture_output=True, text=True,
+def hw(*args: str, timeout: float = 120, recipes: Path = BASIC_RECIPES) -> subprocess.CompletedProcess:
+    return subprocess.run([*HW, *args, "--recipes", str(recipes)], capture_output=True, text=True,
                           timeout=timeout, stdin=subprocess.DEVNULL)
+
+
+def slower_recipes(tmp_path: Path, seconds: int) -> Path:
+    """The basic recipes with the slow step sleeping ``seconds``: a resume started "at once" on a
+    loaded machine (python start-up, SSH login) can take longer than the usual 3 s."""
+    out = tmp_path / "recipes"
+    out.mkdir()
+    for f in BASIC_RECIPES.glob("*.yaml"):
+        (out / f.name).write_text(f.read_text().replace("&& sleep 3 &&", f"&& sleep {seconds} &&"))
+    assert "sleep 3 " not in "".join(f.read_text() for f in out.glob("*.yaml"))
+    return out
 
 
 def test_apply_converges_and_reports(tmp_path, ssh_env):
@@ -68,11 +79,11 @@ def test_plan_changes_nothing(tmp_path, ssh_env):
     assert not (tmp_path / "work" / "hub").exists()
 
 
-def _killed_in_the_slow_step(tmp_path: Path, ssh_env) -> tuple[Path, Path]:
+def _killed_in_the_slow_step(tmp_path: Path, ssh_env, recipes: Path = BASIC_RECIPES) -> tuple[Path, Path]:
     """An apply SIGKILLed while the slow step's `sleep 3` runs on the hub: (site, work folder)."""
     site = write_site(tmp_path, ssh_env)
     work = tmp_path / "work"
-    proc = subprocess.Popen([*HW, "apply", "-c", str(site), "--yes", "--recipes", str(BASIC_RECIPES)],
+    proc = subprocess.Popen([*HW, "apply", "-c", str(site), "--yes", "--recipes", str(recipes)],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL)
     deadline = time.monotonic() + 60
     while not (work / "slow.count").exists() and time.monotonic() < deadline:
@@ -99,13 +110,14 @@ def test_sigkill_mid_step_then_resume(tmp_path, ssh_env):
 
 
 def test_resume_at_once_waits_for_the_killed_runs_command(tmp_path, ssh_env):
-    """The killed apply's `sleep 3` goes on as an orphan holding the host lock: an apply started at
+    """The killed apply's sleep goes on as an orphan holding the host lock: an apply started at
     once says it waits for it, then finds the step done by the orphan and does not run it again."""
     from hubwizard.remote.hostlock import WAITING
 
-    site, work = _killed_in_the_slow_step(tmp_path, ssh_env)
+    recipes = slower_recipes(tmp_path, 15)
+    site, work = _killed_in_the_slow_step(tmp_path, ssh_env, recipes)
     assert not (work / "slow.done").exists()
-    res = hw("apply", "-c", str(site), "--yes", "-v")
+    res = hw("apply", "-c", str(site), "--yes", "-v", recipes=recipes)
     assert res.returncode == 0, res.stdout + res.stderr
     assert WAITING in res.stdout, res.stdout
     assert (work / "slow.count").read_text().count("run") == 1  # the orphan finished it; not run twice
