@@ -175,7 +175,7 @@ def _cell(runs: list[dict]) -> str:
 
 def _ratio(sizes: dict, key: str, big: str, small: str) -> str:
     def value(size: str) -> float | None:
-        e = sizes.get(size, {})
+        e = sizes.get(size) or next((v for k, v in sizes.items() if k.startswith(size + " (")), {})
         runs = e.get(key)
         if isinstance(runs, dict):
             runs = [runs]
@@ -184,7 +184,8 @@ def _ratio(sizes: dict, key: str, big: str, small: str) -> str:
     if a is None or b is None:
         return "not measured"
     met = "yes" if a / b <= 1.5 else "no"
-    return f"{a / b:.2f}x ({a:.1f} s / {b:.1f} s), goal <= 1.5x: {met}"
+    row = big if big in sizes else next(k for k in sizes if k.startswith(big + " ("))
+    return f"{a / b:.2f}x ({a:.1f} s / {b:.1f} s; rows {row} / {small}), goal <= 1.5x: {met}"
 
 
 def section(data: dict) -> str:
