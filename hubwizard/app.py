@@ -114,8 +114,8 @@ class HubwizardApp(App):
         if site is None:
             site, secrets = self.site_and_secrets()
         else:
-            exists = self.site_path is not None and self.site_path.exists()
-            secrets = load_secrets(self.site_path) if exists else Secrets()
+            path = self.site_path
+            secrets = load_secrets(path) if path is not None and path.exists() else Secrets()
         conns = Connections(site, secrets, accept_new_host_keys=self.accept_new_host_keys,
                             confirm=self.confirm_host_key)
         self._closers.append(conns.close)

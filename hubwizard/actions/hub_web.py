@@ -59,7 +59,7 @@ def trust_roots(site: Site) -> list[Path]:
 def hub_address(site: Site) -> str:
     """Where the admin reaches the domain: DNS if it resolves, else the hub's SSH address."""
     try:
-        return socket.getaddrinfo(site.site.domain, 443, type=socket.SOCK_STREAM)[0][4][0]
+        return str(socket.getaddrinfo(site.site.domain, 443, type=socket.SOCK_STREAM)[0][4][0])
     except OSError:
         return site.hub_host.address
 
@@ -91,8 +91,11 @@ def tls_handshake(ctx: StepContext) -> CallResult:
         return CallResult(False, f"TLS to {site.site.domain} at {address}:443: {exc.verify_message} ({exc})")
     except OSError as exc:
         return CallResult(False, f"TLS to {site.site.domain} at {address}:443: {exc}")
-    issuer = dict(x[0] for x in cert.get("issuer", ()))
-    left = days_left(cert["notAfter"])
+    if not cert:  # with verification on, a completed handshake always has a peer certificate
+        return CallResult(False, f"TLS to {site.site.domain} at {address}:443: no peer certificate")
+    issuer = {str(rdn[0][0]): str(rdn[0][1]) for rdn in cert.get("issuer", ())
+              if isinstance(rdn, tuple) and rdn and isinstance(rdn[0], tuple)}
+    left = days_left(str(cert["notAfter"]))
     if left < 7:
         return CallResult(False, f"certificate of {site.site.domain} expires in {left} days")
     return CallResult(True, f"{site.site.domain} at {address}: {version}, chain valid, issuer "

@@ -280,11 +280,11 @@ def _hub_ports(ctx: StepContext) -> CallResult:
         held[f"{port}/{proto}"] = m.group(1) if m else "kernel"
     parts, blocked = [], []
     for proto, ports in (("tcp", SWARM_TCP), ("udp", SWARM_UDP)):
-        for port in ports:
-            who = held.get(f"{port}/{proto}")
-            parts.append(f"{port}/{proto} {who or 'free'}")
+        for number in ports:
+            who = held.get(f"{number}/{proto}")
+            parts.append(f"{number}/{proto} {who or 'free'}")
             if who and who not in ("dockerd", "kernel", "python3"):
-                blocked.append(f"{port}/{proto} is held by {who}")
+                blocked.append(f"{number}/{proto} is held by {who}")
     if blocked:
         return CallResult(False, "; ".join(blocked) + ": swarm needs these ports (port in use)")
     return CallResult(True, ", ".join(parts))

@@ -212,8 +212,8 @@ def _run(args, mode: str, **kw) -> int:
     session = _open(args)
     hosts = _limited(session.site, getattr(args, "limit", None))
     _site_notes(session.site, mode, args.json)
-    sink = JsonCollector() if args.json else HumanPrinter(verbose=getattr(args, "verbose", False),
-                                                           show_commands=mode == "apply")
+    collector = JsonCollector() if args.json else None
+    sink = collector or HumanPrinter(verbose=getattr(args, "verbose", False), show_commands=mode == "apply")
     engine = session.engine(sink, accept_new_host_keys=args.accept_new_host_keys)
     diffs = None
     try:
@@ -226,8 +226,8 @@ def _run(args, mode: str, **kw) -> int:
     finally:
         engine.conns.close()
     code = summary.exit_code
-    if args.json:
-        print(sink.document(mode, code, diffs=diffs))
+    if collector is not None:
+        print(collector.document(mode, code, diffs=diffs))
     elif mode == "plan":
         from hubwizard.cli.report import diff_text, plan_summary
 
@@ -380,7 +380,7 @@ def _hub_answers(args) -> None:
     except HostKeyError:
         pass
     except UnreachableError as exc:
-        exc.host = hub  # type: ignore[attr-defined]  - named in --json's error document
+        exc.host = hub  # named in --json's error document
         raise
     finally:
         conns.close()

@@ -151,7 +151,7 @@ class Host(_Strict):
     address: HostName
     role: Role
     user: UserName = "root"
-    port: int = Field(22, ge=1, le=65535)
+    port: int = Field(default=22, ge=1, le=65535)
     key: LocalPath | None = None  # identity file; ssh-agent and ~/.ssh/config are used too
     jump: Name | None = None  # name of another host to reach this one through
     sudo: Literal["nopasswd", "password"] = "nopasswd"
@@ -163,8 +163,8 @@ class Host(_Strict):
 class SshSection(_Strict):
     known_hosts: LocalPath | None = None  # default: ~/.ssh/known_hosts
     config: LocalPath | None = None  # default: ~/.ssh/config
-    connect_timeout: float = Field(10.0, gt=0, le=300)
-    command_timeout: float = Field(1800.0, gt=0)
+    connect_timeout: float = Field(default=10.0, gt=0, le=300)
+    command_timeout: float = Field(default=1800.0, gt=0)
 
 
 class DockerSection(_Strict):
@@ -220,9 +220,9 @@ class ImagesSection(_Strict):
 
 class HubSection(_Strict):
     network: Name = "jupyterhub"
-    cpu_limit: float = Field(1.0, gt=0, le=256)
+    cpu_limit: float = Field(default=1.0, gt=0, le=256)
     mem_limit: Size = "2G"
-    idle_timeout: int = Field(3600, ge=60)
+    idle_timeout: int = Field(default=3600, ge=60)
     admin_users: list[UserName] = []
     allowed_users: list[UserName] = []
     spawner: Literal["swarm", "docker"] = "swarm"

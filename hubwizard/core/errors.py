@@ -31,6 +31,7 @@ class UnreachableError(HubwizardError):
 
     exit_code = 3
     title = "cannot reach a host"
+    host: str | None = None  # set where known: named in --json's error document
 
 
 class HostKeyError(UnreachableError):

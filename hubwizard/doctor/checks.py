@@ -636,7 +636,8 @@ def engine_ids(ctx: DoctorContext) -> list[Diagnosis]:
         return []
 
     ctx.each(ctx.site.active_hosts, one)
-    out, first = [], {}
+    out: list[Diagnosis] = []
+    first: dict[str, str] = {}
     for h in ctx.site.active_hosts:
         engine_id = ids.get(h.name)
         if not engine_id:

@@ -23,7 +23,17 @@ import jinja2
 
 from hubwizard.core.config import Host, Site
 from hubwizard.core.errors import ConfigError, HubwizardError, UnreachableError
-from hubwizard.core.events import CheckResult, CommandStarted, Event, HostResult, OutputLine, Sink, StepFinished, StepStarted
+from hubwizard.core.events import (
+    CheckResult,
+    CommandStarted,
+    Event,
+    HostResult,
+    OutputLine,
+    Sink,
+    Status,
+    StepFinished,
+    StepStarted,
+)
 from hubwizard.core.journal import Journal
 from hubwizard.core.redact import Redactor
 from hubwizard.core.secrets import Secrets
@@ -65,7 +75,7 @@ def redacting(sink: Sink, redactor: Redactor) -> Sink:
     """Wrap a sink so no text field of any event can carry a secret."""
 
     def emit(event: Event) -> None:
-        changes = {
+        changes: dict[str, Any] = {
             f.name: redactor(getattr(event, f.name))
             for f in dataclasses.fields(event)
             if isinstance(getattr(event, f.name), str)
@@ -204,10 +214,10 @@ class Engine:
         sc = StepContext(step.id, host, t, self.site, self.facts, self.secrets, self.state, self.emit,
                          self.conns, ctx, phase)
         self.emit(CommandStarted(step.id, host.name, phase, f"{item.call}()"))  # type: ignore[arg-type]
-        res: CallResult = fn(sc, **item.args)
+        called: CallResult = fn(sc, **item.args)
         for v in self.secrets.all_values():
             self.redactor.add(v)
-        return ItemOutcome(res.ok, item.label, self.redactor(res.message), res.changed, res.skipped)
+        return ItemOutcome(called.ok, item.label, self.redactor(called.message), called.changed, called.skipped)
 
     def _phase(self, step: Step, host: Host, phase: str, ctx: dict[str, Any]) -> tuple[bool, ItemOutcome | None]:
         """Run one phase's items in order; stop at the first failure."""
@@ -228,7 +238,8 @@ class Engine:
         except UnreachableError as exc:
             if mode == "apply":  # the message may quote a command: redacted like any output
                 self.journal.record(self.run_id, step.id, host.name, "failed", message=self.redactor(str(exc)))
-            return HostResult(step.id, host.name, "unreachable", self.redactor(exc.message), fix=self.redactor(exc.fix))
+            fix = self.redactor(exc.fix) if exc.fix else exc.fix
+            return HostResult(step.id, host.name, "unreachable", self.redactor(exc.message), fix=fix)
         except ConfigError:
             raise
         except Exception as exc:  # noqa: BLE001 - a host's failure is reported, never a traceback
@@ -584,8 +595,8 @@ class Engine:
         digest = self.digest(step, ctx)
         prev = latest.get((step.id, host.name))
         done = prev is not None and prev.phase == "done"
-        same = done and prev.digest == digest
-        changed_inputs = done and prev.digest != digest
+        same = prev is not None and done and prev.digest == digest
+        changed_inputs = prev is not None and done and prev.digest != digest
         check_ok = bool(step.check) and self._phase(step, host, "check", ctx)[0]
         return digest, same, changed_inputs, (check_ok and not changed_inputs) or (not step.check and same)
 
@@ -679,9 +690,12 @@ class _KnownDown:
         return getattr(self._conns, name)
 
 
-def _overall(results: list[HostResult]) -> str:
+_OVERALL_ORDER: tuple[Status, ...] = ("changed", "would-change", "ok", "unchanged")
+
+
+def _overall(results: list[HostResult]) -> Status:
     statuses = {r.status for r in results}
-    for s in ("changed", "would-change", "ok", "unchanged"):
+    for s in _OVERALL_ORDER:
         if s in statuses:
             return s
     return "skipped"

@@ -125,7 +125,7 @@ def _create(spec: LabSpec, kernel: Kernel, image: Path, site_path: Path, progres
         progress(f"booting {host} ({machine['ip']}, {machine['memory_mb']} MiB, TCG)…")
         machine["pid"] = _boot(kernel, machine)
         machine["booted_at"] = time.time()
-    record = {
+    record: dict[str, Any] = {
         "name": spec.name, "kind": "vm", "shape": shape(spec), "spec": asdict(spec), "created": time.time(),
         "bridge": bridge, "subnet": str(subnet), "host_ip": str(subnet[1]), "machines": machines,
         "key": str(key), "known_hosts": str(state / "known_hosts"), "site_path": str(site_path.resolve()),

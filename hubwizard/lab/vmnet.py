@@ -22,7 +22,7 @@ from hubwizard.lab import images as lab_images
 from hubwizard.lab.spec import LabError
 from hubwizard.lab.vmimage import run
 
-SUBNETS = ipaddress.ip_network("10.213.0.0/16")  # one /24 per VM lab, the first free one
+SUBNETS = ipaddress.IPv4Network("10.213.0.0/16")  # one /24 per VM lab, the first free one
 
 
 def _stem(lab: str) -> str:
@@ -62,11 +62,11 @@ def _subnet_lock() -> Iterator[None]:
 
 def _used_networks() -> list[ipaddress.IPv4Network]:
     out = subprocess.run(["ip", "-j", "-4", "route", "show", "table", "all"], capture_output=True, text=True, check=False).stdout
-    nets = []
+    nets: list[ipaddress.IPv4Network] = []
     for route in json.loads(out or "[]"):
         with contextlib.suppress(ValueError):
             if route.get("dst", "default") not in ("default",):
-                nets.append(ipaddress.ip_network(route["dst"], strict=False))
+                nets.append(ipaddress.IPv4Network(route["dst"], strict=False))
     return nets
 
 

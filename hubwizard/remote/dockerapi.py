@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import queue
 import shlex
+from typing import Any
 
 import docker
 import requests.adapters
@@ -51,11 +52,13 @@ class _ChannelPool(urllib3.connectionpool.HTTPConnectionPool):
 
     def drop_idle(self) -> bool:
         """Close one idle pooled channel so waiting work gets its slot; True if one was closed."""
-        taken, dropped = [], False
+        taken: list[Any] = []
+        dropped = False
+        idle = self.pool  # None once the pool is closed
         try:
-            while True:
-                taken.append(self.pool.get(block=False))
-        except (queue.Empty, AttributeError):
+            while idle is not None:
+                taken.append(idle.get(block=False))
+        except queue.Empty:
             pass
         for i, conn in enumerate(taken):
             if conn is not None and not dropped and getattr(conn, "sock", None) is not None:

@@ -332,7 +332,7 @@ def load_known_hosts(path: Path):
     import paramiko
     from paramiko.hostkeys import HostKeyEntry, InvalidHostKey
 
-    known, revoked = paramiko.HostKeys(), set()
+    known, revoked = paramiko.HostKeys(), set[str]()
     if not path.exists():
         return known, revoked
     for lineno, line in enumerate(path.read_text(errors="replace").splitlines(), 1):
@@ -348,7 +348,7 @@ def load_known_hosts(path: Path):
         except (InvalidHostKey, paramiko.SSHException, ValueError):
             continue
         if entry is not None:
-            known._entries.append(entry)
+            known._entries.append(entry)  # type: ignore[attr-defined]  # paramiko: no public add of a parsed entry
     return known, revoked
 
 
