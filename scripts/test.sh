@@ -77,6 +77,8 @@ finish() {
 
 echo "test: ruff"
 python3 -m ruff check . || exit 1
+echo "test: mypy"
+python3 -m mypy || exit 1
 
 pytest_args=(-q -p no:cacheprovider --durations=25 --tb=short)
 if [ $# -gt 0 ]; then

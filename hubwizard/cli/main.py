@@ -38,7 +38,7 @@ _JSON_ERRORS = False  # main() sets it when the command line asks for --json
 class _Parser(argparse.ArgumentParser):
     """argparse, except that with --json a bad flag is the same JSON error document as any other."""
 
-    def error(self, message: str):  # type: ignore[override]
+    def error(self, message: str):
         if _JSON_ERRORS:
             print(json.dumps(error_document("bad input", f"{self.prog}: {message}", 2)))
             sys.exit(2)

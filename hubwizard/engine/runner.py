@@ -344,7 +344,7 @@ class Engine:
                         book.add(step.id, r.host)
                 bad = {r.status for r in results} & {"failed", "unreachable"}
                 status = "failed" if "failed" in bad else "unreachable" if bad else _overall(results)
-                self.emit(StepFinished(step.id, status))  # type: ignore[arg-type]
+                self.emit(StepFinished(step.id, status))
         finally:
             self.conns = conns
 

@@ -78,7 +78,7 @@ class ChannelBudget:
     def add_reclaimer(self, method: Callable[[], bool]) -> None:
         """``method()`` closes one idle channel it keeps (a Docker API pool) and says whether it did."""
         with self._cond:
-            self._reclaimers.append(weakref.WeakMethod(method))  # type: ignore[arg-type]
+            self._reclaimers.append(weakref.WeakMethod(method))
 
     def _reclaim(self) -> bool:
         with self._cond:

@@ -74,12 +74,13 @@ class _ChannelPool(urllib3.connectionpool.HTTPConnectionPool):
     def _new_conn(self):
         return _ChannelConnection(self.ssh, self.command, self._timeout, self._password)
 
-    def _get_conn(self, timeout):  # as docker-py: never call fileno() on a channel
+    def _get_conn(self, timeout: float | None = None) -> Any:  # as docker-py: never call fileno() on a channel
         conn = None
+        idle = self.pool
+        if idle is None:
+            raise urllib3.exceptions.ClosedPoolError(self, "Pool is closed.")
         try:
-            conn = self.pool.get(block=self.block, timeout=timeout)
-        except AttributeError as exc:
-            raise urllib3.exceptions.ClosedPoolError(self, "Pool is closed.") from exc
+            conn = idle.get(block=self.block, timeout=timeout)
         except queue.Empty:
             pass
         return conn or self._new_conn()

@@ -492,7 +492,8 @@ class SshTransport:
             transport.close()
             raise
         client = paramiko.SSHClient()
-        client._transport = transport  # an SSHClient around our checked transport
+        # an SSHClient around our checked transport: paramiko has no public way to wrap one
+        client._transport = transport  # type: ignore[attr-defined]
         return client
 
     def _no_banner(self) -> UnreachableError:
