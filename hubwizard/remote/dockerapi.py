@@ -79,10 +79,8 @@ class _ChannelPool(urllib3.connectionpool.HTTPConnectionPool):
         idle = self.pool
         if idle is None:
             raise urllib3.exceptions.ClosedPoolError(self, "Pool is closed.")
-        try:
+        with contextlib.suppress(queue.Empty):
             conn = idle.get(block=self.block, timeout=timeout)
-        except queue.Empty:
-            pass
         return conn or self._new_conn()
 
 
