@@ -44,7 +44,8 @@ def _run(label: str, *args: str) -> str:
     done = hubwizard(*args)
     out = done.stdout + done.stderr
     print(f"\n[time] {label}: {time.monotonic() - start:.0f} s (exit {done.returncode})")
-    assert done.returncode == 0, f"{label} exit {done.returncode}:\n{out[-3000:]}"
+    failed = "\n".join(line for line in out.splitlines() if "FAIL" in line or "fail " in line or "fix:" in line)
+    assert done.returncode == 0, f"{label} exit {done.returncode}; failed lines:\n{failed[:4000]}\ntail:\n{out[-1500:]}"
     assert not [raw for raw in RAW if raw in out], out[-3000:]
     return out
 
