@@ -6,10 +6,17 @@ on the manager all share the hub's one SSH connection; with OpenSSH's `MaxSessio
 budget must make the work wait instead. A lab as an admin has it: non-root user, sudo with a
 password, port 2222, nodes reachable only through the hub; the hub's sshd lowered to
 `MaxSessions 4` (a drop-in read before the lab's own, then a reload), checked with `sshd -T`.
+
+Opt-in ($HUBWIZARD_SCALE_TESTS=1): a fresh 1+4 apply takes 6-15 minutes on a 2-core machine, more
+than the test command's budget allows beside the shared swarm lab. In the test command the same
+defence is proven on real sshd hosts (tests/integration/test_channel_budget.py: apply and verify
+with three nodes jumped through a hub allowing one session per connection). Run it with
+`HUBWIZARD_SCALE_TESTS=1 bash scripts/test.sh tests/integration/test_scale_jump.py`.
 """
 
 from __future__ import annotations
 
+import os
 import subprocess
 import time
 from pathlib import Path
@@ -19,7 +26,9 @@ import pytest
 from tests.integration.lab_fixture import running_lab
 from tests.swarm_lab import hubwizard
 
-pytestmark = [pytest.mark.lab, pytest.mark.timeout(2400)]
+pytestmark = [pytest.mark.lab, pytest.mark.timeout(2400),
+              pytest.mark.skipif(os.environ.get("HUBWIZARD_SCALE_TESTS") != "1",
+                                 reason="1+4 behind a jump host takes 6-15 min: set HUBWIZARD_SCALE_TESTS=1")]
 
 RAW = ("ChannelException", "Connect failed", "Traceback", "paramiko.")
 OPTIONS = {"nodes": 4, "user": "admin", "sudo_password": True, "ssh_port": 2222, "jump": True}
