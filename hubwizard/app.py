@@ -12,7 +12,7 @@ import contextlib
 import threading
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from textual.app import App
 from textual.binding import Binding
@@ -21,6 +21,14 @@ from textual.worker import get_current_worker
 
 from hubwizard import monitor as monitor_model
 from hubwizard.screens.modals import HostKeyModal
+
+if TYPE_CHECKING:  # opened lazily: the app starts before any site is chosen
+    from hubwizard.core.config import Site
+    from hubwizard.core.events import Sink
+    from hubwizard.core.secrets import Secrets
+    from hubwizard.engine.runner import Engine
+    from hubwizard.remote.connections import Connections
+    from hubwizard.session import Session
 
 
 class HubwizardApp(App):
@@ -42,7 +50,7 @@ class HubwizardApp(App):
         self.interval = interval
         self.accept_new_host_keys = accept_new_host_keys
         self._source_factory = source_factory
-        self._session: Any = None
+        self._session: Session | None = None
         self._closers: list[Callable[[], None]] = []
         self._draft: dict[str, Any] | None = None
 
@@ -78,7 +86,7 @@ class HubwizardApp(App):
         return None
 
     # -- session -----------------------------------------------------------------
-    def session(self, reload: bool = False) -> Any:
+    def session(self, reload: bool = False) -> Session:
         """The site opened as the CLI opens it (no terminal prompt: secrets come from the file/env)."""
         from hubwizard.session import open_site
 
@@ -88,7 +96,7 @@ class HubwizardApp(App):
             self._session = open_site(self.site_path, recipes_dir=self.recipes_dir, prompt=None)
         return self._session
 
-    def site_and_secrets(self) -> tuple[Any, Any]:
+    def site_and_secrets(self) -> tuple[Site, Secrets]:
         """Site and secrets only (the monitor needs no recipes nor journal)."""
         if self._session is not None:
             return self._session.site, self._session.secrets
@@ -99,14 +107,14 @@ class HubwizardApp(App):
             raise FileNotFoundError("no site file chosen")
         return load_site(self.site_path), load_secrets(self.site_path)
 
-    def engine(self, sink: Callable[[Any], None]) -> Any:
+    def engine(self, sink: Sink) -> Engine:
         """An Engine whose unknown host keys are confirmed in a modal."""
         engine = self.session().engine(sink, accept_new_host_keys=self.accept_new_host_keys,
                                        confirm=self.confirm_host_key)
         self._closers.append(engine.conns.close)
         return engine
 
-    def connections(self, site: Any = None) -> Any:
+    def connections(self, site: Site | None = None) -> Connections:
         """Connections for ``site`` (default: the saved site), host keys confirmed in a modal."""
         from hubwizard.core.secrets import Secrets, load_secrets
         from hubwizard.remote.connections import Connections

@@ -18,9 +18,14 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from hubwizard.core.units import human_bytes
+
+if TYPE_CHECKING:
+    from hubwizard.core.config import Site
+    from hubwizard.core.secrets import Secrets
+    from hubwizard.remote.connections import Connections
 
 HUB_API = "http://127.0.0.1:8000/hub/api"  # the hub service publishes the proxy's :8000 on the hub host
 
@@ -435,8 +440,8 @@ def hub_users_reader(transport: Any, token: str | None, url: str = HUB_API) -> C
     return read
 
 
-def connect(site: Any, secrets: Any, *, confirm: Callable[[str, str], bool] | None = None,
-            accept_new_host_keys: bool = False) -> tuple[MonitorModel, Any]:
+def connect(site: Site, secrets: Secrets, *, confirm: Callable[[str, str], bool] | None = None,
+            accept_new_host_keys: bool = False) -> tuple[MonitorModel, Connections]:
     """A model on the site's hub (a swarm manager), and the Connections to close afterwards.
 
     Takes the site and secrets, not a Session: the monitor needs no recipes or journal."""

@@ -7,7 +7,7 @@ import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 import hubwizard.actions  # noqa: F401  (registers the calls recipes name)
 from hubwizard.core.config import Site, load_site
@@ -15,6 +15,11 @@ from hubwizard.core.events import Sink
 from hubwizard.core.journal import Journal, journal_path
 from hubwizard.core.secrets import Secrets, load_secrets
 from hubwizard.core.steps import Step, load_steps, parse_recipe
+
+if TYPE_CHECKING:  # opened lazily: a command that never reaches a host loads no engine
+    from hubwizard.core.render import Facts
+    from hubwizard.engine.runner import Engine
+    from hubwizard.remote.connections import Connections
 
 
 def _tty_prompt(name: str) -> str:
@@ -34,7 +39,8 @@ class Session:
     steps: list[Step]
 
     def engine(self, sink: Sink, *, accept_new_host_keys: bool = False,
-               confirm: Callable[[str, str], bool] | None = None, connections: Any = None, facts: Any = None):
+               confirm: Callable[[str, str], bool] | None = None, connections: Connections | None = None,
+               facts: Facts | None = None) -> Engine:
         """The site's engine; ``connections`` (and ``facts``) reuse what a caller already opened
         and probed (the doctor), else its own connections open lazily."""
         from hubwizard.engine.runner import Engine

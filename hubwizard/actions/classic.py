@@ -344,7 +344,7 @@ def classic_home_mount(ctx: StepContext) -> CallResult:
     """`ls /home/USER` on this node shows the hub's files (through autofs and NFS)."""
     if not kernel_has(ctx.run, "nfs"):
         return CallResult(False, "cannot check on this host: kernel has no NFS client", skipped=True)
-    hub = ctx.connections.get(ctx.site.hub_host.name)
+    hub = ctx.reach(ctx.site.hub_host.name)
     users = site_users(ctx.site) or _home_users(hub)
     if not users:
         return CallResult(False, "no user folder in the hub's /home to compare", skipped=True)
@@ -402,12 +402,12 @@ def classic_uids(ctx: StepContext) -> CallResult:
     """Same UID and GID for the site's users on every host (NFS checks numbers, not names)."""
     hub = ctx.site.hub_host.name
     hosts = [h.name for h in ctx.site.active_hosts]
-    users = site_users(ctx.site) or _home_users(ctx.connections.get(hub))
+    users = site_users(ctx.site) or _home_users(ctx.reach(hub))
     if not users:
         return CallResult(False, "no users listed ([hub] allowed_users/admin_users) and none in the hub's /home",
                           skipped=True)
     cmd = "getent passwd " + " ".join(shlex.quote(u) for u in users) + " || true"
-    by_host = {h: parse_passwd(ctx.connections.get(h).run(cmd, sudo=False).stdout) for h in hosts}
+    by_host = {h: parse_passwd(ctx.reach(h).run(cmd, sudo=False).stdout) for h in hosts}
     problems = uid_mismatches(users, by_host, hub)
     if problems:
         return CallResult(False, "UIDs differ between hosts:\n" + "\n".join(problems))
@@ -437,7 +437,7 @@ def classic_engine_id(ctx: StepContext, check: bool = False) -> CallResult:
     """This engine's ID differs from every other host's; else (a clone that kept
     /etc/docker/key.json) give it a new one: stop dockerd, remove the key, start dockerd."""
     mine = engine_id(ctx.transport)
-    others = {h.name: engine_id(ctx.connections.get(h.name)) for h in ctx.site.active_hosts
+    others = {h.name: engine_id(ctx.reach(h.name)) for h in ctx.site.active_hosts
               if h.name != ctx.host.name}
     same = sorted(name for name, other in others.items() if mine and other == mine)
     if not same:

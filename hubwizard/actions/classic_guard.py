@@ -170,7 +170,7 @@ def _target(ctx: StepContext, name: str) -> _Host:
     if name == ctx.host.name:
         return _Host(name, lambda cmd: ctx.run(cmd, sudo=True),
                      lambda data: ctx.transport.put(data, UNIT_PATH, mode=0o644, sudo=True))
-    conn = ctx.connections.get(name)
+    conn = ctx.reach(name)
     return _Host(name, lambda cmd: conn.run(cmd, sudo=True), lambda data: conn.put(data, UNIT_PATH, mode=0o644, sudo=True))
 
 

@@ -21,6 +21,7 @@ from typing import Any
 from hubwizard.actions.swarm import api_call
 from hubwizard.core.config import Site
 from hubwizard.core.events import OutputLine
+from hubwizard.core.render import Facts
 from hubwizard.engine.calls import CallResult, StepContext, register
 
 CONTEXT_LABEL = "org.hubwizard.context"  # digest of the hub image's build context
@@ -132,7 +133,7 @@ def _short(digest: str) -> str:
 # --------------------------------------------------------------------------- hub image
 
 
-def build_files(site: Site, facts: Any, ca_bundle: bytes | None) -> dict[str, bytes]:
+def build_files(site: Site, facts: Facts, ca_bundle: bytes | None) -> dict[str, bytes]:
     """The hub image's build context: name -> content (Dockerfile, requirements, config, CAs)."""
     from hubwizard.core.render import PATHS, generated_files
 

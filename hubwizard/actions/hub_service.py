@@ -265,7 +265,7 @@ def hub_port_private(ctx: StepContext) -> CallResult:
     """Verify: port 8000 of the hub does not answer from another host (nor from here)."""
     hub_ip = ctx.facts.hub_ip
     for node in ctx.site.nodes:
-        t = ctx.connections.get(node.name)
+        t = ctx.reach(node.name)
         res = t.run(f"timeout 4 bash -c {shlex.quote(f'exec 3<>/dev/tcp/{hub_ip}/{HUB_PORT}')}", sudo=False)
         if res.ok:
             return CallResult(False, f"{node.name} can connect to {hub_ip}:{HUB_PORT}: the hub port is public")
@@ -292,7 +292,7 @@ def _port_private_v6(ctx: StepContext) -> CallResult:
     out = ctx.run("ip -6 -o addr show scope global 2>/dev/null", sudo=False).stdout
     addresses = [f.split("/")[0] for line in out.splitlines() for f in line.split()[3:4]]
     for node in ctx.site.nodes:
-        t = ctx.connections.get(node.name)
+        t = ctx.reach(node.name)
         for addr in addresses:
             res = t.run(f"timeout 4 bash -c {shlex.quote(f'exec 3<>/dev/tcp/{addr}/{HUB_PORT}')}", sudo=False)
             if res.ok:

@@ -257,7 +257,7 @@ def ensure_hub_listener(ctx: StepContext) -> str:
         info = ctx.state.data.get("preflight_listener")
         if info and info["until"] > time.time() + 10:
             return info["bound"]
-        hub = ctx.connections.get(ctx.site.hub_host.name)
+        hub = ctx.reach(ctx.site.hub_host.name)
         cmd = (f"command -v python3 >/dev/null || {{ echo 'no python3'; exit 3; }}; python3 -c {shlex.quote(_LISTENER)} "
                f"{LISTENER_TTL_S:g} {_ports_arg(SWARM_TCP)} {_ports_arg(SWARM_UDP)}")
         res = hub.run(cmd, sudo=False, timeout=30)

@@ -180,12 +180,12 @@ def _on_host(ctx: StepContext, name: str) -> StepContext:
     """The same step context, aimed at another host of the site."""
     from dataclasses import replace
 
-    return replace(ctx, host=ctx.site.host(name), transport=ctx.connections.get(name))
+    return replace(ctx, host=ctx.site.host(name), transport=ctx.reach(name))
 
 
 def manager_nodes(ctx: StepContext) -> dict[str, dict[str, Any]]:
     """Node ID -> {hostname, role, state, addr, availability} as the manager lists them."""
-    with docker_client(ctx.connections.get(ctx.site.hub_host.name)) as client:
+    with docker_client(ctx.reach(ctx.site.hub_host.name)) as client:
         nodes = client.nodes.list()
     return {
         n.id: {
@@ -278,7 +278,7 @@ def _drop_ghosts(ctx: StepContext, node_id: str, nodes: dict[str, dict[str, Any]
     """`docker node rm` of this node's down earlier identities (in ``nodes``, the manager's
     list), on the manager; how many."""
     ghosts = _ghosts(nodes, node_id)
-    with docker_client(ctx.connections.get(ctx.site.hub_host.name)) as hub:
+    with docker_client(ctx.reach(ctx.site.hub_host.name)) as hub:
         for ghost in ghosts:
             hub.api.remove_node(ghost, force=True)
     return len(ghosts)
@@ -372,7 +372,7 @@ def swarm_leave(ctx: StepContext, force: bool = False) -> CallResult:
 def _forget_node(ctx: StepContext, node_id: str, timeout: float = 30.0) -> bool:
     """`docker node rm` on the manager once it sees the node down (best effort: False if it cannot)."""
     try:
-        with docker_client(ctx.connections.get(ctx.site.hub_host.name)) as hub:
+        with docker_client(ctx.reach(ctx.site.hub_host.name)) as hub:
             deadline = time.monotonic() + timeout
             while time.monotonic() < deadline:
                 try:
@@ -405,7 +405,7 @@ def nfs_test_write(ctx: StepContext, folder: str = "") -> CallResult:
     every client to jovyan, who cannot write the share's root-owned top).
     """
     server = ctx.site.nfs_host.name
-    on_server = ctx.connections.get(server)
+    on_server = ctx.reach(server)
     deadline = time.monotonic() + GRACE_WAIT_S
     while True:
         # a fresh name each time: nfs-cp creates exclusively, and a server's cache may still

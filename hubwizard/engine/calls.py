@@ -11,13 +11,18 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from hubwizard.core.config import Host, Site
+from hubwizard.core.errors import HubwizardError
 from hubwizard.core.events import OutputLine, Progress, Sink
 from hubwizard.core.secrets import Secrets
 from hubwizard.remote import hostlock
 from hubwizard.remote.transport import Result, Transport
+
+if TYPE_CHECKING:  # types only: the calls module loads before render and connections are needed
+    from hubwizard.core.render import Facts
+    from hubwizard.remote.connections import Connections
 
 
 @dataclass
@@ -44,13 +49,21 @@ class StepContext:
     host: Host
     transport: Transport
     site: Site
-    facts: Any  # hubwizard.core.render.Facts
+    facts: Facts
     secrets: Secrets
     state: RunState
     emit: Sink
-    connections: Any = None  # hubwizard.remote.connections.Connections, to reach another host
+    connections: Connections | None = None  # to reach another host
     template_context: dict[str, Any] = field(default_factory=dict)
     phase: str = ""  # apply: commands hold the host lock (hubwizard.remote.hostlock), as the recipes' own do
+
+    def reach(self, host: str) -> Transport:
+        """The connection to another host of the site (the engine's Connections): host keys checked,
+        an unreachable host remembered."""
+        if self.connections is None:
+            raise HubwizardError(f"step {self.step} on {self.host.name} needs host {host}, but it runs without the "
+                                 "site's connections", fix="run it through the engine (hubwizard apply/verify)")
+        return self.connections.get(host)
 
     def run(self, command: str, *, sudo: bool = True, stdin: str | None = None, timeout: float | None = None) -> Result:
         """Run on this host, streaming output as events."""

@@ -17,7 +17,7 @@ import uuid
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import jinja2
 
@@ -44,6 +44,9 @@ from hubwizard.engine import planning
 from hubwizard.engine.calls import CallResult, RunState, StepContext
 from hubwizard.remote import hostlock
 from hubwizard.remote.connections import Connections
+
+if TYPE_CHECKING:
+    from hubwizard.core.render import Facts
 
 
 @dataclass
@@ -98,7 +101,7 @@ class Engine:
         secrets: Secrets,
         journal: Journal,
         sink: Sink,
-        facts: Any = None,
+        facts: Facts | None = None,
     ) -> None:
         self.site, self.steps, self.conns, self.secrets, self.journal = site, steps, connections, secrets, journal
         self.redactor = Redactor(secrets.all_values())
@@ -113,7 +116,7 @@ class Engine:
 
     # -- context ----------------------------------------------------------------
     @property
-    def facts(self):
+    def facts(self) -> Facts:
         if self._facts is None:
             from hubwizard.engine import facts
 
