@@ -43,11 +43,13 @@ class Session:
                facts: Facts | None = None) -> Engine:
         """The site's engine; ``connections`` (and ``facts``) reuse what a caller already opened
         and probed (the doctor), else its own connections open lazily."""
+        from hubwizard.core.events import Connecting
         from hubwizard.engine.runner import Engine
         from hubwizard.remote.connections import Connections
 
         conns = connections if connections is not None else Connections(
-            self.site, self.secrets, accept_new_host_keys=accept_new_host_keys, confirm=confirm)
+            self.site, self.secrets, accept_new_host_keys=accept_new_host_keys, confirm=confirm,
+            on_connecting=lambda host, address, timeout: sink(Connecting(host, address, timeout)))
         return Engine(self.site, self.steps, conns, self.secrets, self.journal, sink, facts=facts)
 
 

@@ -21,7 +21,7 @@ from textual.containers import Horizontal, Vertical
 from textual.message import Message
 from textual.widgets import DataTable, Footer, Header, Label, ProgressBar, RichLog, Static
 
-from hubwizard.core.events import CommandStarted, HostResult, OutputLine, Progress, StepFinished, StepStarted
+from hubwizard.core.events import CommandStarted, Connecting, HostResult, OutputLine, Progress, StepFinished, StepStarted
 
 _STYLE = {"changed": "yellow", "unchanged": "green", "ok": "green", "skipped": "dim", "failed": "bold red",
           "unreachable": "bold red", "running": "cyan"}
@@ -127,6 +127,9 @@ class RunScreen(NavScreen):
         elif isinstance(event, CommandStarted):
             with self._lock:
                 self._lines.append(f"{event.host}$ {event.command}")
+        elif isinstance(event, Connecting):
+            with self._lock:
+                self._lines.append(f"connecting to {event.host} ({event.address}, {event.timeout:g} s)…")
         else:
             self.post_message(self.Events([event]))
 

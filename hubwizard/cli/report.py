@@ -11,6 +11,7 @@ from typing import TextIO
 from hubwizard.core.events import (
     CheckResult,
     CommandStarted,
+    Connecting,
     Event,
     HostResult,
     OutputLine,
@@ -45,7 +46,9 @@ class HumanPrinter:
 
     def __call__(self, event: Event) -> None:
         w = self.out.write
-        if isinstance(event, StepStarted):
+        if isinstance(event, Connecting):  # stderr: a notice while waiting, not part of the report
+            print(f"connecting to {event.host} ({event.address}, {event.timeout:g} s)…", file=sys.stderr, flush=True)
+        elif isinstance(event, StepStarted):
             w(f"\n== {event.step}: {event.title}  [{', '.join(event.hosts)}]\n")
         elif isinstance(event, CommandStarted) and self.show_commands and event.phase == "apply":
             w(f"   {event.host}$ {event.command}\n")

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 Phase = Literal["check", "apply", "verify"]
+Mode = Literal["plan", "apply", "verify"]  # what Engine.run does: the CLI commands of the same names
 Status = Literal["ok", "changed", "skipped", "failed", "unchanged", "would-change", "unreachable"]
 
 
@@ -77,7 +78,17 @@ class StepFinished:
     status: Status
 
 
-Event = StepStarted | CommandStarted | OutputLine | Progress | HostResult | CheckResult | StepFinished
+@dataclass(frozen=True)
+class Connecting:
+    """A host is slow to answer: said once while its connection is still being opened, so the
+    admin sees what is being waited for (and for how long at most) instead of a silent pause."""
+
+    host: str
+    address: str
+    timeout: float
+
+
+Event = StepStarted | CommandStarted | OutputLine | Progress | HostResult | CheckResult | StepFinished | Connecting
 Sink = Callable[[Event], None]
 
 

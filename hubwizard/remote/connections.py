@@ -38,6 +38,9 @@ def _parse_jump(spec: str) -> tuple[str | None, str, int]:
     return (user or None), host, int(port) if port else 22
 
 
+SLOW_CONNECT_S = 1.0  # a login on a LAN takes 0.1-0.3 s; past a second, say what we wait for
+
+
 class Connections:
     """Lazily opened, thread-safe, one transport per host name."""
 
@@ -48,8 +51,10 @@ class Connections:
         *,
         accept_new_host_keys: bool = False,
         confirm: Callable[[str, str], bool] | None = None,
+        on_connecting: Callable[[str, str, float], None] | None = None,
     ) -> None:
         self.site = site
+        self.on_connecting = on_connecting  # (host, address, timeout): a connection is slow to open
         self.secrets = secrets
         known = site.ssh.known_hosts or "~/.ssh/known_hosts"
         if confirm is None and accept_new_host_keys:
@@ -98,7 +103,7 @@ class Connections:
                 if name in self._open:
                     return self._open[name]
             try:
-                t = self._connect(self.site.host(name))
+                t = self._connect_announced(self.site.host(name))
             except UnreachableError as exc:
                 with self._lock:
                     self._failed[name] = exc
@@ -106,6 +111,20 @@ class Connections:
             with self._lock:
                 self._open[name] = t
             return t
+
+    def _connect_announced(self, host: Host) -> Transport:
+        """_connect, saying "connecting to HOST (ADDRESS, N s)" when it takes longer than
+        SLOW_CONNECT_S: a host that does not answer costs up to the connect timeout, silently."""
+        if self.on_connecting is None or host.transport == "local":
+            return self._connect(host)
+        notice = threading.Timer(SLOW_CONNECT_S, self.on_connecting,
+                                 (host.name, host.address, float(self.site.ssh.connect_timeout)))
+        notice.daemon = True
+        notice.start()
+        try:
+            return self._connect(host)
+        finally:
+            notice.cancel()
 
     def _connect(self, host: Host) -> Transport:
         if host.transport == "local":

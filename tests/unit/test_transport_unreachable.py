@@ -138,3 +138,47 @@ def test_a_failed_host_is_remembered_for_the_run(tmp_path):
         assert accepted[0] == 1  # one attempt at the hub, one timeout in all
     assert errors[0] is errors[1] and errors[2] is errors[3]
     assert errors[2].message.startswith("node1: unreachable through hub") and "no SSH banner" in errors[2].message
+
+
+def _slow_hub_site(tmp_path: Path, port: int) -> Path:
+    env = {"root": tmp_path, "key": tmp_path / "none", "servers": []}
+    site = write_site(tmp_path, env)
+    site.write_text(site.read_text().replace("[ssh]\n", "[ssh]\nconnect_timeout = 3\n", 1)
+                    + f'[[hosts]]\nname = "hub"\naddress = "127.0.0.1"\nport = {port}\nrole = "hub"\n')
+    return site
+
+
+def test_a_slow_host_is_announced_once_and_a_quick_refusal_not(tmp_path):
+    """While a connection hangs, the admin is told what is waited for and for how long at most."""
+    said: list[tuple[str, str, float]] = []
+    with listener() as (port, _accepted):
+        conns = Connections(load_site(_slow_hub_site(tmp_path, port)), Secrets(),
+                            on_connecting=lambda *args: said.append(args))
+        with pytest.raises(UnreachableError):
+            conns.get("hub")
+        conns.close()
+    assert said == [("hub", "127.0.0.1", 3.0)]
+    said.clear()
+    closed = tmp_path / "closed"
+    closed.mkdir()
+    conns = Connections(load_site(_slow_hub_site(closed, free_port())), Secrets(),
+                        on_connecting=lambda *args: said.append(args))
+    with pytest.raises(UnreachableError):
+        conns.get("hub")
+    conns.close()
+    assert said == []  # refused at once: nothing to wait for, nothing said
+
+
+def test_plan_says_which_host_it_waits_for(tmp_path):
+    """`hubwizard plan` on a hub that accepts TCP but never answers: the wait is named on stderr
+    ("connecting to hub (127.0.0.1, 3 s)…"), then the plan exits 3 (host unreachable)."""
+    import subprocess
+    import sys
+
+    with listener() as (port, _accepted):
+        site = _slow_hub_site(tmp_path, port)
+        res = subprocess.run([sys.executable, "-m", "hubwizard.cli.main", "plan", "-c", str(site)],
+                             capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL)
+    assert "connecting to hub (127.0.0.1, 3 s)" in res.stderr, res.stderr[-2000:]
+    assert res.returncode == 3, res.stdout[-2000:] + res.stderr[-2000:]
+    assert not any(word in res.stdout + res.stderr for word in RAW)
