@@ -14,6 +14,7 @@ import sys
 from collections.abc import Callable
 
 from hubwizard.core.errors import UsageError  # light: plain classes
+from hubwizard.core.events import Mode  # light: plain classes
 
 
 def _site_arg(p: argparse.ArgumentParser, required: bool = True) -> None:
@@ -206,7 +207,7 @@ def _open(args):
     return open_site(args.config, recipes_dir=args.recipes)
 
 
-def _run(args, mode: str, **kw) -> int:
+def _run(args, mode: Mode, **kw) -> int:
     from hubwizard.cli.report import HumanPrinter, JsonCollector
 
     session = _open(args)

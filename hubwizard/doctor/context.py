@@ -14,7 +14,7 @@ from typing import Any
 
 from hubwizard.core.config import Host, Site
 from hubwizard.core.errors import UnreachableError
-from hubwizard.core.events import Sink, discard
+from hubwizard.core.events import Phase, Sink, discard
 from hubwizard.core.redact import Redactor
 from hubwizard.engine.calls import RunState, StepContext
 from hubwizard.remote.transport import Result
@@ -108,7 +108,7 @@ class DoctorContext:
         name = host if isinstance(host, str) else host.name
         return self.connections.get(name).run(command, sudo=sudo, timeout=timeout, stdin=stdin)
 
-    def step_context(self, host: Host | str, step: str, phase: str = "apply") -> StepContext:
+    def step_context(self, host: Host | str, step: str, phase: Phase = "apply") -> StepContext:
         """An engine StepContext for ``host``: its ``run`` holds the host lock in the apply phase
         and streams redacted output events, exactly as a recipe's call does."""
         h = self.site.host(host) if isinstance(host, str) else host

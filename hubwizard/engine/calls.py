@@ -11,11 +11,11 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from hubwizard.core.config import Host, Site
 from hubwizard.core.errors import HubwizardError
-from hubwizard.core.events import OutputLine, Progress, Sink
+from hubwizard.core.events import OutputLine, Phase, Progress, Sink
 from hubwizard.core.secrets import Secrets
 from hubwizard.remote import hostlock
 from hubwizard.remote.transport import Result, Transport
@@ -55,7 +55,7 @@ class StepContext:
     emit: Sink
     connections: Connections | None = None  # to reach another host
     template_context: dict[str, Any] = field(default_factory=dict)
-    phase: str = ""  # apply: commands hold the host lock (hubwizard.remote.hostlock), as the recipes' own do
+    phase: Phase | Literal[""] = ""  # apply: commands hold the host lock (hubwizard.remote.hostlock), as the recipes' own do
 
     def reach(self, host: str) -> Transport:
         """The connection to another host of the site (the engine's Connections): host keys checked,

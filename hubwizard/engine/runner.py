@@ -28,7 +28,9 @@ from hubwizard.core.events import (
     CommandStarted,
     Event,
     HostResult,
+    Mode,
     OutputLine,
+    Phase,
     Sink,
     Status,
     StepFinished,
@@ -189,11 +191,11 @@ class Engine:
         return h.hexdigest()[:16]
 
     # -- items ------------------------------------------------------------------
-    def _exec(self, step: Step, host: Host, phase: str, item: Item, ctx: dict[str, Any]) -> ItemOutcome:
+    def _exec(self, step: Step, host: Host, phase: Phase, item: Item, ctx: dict[str, Any]) -> ItemOutcome:
         t = self.conns.get(host.name)
         if item.run:
             cmd = render_command(item.run, ctx)
-            self.emit(CommandStarted(step.id, host.name, phase, cmd))  # type: ignore[arg-type]
+            self.emit(CommandStarted(step.id, host.name, phase, cmd))
 
             def line(stream: str, text: str) -> None:
                 self.emit(OutputLine(step.id, host.name, stream, text))
@@ -216,13 +218,13 @@ class Engine:
         fn = actions.get(item.call or "")
         sc = StepContext(step.id, host, t, self.site, self.facts, self.secrets, self.state, self.emit,
                          self.conns, ctx, phase)
-        self.emit(CommandStarted(step.id, host.name, phase, f"{item.call}()"))  # type: ignore[arg-type]
+        self.emit(CommandStarted(step.id, host.name, phase, f"{item.call}()"))
         called: CallResult = fn(sc, **item.args)
         for v in self.secrets.all_values():
             self.redactor.add(v)
         return ItemOutcome(called.ok, item.label, self.redactor(called.message), called.changed, called.skipped)
 
-    def _phase(self, step: Step, host: Host, phase: str, ctx: dict[str, Any]) -> tuple[bool, ItemOutcome | None]:
+    def _phase(self, step: Step, host: Host, phase: Phase, ctx: dict[str, Any]) -> tuple[bool, ItemOutcome | None]:
         """Run one phase's items in order; stop at the first failure."""
         for item in getattr(step, phase):
             if not self._when(item.when, ctx):
@@ -235,7 +237,7 @@ class Engine:
         return True, None
 
     # -- one step on one host ------------------------------------------------------
-    def _host(self, step: Step, host: Host, mode: str) -> HostResult:
+    def _host(self, step: Step, host: Host, mode: Mode) -> HostResult:
         try:
             return self._host_inner(step, host, mode)
         except UnreachableError as exc:
@@ -250,7 +252,7 @@ class Engine:
                 self.journal.record(self.run_id, step.id, host.name, "failed", message=self.redactor(str(exc)))
             return HostResult(step.id, host.name, "failed", self.redactor(f"{type(exc).__name__}: {exc}"))
 
-    def _host_inner(self, step: Step, host: Host, mode: str) -> HostResult:
+    def _host_inner(self, step: Step, host: Host, mode: Mode) -> HostResult:
         ctx = self.context(host)
         if not self._when(step.when, ctx):
             return HostResult(step.id, host.name, "skipped", "not needed for this site")
@@ -283,7 +285,7 @@ class Engine:
     # -- runs ---------------------------------------------------------------------
     def run(
         self,
-        mode: str = "apply",
+        mode: Mode = "apply",
         *,
         start: str | None = None,
         only: str | None = None,
@@ -637,7 +639,7 @@ class Engine:
                           "wait for the host lock", _tail(output, 15),
                           f"find it with `ps -ef --forest` on {host.name} and let it end (or kill it), then re-run apply")
 
-    def _run_hosts(self, step: Step, targets: list[Host], mode: str) -> list[HostResult]:
+    def _run_hosts(self, step: Step, targets: list[Host], mode: Mode) -> list[HostResult]:
         if step.parallel and len(targets) > 1:
             with ThreadPoolExecutor(max_workers=len(targets)) as pool:
                 return list(pool.map(lambda h: self._host(step, h, mode), targets))
