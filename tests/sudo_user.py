@@ -19,7 +19,7 @@ def password_sudoer(name: str, pubkey: Path, *, nopasswd: bool = False) -> Itera
     if not shutil.which("sudo") or not shutil.which("useradd"):
         pytest.skip("sudo and useradd are needed (scripts/setup.sh installs them)")
     password = "pw-" + secrets.token_urlsafe(12)
-    subprocess.run(["userdel", "-r", name], capture_output=True)
+    subprocess.run(["userdel", "-f", "-r", name], capture_output=True)
     subprocess.run(["useradd", "-m", "-s", "/bin/sh", name], check=True)
     subprocess.run(["chpasswd"], input=f"{name}:{password}\n", text=True, check=True)
     ssh_dir = Path(f"/home/{name}/.ssh")
@@ -34,4 +34,4 @@ def password_sudoer(name: str, pubkey: Path, *, nopasswd: bool = False) -> Itera
         yield name, password
     finally:
         sudoers.unlink(missing_ok=True)
-        subprocess.run(["userdel", "-r", name], capture_output=True)
+        subprocess.run(["userdel", "-f", "-r", name], capture_output=True)

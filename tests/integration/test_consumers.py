@@ -50,9 +50,14 @@ AUTH_CLASSES = {
 }
 
 
+# The hosts are 10.0.0.10-12: exports go to the smallest network holding them (issue 12 item 3).
+EXPORT_CLIENTS = "10.0.0.8/29"
+DUMMY = 'provider = "dummy"\ni_understand_anyone_can_log_in = true'  # the open login must be asked for
+
+
 def make_site(track: str = "swarm-mode", provider: str = "github", extra: str = ""):
     text = SITE_TEXT.replace('track = "swarm-mode"', f'track = "{track}"')
-    text = text.replace('provider = "github"', f'provider = "{provider}"')
+    text = text.replace('provider = "github"', DUMMY if provider == "dummy" else f'provider = "{provider}"')
     if provider == "generic":
         text += (
             'authorize_url = "https://id.example.org/auth"\n'
@@ -467,7 +472,7 @@ def test_spawn_hook_runs_set_quota_on_the_host_through_docker(hub_python, tmp_pa
 
 def test_jupyterhub_loads_the_docker_spawner_variant_without_nfs_volumes(hub_python, tmp_path):
     """[hub] spawner = "docker" on the swarm-mode track; a lab whose nodes cannot mount NFS."""
-    text = SITE_TEXT.replace('provider = "github"', 'provider = "dummy"')
+    text = SITE_TEXT.replace('provider = "github"', DUMMY)
     site = parse_site(text.replace("idle_timeout = 1800", 'idle_timeout = 1800\nspawner = "docker"'))
     config = rendered(site, "/srv/hubwizard/hub/jupyterhub_config.py")
     found, log = _load_in_jupyterhub(hub_python, tmp_path, config, secret=None, HUBWIZARD_NFS_VOLUMES="0")
@@ -817,7 +822,7 @@ def test_ganesha_conf_structure():
     assert export["Access_Type"] == "None" and conf["EXPORT_DEFAULTS"][0]["Access_Type"] == "None"
     assert export["FSAL"] == [{"Name": "VFS"}]
     (client,) = export["CLIENT"]
-    assert client == {"Clients": "10.0.0.0/24", "Access_Type": "RW"}
+    assert client == {"Clients": EXPORT_CLIENTS, "Access_Type": "RW"}
     assert conf["NFS_CORE_PARAM"][0]["Enable_RQUOTA"] == "false"
     with pytest.raises(AssertionError):
         parse_ganesha("EXPORT { Path = /x; ")
@@ -894,7 +899,7 @@ def test_ganesha_builds_the_rendered_export(tmp_path):
     assert f"Export 1 created at pseudo ({export}) with path ({export})" in text, text[-3000:]
     # every client squashed to jovyan (issue 12 item 2); the pseudo root "/" stays no_root_squash
     assert re.search(r"Export 1 created at .*perms \(options=\S+ all_squash .*anon_uid=\s*1000, anon_gid=\s*100,", text), text
-    assert "NETWORK_CLIENT: 10.0.0.0/24" in text
+    assert f"NETWORK_CLIENT: {EXPORT_CLIENTS}" in text
 
 
 @pytest.mark.parametrize("track", ["swarm-mode", "classic"])
@@ -919,7 +924,7 @@ def test_exportfs_accepts_the_rendered_exports(tmp_path, track):
     assert "exportfs:" not in result.stderr, result.stderr
     path = str(export) if track == "swarm-mode" else "/home"
     words = result.stdout.split()  # a long path puts the client on the next line
-    assert len(words) == 2 and words[0] == path and words[1].startswith("10.0.0.0/24("), result.stdout
+    assert len(words) == 2 and words[0] == path and words[1].startswith(f"{EXPORT_CLIENTS}("), result.stdout
     line = words[1]
     assert ",root_squash," in line + "," and ",rw," in line and "sync" in line
     if track == "swarm-mode":  # every client acts as jovyan (issue 12 item 2)
@@ -952,7 +957,7 @@ def test_automount_reads_the_rendered_maps(tmp_path):
     assert "* | -fstype=nfs,rw,hard,nosuid 10.0.0.10:/home/&" in dump, dump
 
 
-EXPORT_LINE = re.compile(r"^(/[^\s]*)((?: [0-9a-zA-Z.:/-]+\([a-z_,]+\))+)$")
+EXPORT_LINE = re.compile(r"^(/[^\s]*)((?: [0-9a-zA-Z.:/-]+\([a-z_0-9=,]+\))+)$")
 
 
 @pytest.mark.parametrize("track", ["swarm-mode", "classic"])
@@ -964,7 +969,7 @@ def test_exports_have_the_exports5_shape(track):
     assert match, line
     for client in match.group(2).split():
         host, opts = client[:-1].split("(")
-        assert host == "10.0.0.0/24"
+        assert host == EXPORT_CLIENTS
         assert {"rw", "sync", "no_subtree_check"} <= set(opts.split(","))
 
 

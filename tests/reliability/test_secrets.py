@@ -94,18 +94,20 @@ def _host(fleet, tmp_path) -> SshTransport:
 def test_failing_then_passing_runs_leak_nothing(fleet, tmp_path, secret_site):
     site, values = secret_site
     outputs: dict[str, str] = {}
+    stdouts: dict[str, str] = {}
     started = time.time()
 
     def run(name: str, *args: str) -> int:
         res = hw(*args, "-c", str(site), recipes=RECIPES)
-        outputs[name] = res.stdout + res.stderr
+        outputs[name] = res.stdout + res.stderr  # everything is scanned for secrets
+        stdouts[name] = res.stdout  # --json: the one document (warnings go to stderr)
         return res.returncode
 
     assert run("plan", "plan") == 0
     assert run("plan --json", "plan", "--json") == 0
     assert run("failing apply -v", "apply", "--yes", "-v") == 1
     assert run("failing apply --json", "apply", "--yes", "--json") == 1
-    failed = json.loads(outputs["failing apply --json"])
+    failed = json.loads(stdouts["failing apply --json"])
     assert failed["steps"][-1]["id"] == "fails-loudly"
     assert "********" in outputs["failing apply -v"]  # the output was there, masked
     assert run("status", "status", "--json") == 0
