@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 from textual.app import App
 from textual.binding import Binding
 from textual.screen import Screen
-from textual.worker import get_current_worker
+from textual.worker import NoActiveWorker, get_current_worker
 
 from hubwizard import monitor as monitor_model
 from hubwizard.screens.modals import HostKeyModal
@@ -150,9 +150,12 @@ class HubwizardApp(App):
             done.set()
 
         self.call_from_thread(self.push_screen, screen, got)
-        worker = get_current_worker()
+        try:
+            worker = get_current_worker()
+        except NoActiveWorker:  # a thread of the engine's pool (hosts probed/run in parallel) asks too
+            worker = None
         while not done.wait(0.2):
-            if worker.is_cancelled or not self.is_running:
+            if (worker is not None and worker.is_cancelled) or not self.is_running:
                 return None
         return answer.get("value")
 
