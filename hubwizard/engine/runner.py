@@ -275,11 +275,11 @@ class Engine:
                             result.message if not ok else "")
         return result
 
-    def _result(self, step: Step, host: Host, status: str, bad: ItemOutcome | None) -> HostResult:
+    def _result(self, step: Step, host: Host, status: Status, bad: ItemOutcome | None) -> HostResult:
         if bad is None:
-            return HostResult(step.id, host.name, status)  # type: ignore[arg-type]
+            return HostResult(step.id, host.name, status)
         tail = _tail(bad.output, 15)
-        return HostResult(step.id, host.name, status, f"failed: {bad.label}", bad.label, tail,  # type: ignore[arg-type]
+        return HostResult(step.id, host.name, status, f"failed: {bad.label}", bad.label, tail,
                           step.fix_for(bad.output) or generic_fix(bad.output, host))
 
     # -- runs ---------------------------------------------------------------------
