@@ -38,7 +38,23 @@ RELIABILITY_TIMEOUT = 900
 SLOW_FIXTURES = {"hub_python": 1200}
 
 
+# The shared swarm lab's first user gets fresh machines (tests/swarm_lab.py): test_swarm_core
+# applies steps 1-7 from scratch. Run it before every other lab test, or it brings a lab of its
+# own (a second full apply) because test_browser.py and others sort before it.
+FRESH_FIRST = "test_swarm_core.py"
+
+
+def _fresh_lab_first(items: list[pytest.Item]) -> None:
+    first = [i for i in items if i.path.name == FRESH_FIRST]
+    if not first:
+        return
+    rest = [i for i in items if i.path.name != FRESH_FIRST]
+    at = next((n for n, i in enumerate(rest) if i.get_closest_marker("lab") is not None), len(rest))
+    items[:] = rest[:at] + first + rest[at:]
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    _fresh_lab_first(items)
     for item in items:
         if item.get_closest_marker("timeout") is not None:
             continue
