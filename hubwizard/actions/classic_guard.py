@@ -32,7 +32,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from hubwizard.actions.nfs_guard import BRIDGES, IPT, REJECT
+from hubwizard.actions import guard_unit
+from hubwizard.actions.guard_unit import REJECT
+from hubwizard.actions.nfs_guard import BRIDGES
 from hubwizard.core.render import CONSUL_PORT, SWARM_MANAGER_PORT
 from hubwizard.engine.calls import CallResult, StepContext, register
 
@@ -92,33 +94,16 @@ def all_rules(hub_addresses: list[str], allowed: list[str], ports: tuple[int, ..
 def unit_text(hub_addresses: list[str], allowed: list[str], ports: tuple[int, ...], on_hub: bool) -> str:
     """The systemd unit: make the chains, fill them, hook them first into DOCKER-USER (and INPUT)."""
     chains = [FWD_CHAIN, OUT_CHAIN, *([IN_CHAIN] if on_hub else [])]
-    lines = [f"ExecStart=-{IPT} -N {chain}" for chain in ("DOCKER-USER", *chains)]
-    lines += [f"ExecStart={IPT} -F {chain}" for chain in chains]
-    lines += [f"ExecStart={IPT} -A {rule}" for rule in all_rules(hub_addresses, allowed, ports, on_hub)]
-    lines += [f"ExecStart=/bin/sh -c '{IPT} -C {src} -j {dst} 2>/dev/null || {IPT} -I {src} -j {dst}'"
-              for src, dst in jumps(on_hub)]
-    body = "\n".join(lines)
     port_list = "/".join(map(str, ports))
-    return f"""\
+    return guard_unit.unit(f"""\
 # Written by hubwizard (classic track): Consul on the hub has no authentication, so only the
 # cluster's hosts ({", ".join(allowed)}) may reach the hub ({", ".join(hub_addresses)})
 # on tcp {port_list}; containers (users' servers) and every other machine are refused.
 # On the hosts themselves only root may connect (the swarm agents and the manager: root, on
 # their host's network), not a user's shell.
 # Re-applied whenever Docker starts. Do not edit by hand: `hubwizard apply` rewrites it.
-[Unit]
-Description=hubwizard: only the cluster's hosts reach Consul (tcp {port_list})
-After=docker.service
-PartOf=docker.service
-
-[Service]
-Type=oneshot
-RemainAfterExit=yes
-{body}
-
-[Install]
-WantedBy=docker.service
-"""
+""", f"hubwizard: only the cluster's hosts reach Consul (tcp {port_list})",
+        guard_unit.iptables_lines(chains, all_rules(hub_addresses, allowed, ports, on_hub), jumps(on_hub)))
 
 
 def _is_ipv4(value: str) -> bool:

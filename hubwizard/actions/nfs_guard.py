@@ -20,6 +20,7 @@ from __future__ import annotations
 import re
 import shlex
 
+from hubwizard.actions import guard_unit
 from hubwizard.engine.calls import CallResult, StepContext, register
 
 UNIT_PATH = "/etc/systemd/system/hubwizard-nfs-guard.service"
@@ -29,7 +30,7 @@ IN_CHAIN = "HUBWIZARD-NFS-IN"
 PORTS = (2049, 111)  # nfsd, rpcbind
 PROTOS = ("tcp", "udp")
 BRIDGES = ("docker0", "docker_gwbridge", "br-+")  # the host side of containers' networks
-IPT = "/usr/sbin/iptables -w"
+IPT = guard_unit.IPT
 JUMPS = (("DOCKER-USER", FWD_CHAIN), ("INPUT", IN_CHAIN))
 
 # teardown: unhook and delete both chains, remove the unit (idempotent)
@@ -45,7 +46,7 @@ UNDO_PROBE = " || ".join([f"test -e {UNIT_PATH}",
 
 # refused at once (a TCP reset, an ICMP port unreachable), so a user's tool fails fast and
 # says "connection refused" instead of hanging
-REJECT = {"tcp": "REJECT --reject-with tcp-reset", "udp": "REJECT --reject-with icmp-port-unreachable"}
+REJECT = guard_unit.REJECT
 
 
 def drop_rules(nfs_addresses: list[str]) -> list[str]:
@@ -59,32 +60,15 @@ def drop_rules(nfs_addresses: list[str]) -> list[str]:
 
 def unit_text(nfs_addresses: list[str]) -> str:
     """The systemd unit: make both chains, fill them, hook them first into DOCKER-USER and INPUT."""
-    lines = [f"ExecStart=-{IPT} -N {chain}" for chain in ("DOCKER-USER", FWD_CHAIN, IN_CHAIN)]
-    lines += [f"ExecStart={IPT} -F {chain}" for chain in (FWD_CHAIN, IN_CHAIN)]
-    lines += [f"ExecStart={IPT} -A {rule}" for rule in drop_rules(nfs_addresses)]
-    lines += [f"ExecStart=/bin/sh -c '{IPT} -C {src} -j {dst} 2>/dev/null || {IPT} -I {src} -j {dst}'"
-              for src, dst in JUMPS]
-    body = "\n".join(lines)
-    return f"""\
+    return guard_unit.unit(f"""\
 # Written by hubwizard: users' containers must not reach the NFS server ({", ".join(nfs_addresses)})
 # on ports {"/".join(map(str, PORTS))} (tcp, udp). NFS trusts the client's address and the uid it claims;
 # a container's traffic leaves this host with the host's address, so without these rules any
 # user's server could read and write every user's folder. This host's own processes (dockerd
 # mounting users' volumes) are not forwarded and are not affected. Re-applied whenever Docker starts.
 # Do not edit by hand: `hubwizard apply` rewrites it; `hubwizard teardown` removes it.
-[Unit]
-Description=hubwizard: containers cannot reach the NFS server
-After=docker.service
-PartOf=docker.service
-
-[Service]
-Type=oneshot
-RemainAfterExit=yes
-{body}
-
-[Install]
-WantedBy=docker.service
-"""
+""", "hubwizard: containers cannot reach the NFS server",
+        guard_unit.iptables_lines((FWD_CHAIN, IN_CHAIN), drop_rules(nfs_addresses), JUMPS))
 
 
 _SKIP_IFACE = re.compile(r"^(docker0|docker_gwbridge|br-|veth|lo$)")

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import shlex
 
+from hubwizard.actions import guard_unit
 from hubwizard.engine.calls import CallResult, StepContext, register
 
 UNIT_PATH = "/etc/systemd/system/hubwizard-swarm-guard.service"
@@ -28,9 +29,9 @@ IN_CHAIN = "HUBWIZARD-SWARM-IN"
 FWD_CHAIN = "HUBWIZARD-SWARM-FWD"
 PORTS = (("tcp", 2377), ("tcp", 7946), ("udp", 7946), ("udp", 4789))
 REGISTRY_PORT = 5000  # recipes/080-registry.yaml
-IPT = "/usr/sbin/iptables -w"
+IPT = guard_unit.IPT
 JUMPS = (("INPUT", IN_CHAIN), ("DOCKER-USER", FWD_CHAIN))
-REJECT = {"tcp": "REJECT --reject-with tcp-reset", "udp": "REJECT --reject-with icmp-port-unreachable"}
+REJECT = guard_unit.REJECT
 IP6T = "/usr/sbin/ip6tables -w"
 # dockerd listens on [::] too; the cluster advertises IPv4 addresses, so IPv6 gets loopback only
 V6_RULES = tuple(f"INPUT -p {proto} --dport {port} ! -i lo -j DROP" for proto, port in PORTS)
@@ -69,32 +70,15 @@ def guard_rules(sources: list[str], ports: tuple[tuple[str, int], ...] = PORTS) 
 
 
 def unit_text(sources: list[str], ports: tuple[tuple[str, int], ...] = PORTS) -> str:
-    lines = [f"ExecStart=-{IPT} -N {chain}" for chain in ("DOCKER-USER", IN_CHAIN, FWD_CHAIN)]
-    lines += [f"ExecStart={IPT} -F {chain}" for chain in (IN_CHAIN, FWD_CHAIN)]
-    lines += [f"ExecStart={IPT} -A {rule}" for rule in guard_rules(sources, ports)]
-    lines += [f"ExecStart=/bin/sh -c '{IPT} -C {src} -j {dst} 2>/dev/null || {IPT} -I {src} -j {dst}'"
-              for src, dst in JUMPS]
+    lines = guard_unit.iptables_lines((IN_CHAIN, FWD_CHAIN), guard_rules(sources, ports), JUMPS)
     lines += [f"ExecStart=-/bin/sh -c '{IP6T} -C {rule} 2>/dev/null || {IP6T} -I {rule}'" for rule in V6_RULES]
-    body = "\n".join(lines)
-    return f"""\
+    return guard_unit.unit(f"""\
 # Written by hubwizard: Swarm's ports (2377/tcp, 7946/tcp+udp, 4789/udp) answer the cluster's
 # hosts only ({", ".join(sources)}); other machines are dropped, and containers on this host
 # cannot reach any host's swarm ports. Over IPv6 (the cluster speaks IPv4) only loopback.
 # Re-applied whenever Docker starts.
 # Do not edit by hand: `hubwizard apply` rewrites it; `hubwizard teardown` removes it.
-[Unit]
-Description=hubwizard: Swarm ports for the cluster's hosts only
-After=docker.service
-PartOf=docker.service
-
-[Service]
-Type=oneshot
-RemainAfterExit=yes
-{body}
-
-[Install]
-WantedBy=docker.service
-"""
+""", "hubwizard: Swarm ports for the cluster's hosts only", lines)
 
 
 def _missing(t, sources: list[str], ports) -> list[str]:
