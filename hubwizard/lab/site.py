@@ -43,14 +43,11 @@ def _host(name: str, role: str, machine: dict[str, Any], spec: dict[str, Any], k
     return [*lines, ""]
 
 
-def render_site(record: dict[str, Any]) -> str:
-    """The site file's text for a lab record."""
-    spec = record["spec"]
-    registry = record["registry"]["url"]
-    acme = record["acme"]["ip"]
+def site_and_hosts(record: dict[str, Any], command: str, what: str, secrets: str) -> list[str]:
+    """The lines every lab site starts with: who wrote it, where its secrets are, [site], the hosts."""
     out = [
-        f"# Written by `hubwizard lab up --name {record['name']}`: a local rehearsal cluster.",
-        f"# Secrets (registry, sudo passwords, OAuth client): {secrets_path(Path(record['site_path'])).name}, beside this file.",
+        f"# Written by `{command}`: {what}.",
+        f"# Secrets ({secrets}): {secrets_path(Path(record['site_path'])).name}, beside this file.",
         "",
         "[site]",
         f"name = {_q(record['name'])}",
@@ -61,7 +58,16 @@ def render_site(record: dict[str, Any]) -> str:
         "",
     ]
     for host, machine in record["machines"].items():
-        out += _host(host, machine["role"], machine, spec, record["key"])
+        out += _host(host, machine["role"], machine, record["spec"], record["key"])
+    return out
+
+
+def render_site(record: dict[str, Any]) -> str:
+    """The site file's text for a lab record."""
+    registry = record["registry"]["url"]
+    acme = record["acme"]["ip"]
+    out = site_and_hosts(record, f"hubwizard lab up --name {record['name']}", "a local rehearsal cluster",
+                         "registry, sudo passwords, OAuth client")
     out += [
         "[ssh]",
         f"known_hosts = {_q(record['known_hosts'])}  # host keys read from inside each machine",

@@ -10,28 +10,14 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from hubwizard.core.secrets import secrets_path
-from hubwizard.lab.site import DOMAIN, EMAIL, _host, _q
+from hubwizard.lab.site import _q, site_and_hosts
 
 QUOTA_DEFAULT = "100M"  # small: the hub's data disk is 4G, and a test fills a user's quota
 
 
 def render_vm_site(record: dict[str, Any]) -> str:
-    spec = record["spec"]
-    out = [
-        f"# Written by `hubwizard lab up --vm --name {record['name']}`: qemu VMs with Debian's kernel.",
-        f"# Secrets (sudo passwords): {secrets_path(Path(record['site_path'])).name}, beside this file.",
-        "",
-        "[site]",
-        f"name = {_q(record['name'])}",
-        'track = "swarm-mode"',
-        f"domain = {_q(DOMAIN)}",
-        f"email = {_q(EMAIL)}",
-        f"subnet = {_q(record['subnet'])}",
-        "",
-    ]
-    for host, machine in record["machines"].items():
-        out += _host(host, machine["role"], machine, spec, record["key"])
+    out = site_and_hosts(record, f"hubwizard lab up --vm --name {record['name']}", "qemu VMs with Debian's kernel",
+                         "sudo passwords")
     out += [
         "[ssh]",
         f"known_hosts = {_q(record['known_hosts'])}  # host keys made by `lab up --vm`, given to each VM",
