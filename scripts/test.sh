@@ -5,15 +5,14 @@
 # dockerd if it was not running before), even when a test fails, and in bounded time.
 # Extra arguments go to pytest alone (e.g. scripts/test.sh tests/unit -x): no groups, no demo.
 #
-# The whole run, in two phases:
-#   1. "rest" (unit, real sshd, TUI: mostly CPU) beside "demo" (scripts/demo.sh under a lab
-#      name of its own, then `lab down`: mostly waits on lab machines); both write logs,
-#      printed at the end.
-#   2. "lab" (the lab-marked tests) alone, its output live: no other group creates and removes
-#      labs beside it, the traffic under which Debian's dockerd 20.10.24 deadlocked (`docker
-#      ps` answered, `docker network ls` never did). If the lab group still fails and the
-#      engine does not answer `network ls`, an engine this run started is restarted and the
-#      lab group runs once more.
+# The whole run: "rest" (unit, real sshd, TUI: mostly CPU, no lab) in the background, its log
+# printed at the end; beside it, one after the other (never two groups creating and removing
+# labs at once, the traffic under which Debian's dockerd 20.10.24 deadlocked: `docker ps`
+# answered, `docker network ls` never did):
+#   1. "demo": scripts/demo.sh under a lab name of its own, then `lab down` (log at the end);
+#   2. "lab": the lab-marked tests, output live. If the lab group fails and the engine does not
+#      answer `network ls`, an engine this run started is restarted and the lab group runs once
+#      more.
 set -uo pipefail
 set -m # every group in a process group of its own: the cleanup stops a group with all it started
 cd "$(dirname "$0")/.."
@@ -107,19 +106,16 @@ lab_group() {
     python3 -m pytest "${pytest_args[@]}" --basetemp="$tmp/lab$1" -m lab "${TEST_PATHS[@]}"
 }
 
-echo "test: phase 1: the tests without a lab beside scripts/demo.sh (logs at the end)"
+echo "test: the tests without a lab, in the background (log at the end)"
 run "$tmp/rest.log" python3 -m pytest "${pytest_args[@]}" --basetemp="$tmp/rest" -m "not lab" "${TEST_PATHS[@]}"
 rest_pid=$pid
+echo "test: 1. the README's first command, scripts/demo.sh (log at the end)"
 run "$tmp/demo.log" run_demo
-demo_pid=$pid
-finish "$rest_pid"
-rest_code=$status
-finish "$demo_pid"
+finish "$pid"
 demo_code=$status
-[ "$rest_code" = 5 ] && rest_code=0 # none collected: the other groups decide
-echo "test: phase 1 done: rest exit $rest_code, demo exit $demo_code"
+echo "test: demo exit $demo_code"
 
-echo "test: phase 2: the lab tests"
+echo "test: 2. the lab tests"
 run - lab_group 1
 finish "$pid"
 lab_code=$status
@@ -143,10 +139,13 @@ if [ "$lab_code" != 0 ] && [ "$lab_code" != 5 ] && ! engine_answers /networks "$
     fi
 fi
 [ "$lab_code" = 5 ] && lab_code=0
+finish "$rest_pid"
+rest_code=$status
+[ "$rest_code" = 5 ] && rest_code=0 # none collected: the other groups decide
 
-echo "test: the tests without a lab (phase 1):"
+echo "test: the tests without a lab:"
 cat "$tmp/rest.log"
-echo "test: the README's first command, scripts/demo.sh (phase 1):"
+echo "test: the README's first command, scripts/demo.sh:"
 cat "$tmp/demo.log"
 echo "test: lab exit $lab_code, rest exit $rest_code, demo exit $demo_code"
 for code in "$lab_code" "$rest_code" "$demo_code"; do
