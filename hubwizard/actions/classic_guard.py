@@ -26,7 +26,6 @@ certificates ([classic] docker_tls = false).
 from __future__ import annotations
 
 import ipaddress
-import re
 import shlex
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -44,7 +43,6 @@ FWD_CHAIN = "HUBWIZARD-CONSUL-FWD"
 IN_CHAIN = "HUBWIZARD-CONSUL-IN"
 OUT_CHAIN = "HUBWIZARD-CONSUL-OUT"
 NEW = "-m conntrack --ctstate NEW"
-_SKIP_IFACE = re.compile(r"^(docker0|docker_gwbridge|br-|veth|lo$)")
 
 
 def guarded_ports(docker_tls: bool) -> tuple[int, ...]:
@@ -119,12 +117,7 @@ def _sorted(addresses: set[str]) -> list[str]:
 
 def hub_addresses(ctx: StepContext) -> list[str]:
     """The hub's internal address and every other global IPv4 address of its own interfaces."""
-    found = {ctx.facts.hub_ip}
-    if ctx.connections is not None:
-        out = ctx.connections.get(ctx.site.hub_host.name).run("ip -4 -o addr show scope global", sudo=False)
-        for iface, ip in re.findall(r"^\d+:\s+(\S+)\s+inet\s+(\d+\.\d+\.\d+\.\d+)/", out.stdout, re.M):
-            if not _SKIP_IFACE.match(iface.split("@")[0]):
-                found.add(ip)
+    found = {ctx.facts.hub_ip, *guard_unit.own_addresses(ctx, ctx.site.hub_host.name)}
     return _sorted({a for a in found if _is_ipv4(a)})
 
 

@@ -8,7 +8,10 @@ differ only in their rules and their words.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
+
+from hubwizard.engine.calls import StepContext
 
 IPT = "/usr/sbin/iptables -w"
 # refuse rather than drop: a user's tool fails at once instead of hanging
@@ -45,3 +48,18 @@ RemainAfterExit=yes
 [Install]
 WantedBy=docker.service
 """
+
+
+_SKIP_IFACE = re.compile(r"^(docker0|docker_gwbridge|br-|veth|lo$)")
+
+
+def own_addresses(ctx: StepContext, host: str) -> set[str]:
+    """The global IPv4 addresses of ``host``'s own interfaces (a public one too), not Docker's
+    bridges: every address a container could aim at to reach that host. Empty without connections."""
+    found: set[str] = set()
+    if ctx.connections is not None:
+        out = ctx.connections.get(host).run("ip -4 -o addr show scope global", sudo=False)
+        for iface, ip in re.findall(r"^\d+:\s+(\S+)\s+inet\s+(\d+\.\d+\.\d+\.\d+)/", out.stdout, re.M):
+            if not _SKIP_IFACE.match(iface.split("@")[0]):
+                found.add(ip)
+    return found

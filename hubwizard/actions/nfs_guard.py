@@ -17,7 +17,6 @@ Docker starts (Docker may re-create its chains), like the hub-port guard.
 
 from __future__ import annotations
 
-import re
 import shlex
 
 from hubwizard.actions import guard_unit
@@ -71,18 +70,10 @@ def unit_text(nfs_addresses: list[str]) -> str:
         guard_unit.iptables_lines((FWD_CHAIN, IN_CHAIN), drop_rules(nfs_addresses), JUMPS))
 
 
-_SKIP_IFACE = re.compile(r"^(docker0|docker_gwbridge|br-|veth|lo$)")
-
-
 def nfs_addresses(ctx: StepContext) -> list[str]:
     """Every IPv4 address of the NFS server a container could aim at: its internal address and
     the other global addresses of its own interfaces (a public one too), not Docker's bridges."""
-    found = {ctx.facts.nfs_ip}
-    if ctx.connections is not None:
-        out = ctx.connections.get(ctx.site.nfs_host.name).run("ip -4 -o addr show scope global", sudo=False)
-        for iface, ip in re.findall(r"^\d+:\s+(\S+)\s+inet\s+(\d+\.\d+\.\d+\.\d+)/", out.stdout, re.M):
-            if not _SKIP_IFACE.match(iface.split("@")[0]):
-                found.add(ip)
+    found = {ctx.facts.nfs_ip, *guard_unit.own_addresses(ctx, ctx.site.nfs_host.name)}
     return sorted(found, key=lambda a: tuple(int(p) for p in a.split(".")))
 
 
