@@ -23,6 +23,11 @@ def _positive(text: str) -> int:
     return value
 
 
+def _users(names: tuple[str, ...]) -> str:
+    """A list of user names for one line: a class of 50 is shown by its first and last."""
+    return ", ".join(names) if len(names) <= 4 else f"{names[0]} .. {names[-1]}"
+
+
 def _port(text: str) -> int:
     value = int(text)
     if not 1 <= value <= 65535:
@@ -58,6 +63,8 @@ def register(subparsers: Any) -> None:
         action="store_true",
         help="the open dummy login (anyone as anyone) instead of the lab's OpenID Connect provider",
     )
+    p_up.add_argument("--students", type=_positive, default=2,
+                      help="student1..studentN at the lab's OpenID provider, allowed on the hub (default 2)")
     p_down = sub.add_parser("down", help="remove every container, volume and network of a lab")
     p_down.add_argument("--name", default="lab")
     p_status = sub.add_parser("status", help="machines, IPs, roles and health of a lab (exit 1 unless all healthy)")
@@ -147,6 +154,7 @@ def _up(args: argparse.Namespace) -> int:
         with_docker=args.with_docker,
         base_image=args.base_image,
         dummy_login=args.dummy_login,
+        students=args.students,
     )
     site = Path(args.output or f"{args.name}.toml")
     if args.vm:  # real kernels: kernel nfsd, NFS volumes, XFS project quotas (slower: TCG emulation)
@@ -162,7 +170,7 @@ def _up(args: argparse.Namespace) -> int:
         from hubwizard.lab import oidc
 
         print(f"login: OpenID provider http://{record['oidc']['ip']}:{oidc.PORT}; admins {', '.join(oidc.ADMINS)}, "
-              f"users {', '.join(oidc.ALLOWED)}; {oidc.OUTSIDER} is refused (403)")
+              f"users {_users(oidc.students(record['oidc'].get('students', 2)))}; {oidc.OUTSIDER} is refused (403)")
     for host, machine in record["machines"].items():
         print(f"  {host:<8} {machine['ip']:<15} {machine['role']:<6} {_ssh_command(record, host)}")
     return EXIT_OK

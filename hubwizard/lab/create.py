@@ -151,7 +151,8 @@ class _Creation:
         tag = lab_images.ensure(self.slow, ["oidc"], self.progress, self.spec.base_image)["oidc"]
         callback = f"https://{DOMAIN}/hub/oauth_callback"
         box = lab_services.start_oidc(
-            self.client, self.spec.name, tag, self.net.name, self.secret["oauth_client_secret"], callback
+            self.client, self.spec.name, tag, self.net.name, self.secret["oauth_client_secret"], callback,
+            self.spec.students,
         )
         self.oidc_ip = lab_machines.ip_of(box, self.net.name)
 
@@ -194,7 +195,8 @@ class _Creation:
             "machines": {h: {"ip": self.ips[h], "role": r, "container": container_name(spec.name, h)} for h, r in spec.hosts()},
             "registry": {"ip": self.registry_ip, "host_port": self.registry_port, "url": self.registry_url},
             "acme": {"ip": self.acme_ip},
-            "oidc": {"ip": self.oidc_ip, "client_id": lab_oidc.CLIENT_ID} if self.oidc_ip else None,
+            "oidc": ({"ip": self.oidc_ip, "client_id": lab_oidc.CLIENT_ID, "students": self.spec.students}
+                     if self.oidc_ip else None),
             "key": str(self.key_path),
             "known_hosts": str(state / "known_hosts"),
             "pebble_cert": str(state / "pebble-cert.pem"),

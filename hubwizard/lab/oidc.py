@@ -18,9 +18,22 @@ CONF_FILE = "/etc/hubwizard-lab/oidc.json"  # client secret inside: 0600, never 
 
 # Users the provider knows (the hub decides who is let in from [hub] in the site file).
 ADMINS = ("teacher",)
-ALLOWED = ("student1", "student2")
+STUDENTS = 2  # `lab up --students N` for a class (the morning-rush bench logs in 50)
 OUTSIDER = "mallory"  # known to the provider, not allowed on the hub: the 403 case
+
+
+def students(n: int = STUDENTS) -> tuple[str, ...]:
+    """The lab's allowed users: student1..studentN."""
+    return tuple(f"student{i}" for i in range(1, n + 1))
+
+
+ALLOWED = students()
 USERS = (*ADMINS, *ALLOWED, OUTSIDER)
+
+
+def users(n: int = STUDENTS) -> tuple[str, ...]:
+    """Everyone the provider knows for a lab of N students."""
+    return (*ADMINS, *students(n), OUTSIDER)
 
 
 def claims(user: str) -> dict[str, Any]:
@@ -42,14 +55,14 @@ def endpoints(address: str) -> dict[str, str]:
     }
 
 
-def provider_config(client_secret: str, redirect_uri: str) -> str:
+def provider_config(client_secret: str, redirect_uri: str, n_students: int = STUDENTS) -> str:
     """The JSON the container's program reads: the one client and the users."""
     return json.dumps(
         {
             "client_id": CLIENT_ID,
             "client_secret": client_secret,
             "redirect_uris": [redirect_uri],
-            "users": [claims(u) for u in USERS],
+            "users": [claims(u) for u in users(n_students)],
             "port": PORT,
         },
         indent=2,

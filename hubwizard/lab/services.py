@@ -250,13 +250,15 @@ def push(client: Any, local_tag: str, port: int, repo: str, tag: str, password: 
         client.images.remove(f"{target}:{tag}", noprune=True)
 
 
-def start_oidc(client: Any, lab: str, image: str, network: str, client_secret: str, redirect_uri: str) -> Any:
+def start_oidc(
+    client: Any, lab: str, image: str, network: str, client_secret: str, redirect_uri: str, n_students: int = 2
+) -> Any:
     """The lab's OpenID Connect provider on :9400 of the lab network (host and hub reach it).
 
     Its config (the hub's client secret inside) goes in as a 0600 file before it starts.
     """
     container = _support(client, lab, "oidc", image, network)
-    conf = lab_oidc.provider_config(client_secret, redirect_uri)
+    conf = lab_oidc.provider_config(client_secret, redirect_uri, n_students)
     container.put_archive("/", text_tar({lab_oidc.CONF_FILE: (conf, 0o600)}))
     with docker_lock(f"start {container.name}"):  # joins the lab network
         container.start()

@@ -111,7 +111,8 @@ def _login(oidc: dict[str, Any] | None) -> list[str]:
     return [
         "[hub]",
         f"admin_users = {_list(lab_oidc.ADMINS)}",
-        f"allowed_users = {_list(lab_oidc.ALLOWED)}  # {lab_oidc.OUTSIDER!r} exists at the provider: the hub says 403",
+        f"allowed_users = {_list(lab_oidc.students(oidc.get('students', lab_oidc.STUDENTS)))}"
+        f"  # {lab_oidc.OUTSIDER!r} exists at the provider: the hub says 403",
         "",
         "[oauth]",
         'provider = "generic"  # the lab\'s OpenID Connect provider (oidc-provider-mock, plain HTTP on the lab network)',

@@ -43,6 +43,7 @@ class LabSpec:
     with_docker: bool = False
     base_image: str | None = None
     dummy_login: bool = False  # the open dummy login instead of the lab's OpenID provider
+    students: int = 2  # student1..studentN at the lab's OpenID provider, allowed on the hub
 
     def shape(self) -> str:
         return json.dumps(asdict(self), sort_keys=True)

@@ -60,3 +60,16 @@ def test_provider_registers_exactly_the_hub_as_client() -> None:
     names = {u["preferred_username"] for u in conf["users"]}
     assert names == {"teacher", "student1", "student2", "mallory"}
     compile(lab_oidc.SERVER, "oidc-lab.py", "exec")  # the container's program is valid Python
+
+
+def test_a_class_of_students_is_known_to_the_provider_and_allowed_on_the_hub(tmp_path: Path) -> None:
+    """`lab up --students 50`: the provider knows student1..student50 and the site allows them."""
+    conf = json.loads(lab_oidc.provider_config("sec", "https://hub.lab.test/hub/oauth_callback", 50))
+    names = {u["preferred_username"] for u in conf["users"]}
+    assert {"teacher", "mallory", "student1", "student50"} <= names and len(names) == 52
+    record = _record({"ip": "10.0.0.9", "client_id": lab_oidc.CLIENT_ID, "students": 50})
+    path = tmp_path / "site.toml"
+    write_site(path, record)
+    site = load_site(path, check_files=False)
+    assert site.hub.allowed_users == list(lab_oidc.students(50))
+    assert lab_oidc.OUTSIDER not in site.hub.allowed_users
