@@ -188,6 +188,10 @@ class StorageSection(_Strict):
     server: Name | None = None  # host name serving NFS; default: the hub
     path: AbsPath = "/var/nfs"
     implementation: Literal["auto", "kernel", "ganesha"] = "auto"
+    # lab only (the container lab's kernel has no NFS client): users' servers get no NFS volume,
+    # their files stay in their containers. Anywhere else a node that cannot mount NFS fails
+    # step storage-clients (install nfs-common), never a silent fallback.
+    lab_without_nfs_client: bool = False
 
 
 class QuotaSection(_Strict):

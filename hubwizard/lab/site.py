@@ -78,6 +78,7 @@ def render_site(record: dict[str, Any]) -> str:
         "[storage]",
         'kind = "nfs"',
         'implementation = "ganesha"  # no NFS in this kernel: userspace NFS',
+        "lab_without_nfs_client = true  # lab only: users' files stay in their containers (not on NFS)",
         "",
         "[registry]",
         f"url = {_q(registry)}",
