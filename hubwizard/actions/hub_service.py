@@ -64,12 +64,10 @@ def hub_secrets(ctx: StepContext, *, create: bool) -> dict[str, str]:
 
 
 def nodes_mount_nfs(ctx: StepContext) -> bool:
-    """Can the worker nodes mount NFS volumes (kernel client present or loadable)?"""
-    for node in ctx.site.nodes or [ctx.site.hub_host]:
-        t = ctx.connections.get(node.name) if ctx.connections else ctx.transport
-        if not t.run("grep -qw nfs4 /proc/filesystems || modprobe -q nfs4", sudo=True).ok:
-            return False
-    return True
+    """Users' homes are NFS volumes, unless the site is the container lab that says it cannot
+    ([storage] lab_without_nfs_client). Never probed here: a node that cannot mount NFS fails
+    step storage-clients with the fix, it does not silently turn the volumes off."""
+    return not ctx.site.storage.lab_without_nfs_client
 
 
 def service_args(site: Site, image_ref: str, secrets: dict[str, str], nfs_volumes: bool) -> list[str]:

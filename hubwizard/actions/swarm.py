@@ -395,6 +395,42 @@ def _storage_url(ctx: StepContext, name: str) -> str:
     return f"nfs://{ctx.facts.nfs_ip}{ctx.site.storage.path}/{name}"
 
 
+KERNEL_NFS = "grep -qw nfs4 /proc/filesystems || modprobe -q nfs4 2>/dev/null"
+NFS_CLIENT_FIX = "apt-get install nfs-common (and a kernel with the nfs module, e.g. linux-image-amd64)"
+
+
+@register("nfs_client")
+def nfs_client(ctx: StepContext) -> CallResult:
+    """Check/verify: this node's kernel mounts NFS, as Docker must for each user's home volume.
+
+    Why it fails instead of falling back: without it users' files would stay in their servers'
+    containers and vanish with them. Only the container lab says so openly
+    ([storage] lab_without_nfs_client): its kernel has no NFS client at all."""
+    if ctx.site.storage.lab_without_nfs_client:
+        return CallResult(True, "cannot check here: lab without an NFS client ([storage] lab_without_nfs_client): "
+                                "users' homes are NOT on NFS, their files stay in their servers' containers",
+                          skipped=True)
+    if ctx.run(KERNEL_NFS, sudo=True).ok:
+        return CallResult(True, f"{ctx.host.name} mounts NFSv4 (users' homes are NFS volumes)")
+    return CallResult(False, f"{ctx.host.name} cannot mount NFS (nfs4 not in /proc/filesystems, `modprobe nfs4` "
+                             f"failed): users' servers there would get no home on NFS; fix: {NFS_CLIENT_FIX}")
+
+
+def _probe_files(ctx: StepContext, folder: str) -> str:
+    """A shell glob of this node's test files on the server: the current run's and any left by
+    an older run (also the ones older versions wrote to the share's top)."""
+    root = ctx.site.storage.path
+    node = ctx.host.name
+    places = [root] + ([f"{root}/{folder}"] if folder else [])
+    return " ".join(f"{shlex.quote(p)}/.hubwizard-test-{shlex.quote(node)}-* {shlex.quote(p)}/.hubwizard-mount-"
+                    f"{shlex.quote(node)}" for p in places)
+
+
+def clean_test_files(ctx: StepContext, folder: str = "") -> None:
+    """Remove this node's test files on the NFS server (best effort: a leftover is not a failure)."""
+    ctx.reach(ctx.site.nfs_host.name).run(f"rm -f {_probe_files(ctx, folder)}", sudo=True)
+
+
 @register("nfs_test_write")
 def nfs_test_write(ctx: StepContext, folder: str = "") -> CallResult:
     """Write a file through NFS from this host (libnfs nfs-cp, NFSv3) and read it back on the server.
@@ -406,6 +442,13 @@ def nfs_test_write(ctx: StepContext, folder: str = "") -> CallResult:
     """
     server = ctx.site.nfs_host.name
     on_server = ctx.reach(server)
+    try:
+        return _test_write(ctx, folder, server, on_server)
+    finally:  # whatever happened (a retry, a failed read-back): no test file stays behind
+        clean_test_files(ctx, folder)
+
+
+def _test_write(ctx: StepContext, folder: str, server: str, on_server: Any) -> CallResult:
     deadline = time.monotonic() + GRACE_WAIT_S
     while True:
         # a fresh name each time: nfs-cp creates exclusively, and a server's cache may still
@@ -445,7 +488,8 @@ def nfs_kernel_mount(ctx: StepContext, folder: str = "") -> CallResult:
         return CallResult(True, "cannot check on this host: kernel has no NFS client", skipped=True)
     ip, path = ctx.facts.nfs_ip, ctx.site.storage.path + (f"/{folder}" if folder else "")
     cmd = (f"d=$(mktemp -d) && mount -i -t nfs -o {shlex.quote(f'addr={ip},rw,nfsvers=4')} {shlex.quote(':' + path)} "
-           f"\"$d\" && touch \"$d/.hubwizard-mount-{ctx.host.name}\"; rc=$?; umount \"$d\" 2>/dev/null; "
+           f"\"$d\" && touch \"$d/.hubwizard-mount-{ctx.host.name}\" && rm -f \"$d/.hubwizard-mount-{ctx.host.name}\"; "
+           f"rc=$?; umount \"$d\" 2>/dev/null; "
            f"rmdir \"$d\"; exit $rc")
     res = ctx.run(cmd, sudo=True, timeout=60)
     if not res.ok:

@@ -32,13 +32,14 @@ _NAME = re.compile(r"[a-z][a-z0-9-]{0,31}\Z")
 _USER = re.compile(r"[a-z_][a-z0-9_-]{0,31}\Z")
 _IMAGE = re.compile(r"[a-z0-9][a-z0-9._/:-]{0,254}(@sha256:[0-9a-f]{64})?\Z")
 _SIZE = re.compile(r"[0-9]+(\.[0-9]+)?[KMGT]?\Z")
-_EMAIL = re.compile(r"[A-Za-z0-9._%+-]{1,64}@[A-Za-z0-9.-]{1,253}\.[A-Za-z]{2,}\Z")
+_EMAIL = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._%+-]{0,63}@[A-Za-z0-9.-]{1,253}\.[A-Za-z]{2,}\Z")
 _PATH = re.compile(r"/[A-Za-z0-9._/-]*\Z")
 _URL = re.compile(r"https?://[A-Za-z0-9.-]+(:[0-9]{1,5})?(/[A-Za-z0-9._~/%-]*)?\Z")
-_CLIENT_ID = re.compile(r"[A-Za-z0-9._@-]{1,200}\Z")
+_CLIENT_ID = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._@-]{0,199}\Z")  # no leading "-": never an option
 _VERSION = re.compile(r"[0-9]+(\.[0-9]+){0,3}\Z")
 # a local file path (key, known_hosts, ssh config, CA bundle): printable, no control characters
-_LOCAL_PATH = re.compile(r"[^\x00-\x1f\x7f]{1,4096}\Z")
+# (C0, DEL, C1 with U+0085, and the Unicode line and paragraph separators U+2028/U+2029)
+_LOCAL_PATH = re.compile(r"[^\x00-\x1f\x7f-\x9f\u2028\u2029]{1,4096}\Z")
 
 
 def _check(pattern: re.Pattern[str], what: str):
@@ -63,6 +64,25 @@ def _host_or_ip(value: str) -> str:
         return value
     if not _HOSTNAME.fullmatch(value):
         raise ValueError("not a valid host name or IP address (letters, digits, '-' and '.')")
+    if value.rstrip(".").rpartition(".")[2].isdigit():  # "999.1.1.1", "10.0.0": meant as an IPv4 address
+        raise ValueError("not an IPv4 address (four numbers from 0 to 255, e.g. 10.0.0.11) and not a host name "
+                         "(a host name does not end in a number)")
+    return value
+
+
+def _dns_name(value: str) -> str:
+    """The certificate's name: a full DNS name (a host name with a dot), never an IP or a bare alias."""
+    try:
+        ipaddress.ip_address(value)
+    except ValueError:
+        pass
+    else:
+        raise ValueError("is an IP address; the certificate is issued for a DNS name, e.g. hub.example.org")
+    _host_or_ip(value)
+    if "." not in value.rstrip("."):
+        raise ValueError("needs a dot, e.g. hub.example.org (a full DNS name that points at the hub)")
+    if value.endswith("."):
+        raise ValueError("remove the trailing dot, e.g. hub.example.org")
     return value
 
 
@@ -75,6 +95,8 @@ def _path(value: str) -> str:
 
 
 def _local_path(value: str) -> str:
+    if len(value) > 4096:
+        raise ValueError(f"is {len(value)} characters long; a file path has at most 4096")
     if not _LOCAL_PATH.fullmatch(value):
         raise ValueError("must be a file path without newlines or control characters")
     return value
@@ -101,6 +123,7 @@ def _subnet_scope(net: ipaddress.IPv4Network | ipaddress.IPv6Network) -> str | N
 
 
 HostName = Annotated[str, AfterValidator(_host_or_ip)]
+DnsName = Annotated[str, AfterValidator(_dns_name)]
 LocalPath = Annotated[str, AfterValidator(_local_path)]
 Name = Annotated[str, _check(_NAME, "name (lowercase letters, digits and '-', starting with a letter)")]
 UserName = Annotated[str, _check(_USER, "user name (lowercase letters, digits, '_' and '-')")]
@@ -123,7 +146,7 @@ class SiteSection(_Strict):
 
     name: Name
     track: Track = "swarm-mode"
-    domain: HostName
+    domain: DnsName
     email: Email
     subnet: str | None = None  # the cluster's internal network; derived from hosts if absent
 
@@ -326,6 +349,56 @@ class Site(_Strict):
         return [h for h in self.hosts if h.role == "node" and not h.spare]
 
     @property
+_SFTP_TARGET = re.compile(r"sftp:([a-z_][a-z0-9_-]{0,31})@([A-Za-z0-9.-]{1,253}):(/[A-Za-z0-9._/-]*)\Z")
+_S3_TARGET = re.compile(r"s3:(https?://)?[A-Za-z0-9.-]{1,253}(:[0-9]{1,5})?/[a-z0-9][a-z0-9.-]{1,62}(/[A-Za-z0-9._/-]*)?\Z")
+_CALENDAR = re.compile(r"[A-Za-z0-9*:,./~ -]{1,100}\Z")  # a systemd OnCalendar expression
+
+
+class BackupsSection(_Strict):
+    """[backups]: nightly encrypted, incremental backups (restic) of the users' storage and the hub's
+    database to another host over SFTP or an S3 bucket. Off unless the admin names a target."""
+
+    enabled: bool = False
+    target: str | None = None  # "sftp:USER@HOST:/path" or "s3:https://HOST/bucket/prefix"
+    ssh_port: int = Field(default=22, ge=1, le=65535)  # sftp targets
+    s3_access_key_id: Annotated[str, _check(_CLIENT_ID, "access key id")] | None = None  # its secret: backup_s3_secret_key
+    schedule: Annotated[str, _check(_CALENDAR, "systemd OnCalendar expression (e.g. *-*-* 02:30:00)")] = "*-*-* 02:30:00"
+    keep_daily: int = Field(default=7, ge=1, le=3650)
+    keep_weekly: int = Field(default=4, ge=0, le=520)
+    keep_monthly: int = Field(default=6, ge=0, le=240)
+    max_age_hours: int = Field(default=36, ge=1)  # verify fails when the newest backup is older
+
+    @field_validator("target")
+    @classmethod
+    def _target(cls, value: str | None) -> str | None:
+        if value is None:
+            return value
+        sftp = _SFTP_TARGET.fullmatch(value)
+        if sftp:
+            _host_or_ip(sftp.group(2))
+            _path(sftp.group(3))
+            return value
+        if _S3_TARGET.fullmatch(value) and ".." not in value:
+            return value
+        raise ValueError('not a backup target: "sftp:USER@HOST:/path" (another host over SSH) or '
+                         '"s3:https://HOST/bucket/prefix" (an S3-compatible bucket)')
+
+    @model_validator(mode="after")
+    def _needs_target(self) -> BackupsSection:
+        if self.enabled and not self.target:
+            raise ValueError('backups are enabled but no target is named: set target = "sftp:USER@HOST:/path" '
+                             'or "s3:https://HOST/bucket/prefix"')
+        if self.enabled and self.target and self.target.startswith("s3:") and not self.s3_access_key_id:
+            raise ValueError("an s3 target needs s3_access_key_id (its secret: backup_s3_secret_key in the secrets file)")
+        return self
+
+    @property
+    def sftp(self) -> tuple[str, str, str] | None:
+        """(user, host, path) of an sftp target; None for s3 or none."""
+        m = _SFTP_TARGET.fullmatch(self.target or "")
+        return (m.group(1), m.group(2), m.group(3)) if m else None
+
+
     def active_hosts(self) -> list[Host]:
         return [h for h in self.hosts if not h.spare]
 
@@ -357,11 +430,11 @@ def _shown(value: object, limit: int = 120) -> str:
 
 
 def _format_errors(path: Path, exc: ValidationError) -> str:
-    """Turn pydantic's errors into lines naming the field, the value and the fix."""
+    """Turn pydantic's errors into lines naming the field, the value and the fix (one line when
+    there is one error: ``site.toml: site.domain = 'hub': needs a dot, e.g. hub.example.org``)."""
     lines = [f"{path}: the site file is not valid:"]
     for err in exc.errors():
-        loc = ".".join(str(p) for p in err["loc"] if not str(p).startswith("function-"))
-        loc = re.sub(r"hosts\.(\d+)", lambda m: f"hosts[{m.group(1)}]", loc)
+        loc = _field(err["loc"])
         value = err.get("input")
         kind = err["type"]
         if kind == "extra_forbidden":
@@ -373,7 +446,7 @@ def _format_errors(path: Path, exc: ValidationError) -> str:
             msg = err["msg"].removeprefix("Value error, ")
         shown = "" if kind == "missing" or isinstance(value, dict) else f" = {_shown(value)}"
         lines.append(f"  {loc}{shown}: {msg}" if loc else f"  {msg}")
-    return "\n".join(lines)
+    return f"{path}: {lines[1].strip()}" if len(lines) == 2 else "\n".join(lines)
 
 
 def parse_site(text: str, path: Path = Path("<site>")) -> Site:
@@ -403,6 +476,20 @@ def load_site(path: str | Path, *, check_files: bool = True) -> Site:
         if problems:
             raise ConfigError("\n".join([f"{p}: the site file names local files that cannot be used:", *problems]))
     return site
+
+def _field(loc: tuple[int | str, ...]) -> str:
+    """A field as the file names it: ``hosts[0].address``; a key the admin typed (an unknown key,
+    a profile name) as its repr, so a newline or a 10,000-character key stays on one short line."""
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        elif re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]{0,63}", part):
+            out += f".{part}" if out else part
+        elif not part.startswith("function-") and part != "[key]":
+            out += f"[{_shown(part, 60)}]"
+    return out
+
 
 
 def _file_problem(value: str, *, may_be_missing: bool = False) -> str | None:
