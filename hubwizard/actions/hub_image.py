@@ -41,11 +41,12 @@ def registry_auth(ctx: StepContext, image: str) -> dict[str, str] | None:
     """The registry credentials as a Docker API auth config (memory only) for ``image``, or None
     when ``image`` lives in another registry: the site's password goes to its own registry only
     (a pull of the base image from Docker Hub must not hand Docker Hub the site's registry login)."""
-    user = ctx.site.registry.username
-    if not user or not same_registry(image, ctx.site.registry.url):
+    from hubwizard.actions.registry import credentials
+
+    creds = credentials(ctx)  # a self-hosted registry: the nodes' pull-only account
+    if creds is None or not same_registry(image, ctx.site.registry.url):
         return None
-    password = ctx.secrets.get("registry_password") or ""
-    return {"username": user, "password": password, "serveraddress": ctx.site.registry.url}
+    return {"username": creds[0], "password": creds[1], "serveraddress": ctx.site.registry.url}
 
 
 def registry_of(image: str) -> str:

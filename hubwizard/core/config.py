@@ -193,6 +193,9 @@ class SshSection(_Strict):
 class DockerSection(_Strict):
     min_version: Annotated[str, _check(_VERSION, "version such as 20.10")] = "20.10"
     install: bool = True  # install from the distribution if missing
+    # the SSH login user in the docker group: root without sudo, so off unless the admin wants
+    # `docker` without sudo on the hosts (hubwizard itself always goes through sudo)
+    admin_in_docker_group: bool = False
     insecure_registries: list[Annotated[str, AfterValidator(_host_or_ip)] | str] = []
 
     @field_validator("insecure_registries")
@@ -228,6 +231,16 @@ class RegistrySection(_Strict):
     username: UserName | None = None
     self_hosted: bool = False
     insecure: bool = False
+    pull_username: UserName = "hubwizard-pull"  # self-hosted: the nodes' read-only account
+
+    @model_validator(mode="after")
+    def _self_hosted(self) -> RegistrySection:
+        if self.self_hosted and self.insecure:
+            raise ValueError("[registry] self_hosted speaks TLS with the site CA (every host trusts it for this "
+                             "registry alone): remove insecure = true")
+        if self.self_hosted and self.pull_username == self.username:
+            raise ValueError("[registry] pull_username must differ from username: the nodes' account may only pull")
+        return self
 
     @field_validator("url")
     @classmethod

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from hubwizard.core.errors import ConfigError
 
-KNOWN = ("oauth_client_secret", "registry_password", "sudo_password", "hub_api_token")
+KNOWN = ("oauth_client_secret", "registry_password", "registry_pull_password", "sudo_password", "hub_api_token")
 
 
 def secrets_path(site_path: str | Path) -> Path:

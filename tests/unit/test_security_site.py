@@ -228,7 +228,7 @@ def full_site(tmp: Path) -> dict[str, Any]:
         "docker": {"min_version": "20.10", "insecure_registries": ["10.0.0.10:5000"]},
         "storage": {"kind": "nfs", "server": "hub", "path": "/var/nfs", "implementation": "auto"},
         "quotas": {"enabled": True, "default": "10G", "device": "/dev/sdb1"},
-        "registry": {"url": "10.0.0.10:5000", "username": "deploy"},
+        "registry": {"url": "10.0.0.10:5000", "username": "deploy", "pull_username": "nodes"},
         "images": {"hub_base": "jupyterhub/jupyterhub:5", "hub": "10.0.0.10:5000/hub:1",
                    "singleuser": "jupyter/base-notebook:latest"},
         "hub": {"network": "jupyterhub", "mem_limit": "2G", "admin_users": ["alice"], "allowed_users": ["bob"],

@@ -60,7 +60,9 @@ def test_self_hosted_registry_port_guarded_too():
 
 
 def test_registry_recipe_binds_the_internal_address():
-    from pathlib import Path
+    from hubwizard.actions import registry
 
-    text = (Path(__file__).resolve().parents[2] / "recipes" / "080-registry.yaml").read_text()
-    assert "addr: {{ facts.hub_ip }}:5000" in text and "addr: :5000" not in text
+    hosted = site().model_copy(update={"registry": site().registry.model_copy(update={"self_hosted": True})})
+    facts = Facts.offline(hosted)
+    yml, conf = registry.render_configs(hosted, facts, registry.layout(facts))
+    assert f"listen {facts.hub_ip}:5000 ssl;" in conf and "addr: 127.0.0.1:5001" in yml  # nginx, registry
