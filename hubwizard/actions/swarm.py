@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import re
 import secrets as pysecrets
 import shlex
 import time
@@ -361,6 +362,9 @@ def swarm_leave(ctx: StepContext, force: bool = False) -> CallResult:
         node_id, manager = info.get("NodeID", ""), bool(info.get("ControlAvailable"))
         if manager and not force:
             return CallResult(False, f"{ctx.host.name} manages the swarm: leaving ends it (force needed)")
+        refused = None if manager else node_id_refusal(node_id)
+        if refused:  # the node keeps its membership for a look
+            return CallResult(False, f"{ctx.host.name}: {refused}")
         client.swarm.leave(force=force or manager)
     if manager or ctx.host.name == ctx.site.hub_host.name:
         return CallResult(True, "left the swarm (it is gone with its manager)", changed=True)
@@ -369,8 +373,24 @@ def swarm_leave(ctx: StepContext, force: bool = False) -> CallResult:
                       changed=True)
 
 
+NODE_ID = re.compile(r"[a-z0-9]{25}\Z")  # what Docker's swarm node ids look like
+
+
+def node_id_refusal(node_id: str) -> str | None:
+    """Why a node id a node reported must not reach the manager (None: it is one).
+
+    The id comes from the node, which the hub must not trust (root on a worker is not root
+    on the hub): anything but a swarm node id is refused before the manager is asked."""
+    if NODE_ID.fullmatch(node_id):
+        return None
+    return (f"reported swarm node id {node_id[:40]!r}, which is not one (25 letters and digits); not removed "
+            "from the swarm: check the node, then `docker node ls` / `docker node rm` on the hub")
+
+
 def _forget_node(ctx: StepContext, node_id: str, timeout: float = 30.0) -> bool:
     """`docker node rm` on the manager once it sees the node down (best effort: False if it cannot)."""
+    if node_id_refusal(node_id):
+        return False
     try:
         with docker_client(ctx.reach(ctx.site.hub_host.name)) as hub:
             deadline = time.monotonic() + timeout

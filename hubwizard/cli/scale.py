@@ -26,6 +26,7 @@ from typing import Any
 
 from hubwizard.core.config import Host, Site, parse_site
 from hubwizard.core.errors import ConfigError, UnreachableError
+from hubwizard.core.events import Phase
 
 Say = Callable[[str], None]
 
@@ -118,19 +119,47 @@ class Undo:
 class Report:
     lines: list[str] = field(default_factory=list)
     failed: bool = False
+    redact: Callable[[str], str] = lambda text: text  # the engine's redactor: no secret in a line
 
     def add(self, host: str, text: str, ok: bool = True) -> None:
-        self.lines.append(f"{host:<10} {'' if ok else 'FAILED: '}{text}")
+        self.lines.append(self.redact(f"{host:<10} {'' if ok else 'FAILED: '}{text}"))
         self.failed |= not ok
         print(self.lines[-1], flush=True)
 
 
-def _run_undo(t: Any, host: str, items: list[Undo], report: Report) -> None:
-    for item in items:
-        if item.probe is not None and not t.run(item.probe, sudo=True).ok:
-            continue
-        res = t.run(item.act, sudo=True, timeout=600)
-        report.add(host, item.what if res.ok else f"{item.what}: {res.output.splitlines()[-1:] or ''}", res.ok)
+class Undoer:
+    """Teardown's road to the hosts: the engine's (its connections, host lock, redacting event
+    sink), so an undo never races a running apply and never prints a secret."""
+
+    def __init__(self, engine: Any, report: Report) -> None:
+        self.engine, self.report = engine, report
+        report.redact = engine.redactor
+
+    def context(self, host: Host, phase: Phase = "apply") -> Any:
+        from hubwizard.engine.calls import StepContext
+
+        e = self.engine
+        return StepContext(STEP, host, e.conns.get(host.name), e.site, e.facts, e.secrets, e.state, e.emit,
+                           e.conns, {}, phase)
+
+    def undo(self, host: Host, items: list[Undo]) -> None:
+        """Each item whose probe says it is there (read-only, no lock), then its act (locked)."""
+        probe, act = self.context(host, "check"), self.context(host)
+        for item in items:
+            if item.probe is not None and not probe.run(item.probe, sudo=True).ok:
+                continue
+            res = act.run(item.act, sudo=True, timeout=600)
+            self.report.add(host.name, item.what if res.ok else f"{item.what}: {res.output.splitlines()[-1:] or ''}",
+                            res.ok)
+
+    def call(self, host: Host, name: str, **args: Any) -> Any:
+        """A registered call (the recipes' own swarm_leave, swarm_left) on ``host``."""
+        from hubwizard.engine import calls
+
+        return calls.get(name)(self.context(host), **args)
+
+
+STEP = "teardown"  # the step name teardown's events carry
 
 
 def hub_undo(site: Site, purge: bool = False) -> list[Undo]:
@@ -205,9 +234,6 @@ def logout_undo(site: Site) -> Undo:
                 f"grep -qF {reg} \"$HOME/.docker/config.json\" 2>/dev/null")
 
 
-_NODE_ID = re.compile(r"[a-z0-9]{25}\Z")  # what Docker's swarm node ids look like
-
-
 def nfs_guard_undo() -> Undo:
     """The NFS guard of step nfs-guard (every host): its unit and firewall chains."""
     from hubwizard.actions.nfs_guard import UNDO_PROBE, UNDO_SCRIPT, UNIT
@@ -223,36 +249,19 @@ def swarm_guard_undo() -> Undo:
                 f"test -e {UNIT_PATH} || iptables -w -n -L HUBWIZARD-SWARM-IN >/dev/null 2>&1")
 
 
-def _node_leave(conns: Any, host: Host, report: Report) -> str | None:
-    """The node leaves the swarm; returns its swarm node id for the manager to remove.
-
-    The id comes from the node, which the hub must not trust (root on a worker is not root on
-    the hub): anything but a swarm node id is refused before it reaches a command on the hub."""
-    t = conns.get(host.name)
-    node_id = t.run("docker info --format '{{.Swarm.NodeID}}'", sudo=True).stdout.strip()
-    if not node_id:
-        report.add(host.name, "not in a swarm: nothing to leave")
-        return None
-    if not _NODE_ID.fullmatch(node_id):
-        report.add(host.name, f"reported swarm node id {node_id[:40]!r}, which is not one (25 letters and digits); "
-                   "not removed from the swarm: check the node, then `docker node ls` / `docker node rm` on the hub",
-                   False)
-        return None
-    res = t.run("docker swarm leave", sudo=True, timeout=120)
-    report.add(host.name, "left the swarm" if res.ok else f"docker swarm leave: {res.output}", res.ok)
-    return node_id
-
-
-def _manager_removes(t: Any, hub: str, node_ids: list[str], report: Report) -> None:
-    for node_id in node_ids:
-        if not _NODE_ID.fullmatch(node_id):  # never a host's text in a root command, however it got here
-            report.add(hub, f"refused to remove node {node_id[:40]!r}: not a swarm node id", False)
-            continue
-        q = shlex.quote(node_id)
-        res = t.run(f"for i in $(seq 30); do docker node rm {q} >/dev/null 2>&1 && exit 0; sleep 2; done; "
-                    f"docker node rm --force {q}", sudo=True, timeout=120)
-        report.add(hub, f"removed node {node_id[:12]} from the swarm" if res.ok else
-                   f"docker node rm {node_id[:12]}: {res.output}", res.ok)
+def leave_swarm(undoer: Undoer, site: Site) -> None:
+    """Nodes leave (in parallel; each is removed from the manager's list), the manager last
+    (that ends the swarm); then every host is checked to be in no swarm."""
+    report = undoer.report
+    with ThreadPoolExecutor(max_workers=max(1, len(site.nodes))) as pool:
+        left = list(pool.map(lambda h: (h, undoer.call(h, "swarm_leave")), site.nodes))
+    left.append((site.hub_host, undoer.call(site.hub_host, "swarm_leave", force=True)))
+    for host, res in left:
+        report.add(host.name, res.message if res.changed or not res.ok else f"{res.message}: nothing to leave",
+                   res.ok)
+    for host, res in left:
+        if res.ok and not (still := undoer.call(host, "swarm_left")).ok:
+            report.add(host.name, f"still in a swarm after leaving it: {still.message}", False)
 
 
 def _mark_undone(session: Any) -> None:
@@ -267,7 +276,8 @@ def _mark_undone(session: Any) -> None:
 
 def teardown(session: Any, args: Any) -> int:
     """Undo the site; exit 0 when everything was undone, 1 if something failed, 3 unreachable."""
-    from hubwizard.remote.connections import Connections
+    from hubwizard.cli.report import HumanPrinter
+    from hubwizard.core.render import Facts
 
     site: Site = session.site
     what = "and DELETE all user data" if args.purge_data else "(user data on NFS is kept)"
@@ -275,39 +285,32 @@ def teardown(session: Any, args: Any) -> int:
     if code is not None:
         return code
     report = Report()
-    conns = Connections(site, session.secrets, accept_new_host_keys=args.accept_new_host_keys)
+    # the facts from the site file: undoing needs no probe of internal addresses
+    engine = session.engine(HumanPrinter(show_commands=False), accept_new_host_keys=args.accept_new_host_keys,
+                            facts=Facts.offline(site))
+    undoer = Undoer(engine, report)
     hub = site.hub_host
     try:
-        t_hub = conns.get(hub.name)
-        _run_undo(t_hub, hub.name, hub_undo(site, args.purge_data), report)
+        undoer.undo(hub, hub_undo(site, args.purge_data))
         if args.purge_data:
             on_hub, on_nfs = purge_undo(site)
-            _run_undo(t_hub, hub.name, on_hub, report)
-            _run_undo(conns.get(site.nfs_host.name), site.nfs_host.name, on_nfs, report)
+            undoer.undo(hub, on_hub)
+            undoer.undo(site.nfs_host, on_nfs)
         if site.registry.username:
             for host in site.active_hosts:
-                _run_undo(conns.get(host.name), host.name, [logout_undo(site)], report)
+                undoer.undo(host, [logout_undo(site)])
         for host in site.active_hosts:  # users' servers are gone: the NFS guard goes too
-            _run_undo(conns.get(host.name), host.name, [nfs_guard_undo()], report)
-        with ThreadPoolExecutor(max_workers=max(1, len(site.nodes))) as pool:
-            ids = list(pool.map(lambda h: _node_leave(conns, h, report), site.nodes))
-        _manager_removes(t_hub, hub.name, [i for i in ids if i], report)
-        res = t_hub.run("docker swarm leave --force", sudo=True, timeout=120)
-        if res.ok:
-            report.add(hub.name, "left the swarm last (the swarm is gone)")
-        elif "not part of a swarm" in res.output:
-            report.add(hub.name, "not in a swarm: nothing to leave")
-        else:
-            report.add(hub.name, f"docker swarm leave --force: {res.output}", False)
+            undoer.undo(host, [nfs_guard_undo()])
+        leave_swarm(undoer, site)
         for host in site.active_hosts:  # no swarm any more: its ports' guard goes too
-            _run_undo(conns.get(host.name), host.name, [swarm_guard_undo()], report)
+            undoer.undo(host, [swarm_guard_undo()])
     except UnreachableError as exc:
-        print(f"hubwizard: cannot reach a host: {exc}", file=sys.stderr)
+        print(f"hubwizard: cannot reach a host: {engine.redactor(str(exc))}", file=sys.stderr)
         return 3
     except ConfigError:
         raise
     finally:
-        conns.close()
+        engine.conns.close()
     _mark_undone(session)
     if report.failed:
         print("\nteardown: some steps failed (above); fix them and run teardown again")

@@ -371,31 +371,47 @@ class _Host:
 
 
 @pytest.mark.parametrize("reported", ["x; touch /tmp/hw-pwn", "$(touch /tmp/hw-pwn)", "abcdefghijklmnopqrstuvwxy\n;id",
-                                      "ABCDEFGHIJKLMNOPQRSTUVWXY", "abc"])
+                                      "ABCDEFGHIJKLMNOPQRSTUVWXY", "abc", "../../containers/x"])
 def test_teardown_refuses_a_hostile_node_id(reported):
+    """Teardown's leave is swarm_leave (the Docker API, no shell): the id a node reports is still
+    checked before it leaves, and never reaches the manager."""
+    from hubwizard.actions import swarm
+
+    assert "not one" in (swarm.node_id_refusal(reported) or "")
+    site = parse_site(BASE + LAB_LOGIN)
+    no_hub = types.SimpleNamespace(site=site, reach=lambda name: pytest.fail("the hub was asked"))
+    assert swarm._forget_node(no_hub, reported) is False  # type: ignore[arg-type]
+
+
+def test_teardown_accepts_a_real_node_id():
+    from hubwizard.actions import swarm
+
+    assert swarm.node_id_refusal("k3x9q0w2e8r7t6y5u4i3o2p1a") is None
+
+
+def test_teardown_runs_through_the_engine_road_locked_and_redacted():
+    """Each undo command holds the host lock (an apply on that host waits, and teardown waits for
+    one); its probe does not; a secret in a host's output never reaches the report."""
     from hubwizard.cli import scale
+    from hubwizard.core.redact import Redactor
+    from hubwizard.engine.calls import RunState
+    from hubwizard.remote.transport import Result
+
+    class Failing(_Host):
+        def run(self, command: str, **kw: Any) -> Result:
+            res = super().run(command, **kw)
+            return Result(res.host, command, 1 if "rm x" in command else 0, res.stdout, "")
 
     site = parse_site(BASE + LAB_LOGIN)
-    worker = _Host("node1", {"Swarm.NodeID": reported})
-    conns = types.SimpleNamespace(get=lambda name: worker)
+    hub = Failing("hub", {"docker network rm": "Error: s3cr3t-token-value leaked"})
+    events: list[Any] = []
+    engine = types.SimpleNamespace(conns=types.SimpleNamespace(get=lambda name: hub), site=site,
+                                   facts=Facts.offline(site), secrets=None, state=RunState(), emit=events.append,
+                                   redactor=Redactor(["s3cr3t-token-value"]))
     report = scale.Report()
-    assert scale._node_leave(conns, site.host("node1"), report) is None
-    assert report.failed and "not one" in report.lines[-1]
-    assert not any("swarm leave" in c for c in worker.commands)  # the node keeps its membership for a look
-    hub = _Host("hub")
-    scale._manager_removes(hub, "hub", [reported], report)
-    assert hub.commands == []
-
-
-def test_teardown_removes_a_real_node_id_quoted():
-    from hubwizard.cli import scale
-
-    node_id = "k3x9q0w2e8r7t6y5u4i3o2p1a"
-    site = parse_site(BASE + LAB_LOGIN)
-    worker = _Host("node1", {"Swarm.NodeID": node_id + "\n"})
-    report = scale.Report()
-    assert scale._node_leave(types.SimpleNamespace(get=lambda name: worker), site.host("node1"), report) == node_id
-    hub = _Host("hub")
-    scale._manager_removes(hub, "hub", [node_id], report)
-    assert len(hub.commands) == 1 and f"docker node rm --force {node_id}" in hub.commands[0]
-    assert not report.failed
+    scale.Undoer(engine, report).undo(site.hub_host, [scale.Undo("removed it", "docker network rm x; exit 1",
+                                                                 "docker network inspect x")])
+    probe, act = hub.commands
+    assert "flock" not in probe and "flock" in act and "docker network rm x" in act
+    assert report.failed and "FAILED: removed it" in report.lines[-1]
+    assert "leaked" in report.lines[-1] and "s3cr3t" not in report.lines[-1]
