@@ -172,9 +172,11 @@ def _report_error(exc: Exception, as_json: bool) -> int:
     else:
         import traceback
 
-        log = _crash_log(traceback.format_exc())
+        from hubwizard.core.redact import redact_known
+
+        log = _crash_log(redact_known(traceback.format_exc()))  # no secret in a file left in /tmp
         code, title = 1, "internal error"
-        text = f"{type(exc).__name__}: {exc}"
+        text = redact_known(f"{type(exc).__name__}: {exc}")
         fix = f"this is a bug in hubwizard; details were written to {log}"
     if as_json:
         print(json.dumps(error_document(title, text, code, host=host, step=step, fix=fix)))

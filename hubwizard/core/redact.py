@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import re
 import threading
+import weakref
+from collections.abc import Callable
 
 MASK = "********"
 
@@ -33,3 +35,29 @@ class Redactor:
             if v in text:
                 text = text.replace(v, MASK)
         return self._TOKEN_SHAPES.sub(MASK, text)
+
+
+# --------------------------------------------------------------------------- outside an engine
+
+_SOURCES: list[weakref.WeakMethod] = []  # each live Secrets' all_values
+_SOURCES_LOCK = threading.Lock()
+
+
+def watch(all_values: Callable[[], list[str]]) -> None:
+    """Remember a secrets store (a bound ``all_values``): text that leaves without an engine's
+    redactor (a crash log, the last error line) is masked with every value it holds by then,
+    prompted and run-time ones included. Held weakly: a store that is gone is forgotten."""
+    with _SOURCES_LOCK:
+        _SOURCES[:] = [ref for ref in _SOURCES if ref() is not None]
+        _SOURCES.append(weakref.WeakMethod(all_values))
+
+
+def redact_known(text: str) -> str:
+    """``text`` without any value of a live secrets store, nor a token shape."""
+    values: list[str] = []
+    with _SOURCES_LOCK:
+        for ref in _SOURCES:
+            method = ref()
+            if method is not None:
+                values += method()
+    return Redactor(values)(text)

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from hubwizard.core.errors import ConfigError
+from hubwizard.core.redact import watch
 
 KNOWN = ("oauth_client_secret", "registry_password", "registry_pull_password", "sudo_password", "hub_api_token")
 
@@ -31,6 +32,9 @@ class Secrets:
     values: dict[str, str] = field(default_factory=dict)
     prompt: Callable[[str], str] | None = None
     path: Path | None = None  # the secrets file, for secrets generated at run time (hub_api_token)
+
+    def __post_init__(self) -> None:
+        watch(self.all_values)  # a crash log is masked with these values too (redact.redact_known)
 
     def get(self, name: str, *, required: bool = True) -> str | None:
         if name in self.values:
