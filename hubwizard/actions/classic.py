@@ -13,7 +13,6 @@ import hashlib
 import ipaddress
 import shlex
 import threading
-from pathlib import Path
 
 from hubwizard.actions import tls
 from hubwizard.core.config import Host, Site
@@ -52,10 +51,6 @@ def manager_cli(site: Site, hub_ip: str) -> str:
     return f"docker -H tcp://{shlex.quote(hub_ip)}:{SWARM_MANAGER_PORT} {client_flags(site)}".rstrip()
 
 
-def _ca(ctx_state_dir: str, site: Site) -> tls.SiteCA:
-    return tls.SiteCA(Path(ctx_state_dir) / "tls", site.site.name)
-
-
 def _sans(host: Host, host_ip: str) -> tuple[list[str], list[str]]:
     """IPs and names a host's Docker endpoint is reached by: its internal IP first."""
     ips, names = [host_ip], [host.name]
@@ -89,7 +84,7 @@ def host_files(ctx: StepContext) -> dict[str, tuple[bytes, int]]:
     state_dir = ctx.state.data.get("state_dir")
     if not state_dir:
         raise RuntimeError("the engine did not pass state_dir: cannot find the site's TLS folder")
-    ca = _ca(state_dir, ctx.site)
+    ca = tls.site_ca(state_dir, ctx.site.site.name)
     ips, names = _sans(ctx.host, ctx.template_context.get("host_ip") or ctx.host.address)
     is_hub = ctx.host.name == ctx.site.hub_host.name
     with _CA_LOCK:

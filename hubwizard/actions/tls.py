@@ -49,9 +49,6 @@ class CertFiles:
     key: bytes
 
 
-def tls_dir(site_path: str | Path, site_name: str) -> Path:
-    """``.hubwizard/NAME/tls`` beside the site file (the journal's neighbour)."""
-    return Path(site_path).resolve().parent / ".hubwizard" / site_name / "tls"
 
 
 def _write_private(path: Path, data: bytes) -> None:
@@ -150,6 +147,12 @@ class SiteCA:
 
 def _leaf_paths(folder: Path, name: str) -> tuple[Path, Path]:
     return folder / f"{name}-cert.pem", folder / f"{name}-key.pem"
+
+
+def site_ca(state_dir: str | Path, site_name: str) -> SiteCA:
+    """The site's CA: ``tls/`` in the site's state folder ``.hubwizard/NAME`` (the journal's, which
+    the engine passes to calls as ``state_dir``). The one place its folder is spelled."""
+    return SiteCA(Path(state_dir) / "tls", site_name)
 
 
 def leaf(ca: SiteCA, name: str, *, ips: Names = (), dns: Names = (), role: str = SERVER) -> CertFiles:
