@@ -14,12 +14,12 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from hubwizard.actions.hub_image import _client
 from hubwizard.actions.hub_service import api_token
 from hubwizard.actions.hub_web import https
 from hubwizard.core.config import Site
 from hubwizard.core.events import OutputLine
 from hubwizard.engine.calls import CallResult, StepContext, register
+from hubwizard.remote.dockerapi import client_for
 
 E2E_USER = "hubwizardcheck"  # letters only: the same name in URLs, services and folders
 
@@ -69,7 +69,7 @@ def culler_running(ctx: StepContext) -> CallResult:
         return CallResult(False, f"GET /hub/api/services answered {reply.status}: {reply.body[:200]!r}")
     if "idle-culler" not in reply.json():
         return CallResult(False, f"the hub lists no idle-culler service: {sorted(reply.json())}")
-    container = _hub_container(_client(ctx))
+    container = _hub_container(client_for(ctx.transport, timeout=600))
     if container is None:
         return CallResult(False, "no running jupyterhub container on the hub")
     out = container.exec_run(["python3", "-c", CULLER_PROBE]).output.decode(errors="replace")
@@ -176,7 +176,7 @@ def e2e_steps(ctx: StepContext, token: str) -> Iterator[str]:
         raise RuntimeError(f"starting {user}'s server: {reply.status} {reply.body[:300]!r}")
     _wait(ctx, "waiting for the test server", 360, lambda: _server_ready(site, token, user))
     yield f"{user}'s server is ready"
-    client = _client(ctx)
+    client = client_for(ctx.transport, timeout=600)
     task = _wait(ctx, "finding its Swarm task", 60, lambda: _user_task(client, user))
     if site.nodes and task.role != "worker":
         raise RuntimeError(f"{user}'s server runs on {task.node} ({task.role}), not on a worker node")

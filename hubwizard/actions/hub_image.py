@@ -23,18 +23,13 @@ from hubwizard.core.config import Site
 from hubwizard.core.events import OutputLine
 from hubwizard.core.render import Facts
 from hubwizard.engine.calls import CallResult, StepContext, register
+from hubwizard.remote.dockerapi import client_for
 
 CONTEXT_LABEL = "org.hubwizard.context"  # digest of the hub image's build context
 CA_BUNDLE = "/etc/ssl/certs/ca-certificates.crt"
 
 
 # --------------------------------------------------------------------------- helpers
-
-
-def _client(ctx: StepContext, timeout: float = 600):
-    from hubwizard.remote.dockerapi import client_for
-
-    return client_for(ctx.transport, timeout=timeout)
 
 
 def registry_auth(ctx: StepContext, image: str) -> dict[str, str] | None:
@@ -197,7 +192,7 @@ def hub_image_current(ctx: StepContext) -> CallResult:
 
     image = ctx.site.images.hub
     want = context_digest(_hub_files(ctx))
-    client = _client(ctx)
+    client = client_for(ctx.transport, timeout=600)
     try:
         have = (client.images.get(image).labels or {}).get(CONTEXT_LABEL)
     except docker.errors.ImageNotFound:
@@ -256,7 +251,7 @@ def build_hub_image(ctx: StepContext) -> CallResult:
     files = _hub_files(ctx)
     digest = context_digest(files)
     _upload_context(ctx, files)
-    client = _client(ctx, timeout=3600)
+    client = client_for(ctx.transport, timeout=3600)
     err = _pull(ctx, client, site.images.hub_base, f"pull {site.images.hub_base}")
     if err:
         return CallResult(False, f"pulling the base image {site.images.hub_base} failed: {err}")
@@ -286,7 +281,7 @@ def images_for(ctx: StepContext) -> list[str]:
 @api_call("images_current")
 def images_current(ctx: StepContext) -> CallResult:
     """Check/verify: each image this host needs is present with the registry's digest."""
-    client = _client(ctx)
+    client = client_for(ctx.transport, timeout=600)
     for image in images_for(ctx):
         auth = registry_auth(ctx, image)
         have = local_repo_digests(client, image)
@@ -303,7 +298,7 @@ def images_current(ctx: StepContext) -> CallResult:
 @register("prepull_images")
 def prepull_images(ctx: StepContext) -> CallResult:
     """Apply: pull what this host needs, so a user's first spawn does not wait on a pull."""
-    client = _client(ctx, timeout=3600)
+    client = client_for(ctx.transport, timeout=3600)
     for image in images_for(ctx):
         err = _pull(ctx, client, image, f"pull {image}")
         if err:

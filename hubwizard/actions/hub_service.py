@@ -16,10 +16,11 @@ import time
 from collections.abc import Iterable
 from pathlib import Path
 
-from hubwizard.actions.hub_image import _client, local_repo_digests
+from hubwizard.actions.hub_image import local_repo_digests
 from hubwizard.actions.swarm import api_call
 from hubwizard.core.config import Site
 from hubwizard.engine.calls import CallResult, StepContext, register
+from hubwizard.remote.dockerapi import client_for
 
 SPEC_LABEL = "org.hubwizard.spec"  # digest of the hub service's definition
 DATA_VOLUME = "jupyterhub-data"
@@ -102,7 +103,7 @@ def spec_digest(args: list[str]) -> str:
 
 def _image_ref(ctx: StepContext) -> str | None:
     """The hub image pinned by its registry digest: a new push means a new service spec."""
-    client = _client(ctx)
+    client = client_for(ctx.transport, timeout=600)
     digests = local_repo_digests(client, ctx.site.images.hub)
     if not digests:
         return None

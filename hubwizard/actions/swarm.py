@@ -9,13 +9,12 @@ is otherwise only in ``Secrets`` (redacted from every event from then on) and th
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import re
 import secrets as pysecrets
 import shlex
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -34,16 +33,6 @@ GHOST_WAIT_S = 20.0  # after a join: how long to wait for the manager to list th
 GRACE_WAIT_S = 150.0  # nfs-ganesha refuses some writes for its grace period (90 s) after a start
 WORKER_TOKEN = "swarm_worker_token"
 MANAGER_TOKEN = "swarm_manager_token"
-
-
-@contextlib.contextmanager
-def docker_client(transport: Any) -> Iterator[docker.DockerClient]:
-    """A Docker API client over the host's existing SSH connection, closed afterwards."""
-    client = dockerapi.client_for(transport)
-    try:
-        yield client
-    finally:
-        client.close()
 
 
 def api_call(name: str) -> Callable[[Callable[..., CallResult]], Callable[..., CallResult]]:
@@ -113,7 +102,7 @@ def _not_manager(info: dict[str, Any]) -> str | None:
 @api_call("swarm_manager")
 def swarm_manager(ctx: StepContext) -> CallResult:
     """Check/verify: the hub manages a swarm (and we learn its join tokens, unprinted)."""
-    with docker_client(ctx.transport) as client:
+    with dockerapi.client_for(ctx.transport) as client:
         info = _swarm_info(client)
         problem = _not_manager(info)
         if problem:
@@ -129,7 +118,7 @@ def swarm_manager(ctx: StepContext) -> CallResult:
 @api_call("swarm_init")
 def swarm_init(ctx: StepContext) -> CallResult:
     """Apply: `docker swarm init --advertise-addr HUB_IP`, via the API so no token is printed."""
-    with docker_client(ctx.transport) as client:
+    with dockerapi.client_for(ctx.transport) as client:
         info = _swarm_info(client)
         problem = _not_manager(info)
         if problem:
@@ -186,7 +175,7 @@ def _on_host(ctx: StepContext, name: str) -> StepContext:
 
 def manager_nodes(ctx: StepContext) -> dict[str, dict[str, Any]]:
     """Node ID -> {hostname, role, state, addr, availability} as the manager lists them."""
-    with docker_client(ctx.reach(ctx.site.hub_host.name)) as client:
+    with dockerapi.client_for(ctx.reach(ctx.site.hub_host.name)) as client:
         nodes = client.nodes.list()
     return {
         n.id: {
@@ -233,7 +222,7 @@ def swarm_member(ctx: StepContext) -> CallResult:
     except SwarmError as exc:
         return CallResult(False, str(exc))
     nodes = manager_nodes(ctx)
-    with docker_client(ctx.transport) as client:
+    with dockerapi.client_for(ctx.transport) as client:
         status, detail = _membership(ctx, _swarm_info(client), nodes)
     if status == "joined":
         node = nodes[detail]
@@ -279,7 +268,7 @@ def _drop_ghosts(ctx: StepContext, node_id: str, nodes: dict[str, dict[str, Any]
     """`docker node rm` of this node's down earlier identities (in ``nodes``, the manager's
     list), on the manager; how many."""
     ghosts = _ghosts(nodes, node_id)
-    with docker_client(ctx.reach(ctx.site.hub_host.name)) as hub:
+    with dockerapi.client_for(ctx.reach(ctx.site.hub_host.name)) as hub:
         for ghost in ghosts:
             hub.api.remove_node(ghost, force=True)
     return len(ghosts)
@@ -296,7 +285,7 @@ def swarm_join(ctx: StepContext, role: str = "worker") -> CallResult:
         return CallResult(False, str(exc))
     nodes = manager_nodes(ctx)
     my_ip = ctx.facts.ips.get(ctx.host.name, ctx.host.address)
-    with docker_client(ctx.transport) as client:
+    with dockerapi.client_for(ctx.transport) as client:
         status, detail = _membership(ctx, _swarm_info(client), nodes)
         if status == "joined":
             _count_joined(ctx)
@@ -323,7 +312,7 @@ def swarm_node_ready(ctx: StepContext, role: str = "worker", timeout: float = RE
         manager_view(ctx)
     except SwarmError as exc:
         return CallResult(False, str(exc))
-    with docker_client(ctx.transport) as client:
+    with dockerapi.client_for(ctx.transport) as client:
         info = _swarm_info(client)
     node_id = info.get("NodeID", "")
     deadline = time.monotonic() + timeout
@@ -343,7 +332,7 @@ def swarm_node_ready(ctx: StepContext, role: str = "worker", timeout: float = RE
 @api_call("swarm_left")
 def swarm_left(ctx: StepContext) -> CallResult:
     """Check (teardown): this host's engine is in no swarm."""
-    with docker_client(ctx.transport) as client:
+    with dockerapi.client_for(ctx.transport) as client:
         state = _swarm_info(client).get("LocalNodeState", "inactive")
     return CallResult(state == "inactive", "not in a swarm" if state == "inactive" else f"swarm state {state!r}")
 
@@ -355,7 +344,7 @@ def swarm_leave(ctx: StepContext, force: bool = False) -> CallResult:
     A manager only leaves with ``force`` (it ends the swarm for everyone), so a teardown
     has to say so explicitly.
     """
-    with docker_client(ctx.transport) as client:
+    with dockerapi.client_for(ctx.transport) as client:
         info = _swarm_info(client)
         if info.get("LocalNodeState", "inactive") == "inactive":
             return CallResult(True, "not in a swarm", changed=False)
@@ -392,7 +381,7 @@ def _forget_node(ctx: StepContext, node_id: str, timeout: float = 30.0) -> bool:
     if node_id_refusal(node_id):
         return False
     try:
-        with docker_client(ctx.reach(ctx.site.hub_host.name)) as hub:
+        with dockerapi.client_for(ctx.reach(ctx.site.hub_host.name)) as hub:
             deadline = time.monotonic() + timeout
             while time.monotonic() < deadline:
                 try:
@@ -607,7 +596,7 @@ def overlay_current(ctx: StepContext) -> CallResult:
     """Check: the users' network is an attachable overlay, encrypted when every host's kernel can."""
     name = ctx.site.hub.network
     options, said = overlay_options(ctx)
-    with docker_client(ctx.transport) as client:
+    with dockerapi.client_for(ctx.transport) as client:
         net = _network(client, name)
         if net is None:
             return CallResult(False, f"network {name} does not exist")
@@ -625,7 +614,7 @@ def overlay_create(ctx: StepContext) -> CallResult:
     wrong while nothing uses it, else say what to remove first."""
     name = ctx.site.hub.network
     options, said = overlay_options(ctx)
-    with docker_client(ctx.transport) as client:
+    with dockerapi.client_for(ctx.transport) as client:
         net = _network(client, name)
         if net is not None:
             ok, encrypted = _overlay_state(net)
@@ -649,7 +638,7 @@ def overlay_encrypted(ctx: StepContext) -> CallResult:
     plainly (shown in verify's output, like a missing NFS client), never a silent pass."""
     name = ctx.site.hub.network
     options, said = overlay_options(ctx)
-    with docker_client(ctx.transport) as client:
+    with dockerapi.client_for(ctx.transport) as client:
         net = _network(client, name)
         encrypted = net is not None and _overlay_state(net)[1]
     if encrypted:

@@ -102,10 +102,21 @@ class _ChannelAdapter(BaseHTTPAdapter):
         self.pool.close()
 
 
-def client_for(transport: Transport, *, sudo: bool = True, timeout: float = 120) -> docker.DockerClient:
-    """A DockerClient talking to the engine of ``transport``'s host."""
+class Client(docker.DockerClient):
+    """A DockerClient that closes its channels at the end of a ``with`` block."""
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def client_for(transport: Transport, *, sudo: bool = True, timeout: float = 120) -> Client:
+    """The one way to a host's Docker API: a client talking to the engine of ``transport``'s host
+    (``with client_for(t) as client:`` closes it afterwards)."""
     if isinstance(transport, LocalTransport):
-        return docker.DockerClient(base_url="unix:///var/run/docker.sock", version=API_VERSION, timeout=timeout)
+        return Client(base_url="unix:///var/run/docker.sock", version=API_VERSION, timeout=timeout)
     if not isinstance(transport, SshTransport):
         raise TypeError(f"no Docker API for {type(transport).__name__}")
     command, password = "docker system dial-stdio", None
@@ -115,7 +126,7 @@ def client_for(transport: Transport, *, sudo: bool = True, timeout: float = 120)
         if refused is not None:
             raise docker.errors.DockerException(f"{transport.name}: sudo refused: {refused.output}")
         command = _sudo_wrap(command, transport.user, True, password)[0]
-    client = docker.DockerClient(base_url="ssh://unused", version=API_VERSION, use_ssh_client=True, timeout=timeout)
+    client = Client(base_url="ssh://unused", version=API_VERSION, use_ssh_client=True, timeout=timeout)
     adapter = _ChannelAdapter(transport, command, timeout, password)
     client.api._custom_adapter = adapter
     client.api.mount("http+docker://ssh", adapter)
