@@ -121,6 +121,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--purge-data", action="store_true")
     p.add_argument("--yes", "-y", action="store_true")
 
+    from hubwizard.cli import backup as backup_cli  # light: argparse only at import
+
+    backup_cli.register(sub, _site_arg, _conn_args)
     try:
         from hubwizard.lab import cli as lab_cli
 
@@ -413,7 +416,15 @@ _HANDLERS: dict[str, Callable[[argparse.Namespace], int]] = {
     "monitor": cmd_monitor,
     "wizard": cmd_wizard,
     "init": cmd_init,
+    "backup": lambda args: _backup_cli().cmd_backup(args),
+    "restore": lambda args: _backup_cli().cmd_restore(args),
 }
+
+
+def _backup_cli():
+    from hubwizard.cli import backup
+
+    return backup
 
 
 if __name__ == "__main__":

@@ -1,0 +1,160 @@
+"""Backups: the [backups] section, restic.env, restic's messages made readable, choosing a
+snapshot for --at, the age check, and the rendered script and units (no secret in them)."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from hubwizard.actions import backup
+from hubwizard.core.config import parse_site
+from hubwizard.core.errors import ConfigError
+from hubwizard.core.render import Facts, template_context
+
+BASE = """
+[site]
+name = "demo"
+domain = "hub.example.org"
+email = "admin@example.org"
+
+[[hosts]]
+name = "hub"
+address = "10.0.0.10"
+role = "hub"
+
+[[hosts]]
+name = "node1"
+address = "10.0.0.11"
+role = "node"
+
+[oauth]
+provider = "dummy"
+i_understand_anyone_can_log_in = true
+"""
+
+
+def site(backups: str = ""):
+    return parse_site(BASE + ("\n[backups]\n" + backups if backups else ""))
+
+
+def test_off_by_default():
+    assert site().backups.enabled is False
+
+
+def test_enabled_needs_a_target():
+    with pytest.raises(ConfigError, match="no target is named"):
+        site("enabled = true")
+
+
+@pytest.mark.parametrize("target", ["sftp:root@10.0.0.11:/srv/backups", "sftp:backup@store.example.org:/b/demo",
+                                    "s3:https://minio.example.org:9000/backups/demo", "s3:s3.amazonaws.com/bk"])
+def test_targets_accepted(target):
+    extra = '\ns3_access_key_id = "AKIA1"' if target.startswith("s3:") else ""
+    assert site(f'enabled = true\ntarget = "{target}"{extra}').backups.target == target
+
+
+@pytest.mark.parametrize("target", ["sftp:root@h:relative", "sftp:root@h:/x\\n", "ftp://h/x", "sftp:root@h;id:/x",
+                                    "sftp:root@h:/a/../etc", "s3:https://h/Bucket$(id)"])
+def test_targets_refused(target):
+    with pytest.raises(ConfigError, match="not a backup target|must not contain"):
+        site(f'enabled = true\ntarget = "{target}"')
+
+
+def test_schedule_cannot_add_unit_lines():
+    with pytest.raises(ConfigError, match="OnCalendar"):
+        site('enabled = true\ntarget = "sftp:root@10.0.0.11:/b"\nschedule = "daily\\nExecStartPre=/bin/sh"')
+
+
+def test_s3_needs_its_key_id():
+    with pytest.raises(ConfigError, match="s3_access_key_id"):
+        site('enabled = true\ntarget = "s3:https://minio:9000/bk"')
+
+
+def test_env_file_holds_no_password_and_quotes_values():
+    s = site('enabled = true\ntarget = "sftp:root@10.0.0.11:/srv/backups"\nssh_port = 2222')
+    text = backup.env_text(s, None)
+    assert f"RESTIC_PASSWORD_FILE={backup.PASSWORD_FILE}" in text
+    assert "RESTIC_PASSWORD=" not in text
+    assert "'ssh -i /etc/hubwizard/backup_ssh_key" in text and "-p 2222 root@10.0.0.11 -s sftp'" in text
+    s3 = site('enabled = true\ntarget = "s3:https://minio:9000/bk"\ns3_access_key_id = "AKIA1"')
+    text = backup.env_text(s3, "se cret'$x")
+    assert "AWS_SECRET_ACCESS_KEY='se cret'\"'\"'$x'" in text and "HUBWIZARD_SFTP_COMMAND" not in text
+
+
+def test_target_host_is_found_by_address_or_name():
+    assert backup.target_host(site('enabled = true\ntarget = "sftp:root@10.0.0.11:/b"')) == "node1"
+    assert backup.target_host(site('enabled = true\ntarget = "sftp:root@node1:/b"')) == "node1"
+    assert backup.target_host(site('enabled = true\ntarget = "sftp:root@store.example.org:/b"')) is None
+
+
+def test_known_hosts_line_port():
+    assert backup.known_hosts_line("10.0.0.11", 22, "ssh-ed25519 AAAA root@x") == "10.0.0.11 ssh-ed25519 AAAA\n"
+    assert backup.known_hosts_line("h", 2222, "ssh-ed25519 AAAA") == "[h]:2222 ssh-ed25519 AAAA\n"
+
+
+# restic 0.14's own words (captured in the lab) for the usual failures
+UNREACHABLE = """subprocess ssh: ssh: connect to host 10.0.0.99 port 22: Connection refused
+Fatal: unable to open repository at sftp:root@10.0.0.99:/srv/backups: unable to start the sftp session, error: EOF"""
+NO_REPO = """Fatal: unable to open config file: Lstat /srv/backups/config: no such file or directory
+Is there a repository at the following location?
+sftp:root@10.0.0.11:/srv/backups"""
+
+
+def test_unreachable_target_names_target_and_fix():
+    s = site('enabled = true\ntarget = "sftp:root@10.0.0.99:/srv/backups"')
+    what, fix = backup.failure_message(s, "hub", UNREACHABLE)
+    assert "sftp:root@10.0.0.99:/srv/backups cannot be reached from hub" in what and "Connection refused" in what
+    assert "10.0.0.99 is up and accepts SSH on port 22 from hub" in fix and "[backups] target" in fix
+
+
+def test_other_failures():
+    s = site('enabled = true\ntarget = "sftp:root@10.0.0.11:/srv/backups"')
+    assert "no restic repository" in backup.failure_message(s, "hub", NO_REPO)[0]
+    assert "backup_password" in backup.failure_message(s, "hub", "Fatal: wrong password or no key found")[1]
+    denied = "root@10.0.0.11: Permission denied (publickey).\nFatal: unable to open repository"
+    assert "authorized_keys" in backup.failure_message(s, "hub", denied)[1]
+
+
+SNAPSHOTS = [
+    {"time": "2026-12-01T02:30:04.123456789+00:00", "id": "a" * 64, "paths": ["/var/nfs"]},
+    {"time": "2026-11-30T02:30:00Z", "id": "b" * 64, "paths": ["/var/nfs"]},
+    {"time": "2026-12-01T23:10:00.5+01:00", "id": "c" * 64, "paths": ["/var/nfs"]},
+]
+
+
+def test_snapshots_sorted_and_picked_by_time():
+    snaps = backup.parse_snapshots(json.dumps(SNAPSHOTS))
+    assert [s.id[0] for s in snaps] == ["b", "a", "c"]
+    assert backup.pick_snapshot(snaps, None).id[0] == "c"
+    assert backup.pick_snapshot(snaps, backup.parse_time("2026-12-01")).id[0] == "b"
+    assert backup.pick_snapshot(snaps, backup.parse_time("2026-12-01 22:10:01")).id[0] == "c"  # 23:10:00.5+01:00
+    assert backup.pick_snapshot(snaps, backup.parse_time("2026-12-01 22:09:59")).id[0] == "a"
+    assert backup.pick_snapshot(snaps, backup.parse_time("2026-11-01")) is None
+    assert backup.parse_snapshots("null") == []
+
+
+def test_bad_time_is_said():
+    with pytest.raises(ValueError, match="not a time"):
+        backup.parse_time("yesterday")
+
+
+def test_age_problem():
+    snaps = backup.parse_snapshots(json.dumps(SNAPSHOTS))
+    newest = snaps[-1].time
+    assert backup.age_problem(snaps, newest + timedelta(hours=35), 36) is None
+    assert "37 h old" in backup.age_problem(snaps, newest + timedelta(hours=37), 36)
+    assert "no backup has been made yet" in backup.age_problem([], datetime.now(UTC), 36)
+
+
+def test_rendered_files_name_the_volume_and_hold_no_secret():
+    s = site('enabled = true\ntarget = "sftp:root@10.0.0.11:/srv/backups"\nschedule = "*-*-* 03:15:00"')
+    files = {path: text for path, text, _mode in backup.rendered_files(template_context(s, Facts.offline(s)))}
+    script = files["/usr/local/sbin/hubwizard-backup"]
+    assert backup.VOLUME == "jupyterhub-data" and "volume inspect --format '{{.Mountpoint}}' jupyterhub-data" in script
+    assert "STORAGE=/var/nfs" in script and "--keep-daily 7" in script
+    assert ". /etc/hubwizard/restic.env" in files[backup.RESTIC]
+    assert "OnCalendar=*-*-* 03:15:00" in files["/etc/systemd/system/hubwizard-backup.timer"]
+    assert "ExecStart=/usr/local/sbin/hubwizard-backup" in files["/etc/systemd/system/hubwizard-backup.service"]
+    assert not any("PASSWORD=" in text for text in files.values())
