@@ -351,13 +351,20 @@ def docker_version(ctx: StepContext) -> CallResult:
 
 @register("docker_group")
 def docker_group(ctx: StepContext) -> CallResult:
-    """A non-root admin is in the docker group (root needs nothing)."""
+    """With [docker] admin_in_docker_group, a non-root admin is in the docker group. Off (the
+    default), nothing is asked: hubwizard reaches Docker through sudo, and the group is root
+    without sudo, so a user found in it is named with the command that takes it out."""
     user = ctx.host.user
     if user == "root":
         return CallResult(True, "admin is root")
     res = ctx.run(f"id -nG {shlex.quote(user)}", sudo=False)
-    if "docker" in res.stdout.split():
-        return CallResult(True, f"{user} is in the docker group")
+    member = "docker" in res.stdout.split()
+    if not ctx.site.docker.admin_in_docker_group:
+        return CallResult(True, f"{user} is in the docker group (root without sudo; not asked by the site: "
+                          f"`sudo gpasswd -d {user} docker` takes it out)" if member
+                          else f"{user} is not in the docker group (hubwizard uses sudo)")
+    if member:
+        return CallResult(True, f"{user} is in the docker group ([docker] admin_in_docker_group = true)")
     return CallResult(False, f"{user} is not in the docker group")
 
 
