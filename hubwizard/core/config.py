@@ -413,56 +413,6 @@ class Site(_Strict):
         return [h for h in self.hosts if h.role == "node" and not h.spare]
 
     @property
-_SFTP_TARGET = re.compile(r"sftp:([a-z_][a-z0-9_-]{0,31})@([A-Za-z0-9.-]{1,253}):(/[A-Za-z0-9._/-]*)\Z")
-_S3_TARGET = re.compile(r"s3:(https?://)?[A-Za-z0-9.-]{1,253}(:[0-9]{1,5})?/[a-z0-9][a-z0-9.-]{1,62}(/[A-Za-z0-9._/-]*)?\Z")
-_CALENDAR = re.compile(r"[A-Za-z0-9*:,./~ -]{1,100}\Z")  # a systemd OnCalendar expression
-
-
-class BackupsSection(_Strict):
-    """[backups]: nightly encrypted, incremental backups (restic) of the users' storage and the hub's
-    database to another host over SFTP or an S3 bucket. Off unless the admin names a target."""
-
-    enabled: bool = False
-    target: str | None = None  # "sftp:USER@HOST:/path" or "s3:https://HOST/bucket/prefix"
-    ssh_port: int = Field(default=22, ge=1, le=65535)  # sftp targets
-    s3_access_key_id: Annotated[str, _check(_CLIENT_ID, "access key id")] | None = None  # its secret: backup_s3_secret_key
-    schedule: Annotated[str, _check(_CALENDAR, "systemd OnCalendar expression (e.g. *-*-* 02:30:00)")] = "*-*-* 02:30:00"
-    keep_daily: int = Field(default=7, ge=1, le=3650)
-    keep_weekly: int = Field(default=4, ge=0, le=520)
-    keep_monthly: int = Field(default=6, ge=0, le=240)
-    max_age_hours: int = Field(default=36, ge=1)  # verify fails when the newest backup is older
-
-    @field_validator("target")
-    @classmethod
-    def _target(cls, value: str | None) -> str | None:
-        if value is None:
-            return value
-        sftp = _SFTP_TARGET.fullmatch(value)
-        if sftp:
-            _host_or_ip(sftp.group(2))
-            _path(sftp.group(3))
-            return value
-        if _S3_TARGET.fullmatch(value) and ".." not in value:
-            return value
-        raise ValueError('not a backup target: "sftp:USER@HOST:/path" (another host over SSH) or '
-                         '"s3:https://HOST/bucket/prefix" (an S3-compatible bucket)')
-
-    @model_validator(mode="after")
-    def _needs_target(self) -> BackupsSection:
-        if self.enabled and not self.target:
-            raise ValueError('backups are enabled but no target is named: set target = "sftp:USER@HOST:/path" '
-                             'or "s3:https://HOST/bucket/prefix"')
-        if self.enabled and self.target and self.target.startswith("s3:") and not self.s3_access_key_id:
-            raise ValueError("an s3 target needs s3_access_key_id (its secret: backup_s3_secret_key in the secrets file)")
-        return self
-
-    @property
-    def sftp(self) -> tuple[str, str, str] | None:
-        """(user, host, path) of an sftp target; None for s3 or none."""
-        m = _SFTP_TARGET.fullmatch(self.target or "")
-        return (m.group(1), m.group(2), m.group(3)) if m else None
-
-
     def active_hosts(self) -> list[Host]:
         return [h for h in self.hosts if not h.spare]
 
