@@ -26,10 +26,6 @@ certificates ([classic] docker_tls = false).
 from __future__ import annotations
 
 import ipaddress
-import shlex
-from collections.abc import Callable
-from dataclasses import dataclass, field
-from typing import Any
 
 from hubwizard.actions import guard_unit
 from hubwizard.actions.guard_unit import REJECT
@@ -131,57 +127,28 @@ def cluster_hosts(ctx: StepContext, hub: list[str]) -> list[str]:
     return _sorted(found)
 
 
-@dataclass
-class _Host:
-    """One host's guard: what its unit must say, whether it does, which rules are missing."""
-
-    name: str
-    run: Callable[[str], Any]
-    put: Callable[[bytes], Any]
-    want: str = ""
-    unit_ok: bool = False
-    missing: list[str] = field(default_factory=list)
-    what: str = ""
+GUARD = guard_unit.Guard(UNIT, UNIT_PATH, "Consul guard", "classic-consul-guard",
+                         "Consul is open to containers or strangers")
 
 
-def _target(ctx: StepContext, name: str) -> _Host:
-    if name == ctx.host.name:
-        return _Host(name, lambda cmd: ctx.run(cmd, sudo=True),
-                     lambda data: ctx.transport.put(data, UNIT_PATH, mode=0o644, sudo=True))
-    conn = ctx.reach(name)
-    return _Host(name, lambda cmd: conn.run(cmd, sudo=True), lambda data: conn.put(data, UNIT_PATH, mode=0o644, sudo=True))
-
-
-def _read(ctx: StepContext, target: _Host) -> _Host:
-    """Fill ``target`` with its wanted unit and what its firewall lacks now."""
+def _read(ctx: StepContext, target: guard_unit.Target) -> guard_unit.Target:
+    """Fill ``target`` with its wanted unit and what its firewall lacks now (guard_unit's shared flow)."""
     hub = hub_addresses(ctx)
     allowed = cluster_hosts(ctx, hub)
     ports, on_hub = guarded_ports(ctx.site.classic.docker_tls), target.name == ctx.site.hub_host.name
-    target.want = unit_text(hub, allowed, ports, on_hub)
-    have = target.run(f"cat {UNIT_PATH} 2>/dev/null").stdout
-    target.unit_ok = have == target.want and target.run(f"systemctl is-enabled --quiet {UNIT}").ok
     rules = [*all_rules(hub, allowed, ports, on_hub), *(f"{src} -j {dst}" for src, dst in jumps(on_hub))]
-    script = "; ".join(f"iptables -w -C {rule} 2>/dev/null || echo {shlex.quote(rule)}" for rule in rules)
-    target.missing = [line for line in target.run(script).stdout.splitlines() if line.strip()]
     where = f"tcp {'/'.join(map(str, ports))} of {', '.join(hub)}"
     target.what = (f"{target.name}: only {', '.join(allowed)} reach {where}" if on_hub
                    else f"{target.name}: its containers cannot reach {where}")
-    return target
+    return guard_unit.read(GUARD, target, unit_text(hub, allowed, ports, on_hub), rules)
 
 
-def _targets(ctx: StepContext) -> list[_Host]:
+def _targets(ctx: StepContext) -> list[guard_unit.Target]:
     """This host; for a node also the hub, whose allowlist must name it (a node added later)."""
     names = [ctx.host.name]
     if ctx.host.name != ctx.site.hub_host.name and ctx.connections is not None:
         names.append(ctx.site.hub_host.name)
-    return [_read(ctx, _target(ctx, name)) for name in names]
-
-
-def _install(target: _Host) -> str:
-    """Write, enable and run the unit on ``target``; an error line, or "" when it ran."""
-    target.put(target.want.encode())
-    res = target.run(f"systemctl daemon-reload && systemctl enable {UNIT} >/dev/null 2>&1 && systemctl restart {UNIT}")
-    return "" if res.ok else f"{target.name}: cannot start {UNIT}: {res.output[-500:]}\nsee: journalctl -u {UNIT} -n 30"
+    return [_read(ctx, guard_unit.target(ctx, name, UNIT_PATH)) for name in names]
 
 
 @register("consul_guard_current")
@@ -189,11 +156,8 @@ def consul_guard_current(ctx: StepContext) -> CallResult:
     """Check (read-only): the unit is as wanted and enabled, and every rule is in the firewall."""
     found = _targets(ctx)
     for t in found:
-        if not t.unit_ok:
-            return CallResult(False, f"{t.name}: {UNIT_PATH} is missing, differs or is not enabled")
-        if t.missing:
-            return CallResult(False, f"{t.name}: {len(t.missing)} rule(s) of the Consul guard missing, "
-                                     f"e.g. iptables -A {t.missing[0]}")
+        if failure := guard_unit.check_failure(GUARD, t, f"{t.name}: "):
+            return CallResult(False, failure)
     return CallResult(True, "; ".join(t.what for t in found))
 
 
@@ -202,19 +166,13 @@ def consul_guard(ctx: StepContext) -> CallResult:
     """Apply: write the unit, enable it, run it (here, and on the hub when it lacks this node);
     confirm every rule is in place."""
     changed = False
-    for t in _targets(ctx):
-        if t.unit_ok and not t.missing:
-            continue
-        error = _install(t)
+    found = _targets(ctx)
+    for t in found:
+        error, did = guard_unit.converge(GUARD, t, lambda t: _read(ctx, t))
         if error:
             return CallResult(False, error)
-        changed = True
-    done = _targets(ctx)
-    for t in done:
-        if t.missing:
-            return CallResult(False, f"{t.name}: {UNIT} ran but {len(t.missing)} rule(s) are missing, "
-                                     f"e.g. iptables -A {t.missing[0]}")
-    return CallResult(True, "; ".join(t.what for t in done), changed=changed)
+        changed |= did
+    return CallResult(True, "; ".join(t.what for t in found), changed=changed)
 
 
 @register("consul_guard_in_place")
@@ -222,11 +180,6 @@ def consul_guard_in_place(ctx: StepContext) -> CallResult:
     """Verify: every rule is there and the unit is enabled (so it comes back with Docker)."""
     found = _targets(ctx)
     for t in found:
-        if t.missing:
-            return CallResult(False, f"{t.name}: Consul is open to containers or strangers: {len(t.missing)} "
-                                     f"rule(s) missing, e.g. iptables -A {t.missing[0]}; run "
-                                     "`hubwizard apply --only classic-consul-guard`")
-        if not t.unit_ok:
-            return CallResult(False, f"{t.name}: the rules are in place but {UNIT} is missing, differs or is not "
-                                     "enabled: they would be lost when Docker restarts; run apply")
+        if failure := guard_unit.verify_failure(GUARD, t):
+            return CallResult(False, failure)
     return CallResult(True, "; ".join(t.what for t in found) + f"; {UNIT} enabled")

@@ -17,8 +17,6 @@ Docker starts (Docker may re-create its chains), like the hub-port guard.
 
 from __future__ import annotations
 
-import shlex
-
 from hubwizard.actions import guard_unit
 from hubwizard.engine.calls import CallResult, StepContext, register
 
@@ -77,49 +75,35 @@ def nfs_addresses(ctx: StepContext) -> list[str]:
     return sorted(found, key=lambda a: tuple(int(p) for p in a.split(".")))
 
 
-def missing_rules(ctx: StepContext, addresses: list[str]) -> list[str]:
-    """The rules and jumps not in this host's firewall now (empty: the guard is complete)."""
-    wanted = [*drop_rules(addresses), *(f"{src} -j {dst}" for src, dst in JUMPS)]
-    script = "; ".join(f"iptables -w -C {rule} 2>/dev/null || echo {shlex.quote(rule)}" for rule in wanted)
-    res = ctx.run(script, sudo=True)
-    return [line for line in res.stdout.splitlines() if line.strip()]
+GUARD = guard_unit.Guard(UNIT, UNIT_PATH, "NFS guard", "nfs-guard", "containers can reach the NFS server")
 
 
-def _state(ctx: StepContext) -> tuple[list[str], str, bool, list[str]]:
+def _read(ctx: StepContext, t: guard_unit.Target | None = None) -> tuple[list[str], guard_unit.Target]:
+    """This host's guard as it is (guard_unit's shared flow), and the NFS server's addresses."""
     addresses = nfs_addresses(ctx)
-    want = unit_text(addresses)
-    have = ctx.run(f"cat {UNIT_PATH} 2>/dev/null", sudo=True).stdout
-    enabled = ctx.run(f"systemctl is-enabled --quiet {UNIT}", sudo=True).ok
-    return addresses, want, have == want and enabled, missing_rules(ctx, addresses)
+    rules = [*drop_rules(addresses), *(f"{src} -j {dst}" for src, dst in JUMPS)]
+    t = t or guard_unit.target(ctx, ctx.host.name, UNIT_PATH)
+    return addresses, guard_unit.read(GUARD, t, unit_text(addresses), rules)
 
 
 @register("nfs_guard_current")
 def nfs_guard_current(ctx: StepContext) -> CallResult:
     """Check (read-only): the unit is as wanted and enabled, and every rule is in the firewall."""
-    addresses, _want, unit_ok, missing = _state(ctx)
-    if not unit_ok:
-        return CallResult(False, f"{UNIT_PATH} is missing, differs or is not enabled")
-    if missing:
-        return CallResult(False, f"{len(missing)} rule(s) of the NFS guard missing, e.g. iptables -A {missing[0]}")
-    return CallResult(True, f"containers cannot reach {', '.join(addresses)} on 2049/111")
+    addresses, t = _read(ctx)
+    failure = guard_unit.check_failure(GUARD, t)
+    return CallResult(False, failure) if failure else CallResult(
+        True, f"containers cannot reach {', '.join(addresses)} on 2049/111")
 
 
 @register("nfs_guard")
 def nfs_guard(ctx: StepContext) -> CallResult:
     """Apply: write the unit, enable it, run it; confirm every rule is in place."""
-    addresses, want, unit_ok, missing = _state(ctx)
-    if unit_ok and not missing:
+    addresses, t = _read(ctx)
+    error, changed = guard_unit.converge(GUARD, t, lambda t: _read(ctx, t)[1])
+    if error:
+        return CallResult(False, error)
+    if not changed:
         return CallResult(True, f"NFS guard already in place ({', '.join(addresses)})", changed=False)
-    ctx.transport.put(want.encode(), UNIT_PATH, mode=0o644, sudo=True)
-    res = ctx.run(f"systemctl daemon-reload && systemctl enable {UNIT} >/dev/null 2>&1 && systemctl restart {UNIT}",
-                  sudo=True)
-    if not res.ok:
-        return CallResult(False, f"{ctx.host.name}: cannot start {UNIT}: {res.output[-500:]}\n"
-                                 f"see: journalctl -u {UNIT} -n 30")
-    missing = missing_rules(ctx, addresses)
-    if missing:
-        return CallResult(False, f"{ctx.host.name}: {UNIT} ran but {len(missing)} rule(s) are missing, "
-                                 f"e.g. iptables -A {missing[0]}")
     return CallResult(True, f"containers on {ctx.host.name} cannot reach {', '.join(addresses)} on 2049/111",
                       changed=True)
 
@@ -127,12 +111,8 @@ def nfs_guard(ctx: StepContext) -> CallResult:
 @register("nfs_guard_in_place")
 def nfs_guard_in_place(ctx: StepContext) -> CallResult:
     """Verify: the unit is enabled (so it runs again when Docker starts) and every rule is there."""
-    addresses, _want, unit_ok, missing = _state(ctx)
-    if missing:
-        return CallResult(False, f"{ctx.host.name}: containers can reach the NFS server: {len(missing)} rule(s) "
-                                 f"missing, e.g. iptables -A {missing[0]}; run `hubwizard apply --only nfs-guard`")
-    if not unit_ok:
-        return CallResult(False, f"{ctx.host.name}: the rules are in place but {UNIT} is missing or not enabled: "
-                                 "they would be lost when Docker restarts; run apply")
-    return CallResult(True, f"{ctx.host.name}: DOCKER-USER and INPUT refuse containers' traffic to "
-                            f"{', '.join(addresses)} ports 2049/111 (tcp, udp); {UNIT} enabled")
+    addresses, t = _read(ctx)
+    failure = guard_unit.verify_failure(GUARD, t)
+    return CallResult(False, failure) if failure else CallResult(
+        True, f"{ctx.host.name}: DOCKER-USER and INPUT refuse containers' traffic to "
+              f"{', '.join(addresses)} ports 2049/111 (tcp, udp); {UNIT} enabled")

@@ -18,8 +18,6 @@ A systemd unit holds the rules and runs again whenever Docker starts, as the NFS
 
 from __future__ import annotations
 
-import shlex
-
 from hubwizard.actions import guard_unit
 from hubwizard.engine.calls import CallResult, StepContext, register
 
@@ -81,52 +79,40 @@ def unit_text(sources: list[str], ports: tuple[tuple[str, int], ...] = PORTS) ->
 """, "hubwizard: Swarm ports for the cluster's hosts only", lines)
 
 
-def _missing(t, sources: list[str], ports) -> list[str]:
-    wanted = [*guard_rules(sources, ports), *(f"{src} -j {dst}" for src, dst in JUMPS)]
-    script = "; ".join(f"iptables -w -C {rule} 2>/dev/null || echo {shlex.quote(rule)}" for rule in wanted)
-    v6 = "; ".join(f"ip6tables -w -C {rule} 2>/dev/null || echo {shlex.quote('(ip6tables) ' + rule)}"
-                   for rule in V6_RULES)
-    script += f"; if ip6tables -w -L INPUT -n >/dev/null 2>&1; then {v6}; fi"
-    return [line for line in t.run(script, sudo=True).stdout.splitlines() if line.strip()]
+GUARD = guard_unit.Guard(UNIT, UNIT_PATH, "swarm guard", "swarm-guard", "swarm ports open to other machines")
 
 
-def _state(t, sources: list[str], ports) -> tuple[bool, list[str]]:
-    have = t.run(f"cat {UNIT_PATH} 2>/dev/null", sudo=True).stdout
-    enabled = t.run(f"systemctl is-enabled --quiet {UNIT}", sudo=True).ok
-    return have == unit_text(sources, ports) and enabled, _missing(t, sources, ports)
+def _read(t: guard_unit.Target, sources: list[str], ports) -> guard_unit.Target:
+    """``t``'s swarm guard as it is (guard_unit's shared flow)."""
+    rules = [*guard_rules(sources, ports), *(f"{src} -j {dst}" for src, dst in JUMPS)]
+    return guard_unit.read(GUARD, t, unit_text(sources, ports), rules, V6_RULES)
 
 
-def _install(t, name: str, sources: list[str], ports) -> CallResult:
-    unit_ok, missing = _state(t, sources, ports)
-    if unit_ok and not missing:
-        return CallResult(True, f"{name}: swarm guard already in place", changed=False)
-    t.put(unit_text(sources, ports).encode(), UNIT_PATH, mode=0o644, sudo=True)
-    res = t.run(f"systemctl daemon-reload && systemctl enable {UNIT} >/dev/null 2>&1 && systemctl restart {UNIT}",
-                sudo=True)
-    if not res.ok:
-        return CallResult(False, f"{name}: cannot start {UNIT}: {res.output[-500:]}\nsee: journalctl -u {UNIT} -n 30")
-    missing = _missing(t, sources, ports)
-    if missing:
-        return CallResult(False, f"{name}: {UNIT} ran but {len(missing)} rule(s) are missing, e.g. iptables -A {missing[0]}")
-    return CallResult(True, f"{name}: swarm ports open to {', '.join(sources)} only", changed=True)
+def _install(t: guard_unit.Target, sources: list[str], ports) -> CallResult:
+    error, changed = guard_unit.converge(GUARD, _read(t, sources, ports), lambda t: _read(t, sources, ports))
+    if error:
+        return CallResult(False, error)
+    if not changed:
+        return CallResult(True, f"{t.name}: swarm guard already in place", changed=False)
+    return CallResult(True, f"{t.name}: swarm ports open to {', '.join(sources)} only", changed=True)
+
+
+def _here(ctx: StepContext) -> guard_unit.Target:
+    return guard_unit.target(ctx, ctx.host.name, UNIT_PATH)
 
 
 @register("swarm_guard_current")
 def swarm_guard_current(ctx: StepContext) -> CallResult:
     """Check (read-only): the unit is as wanted and enabled, every rule in the firewall."""
     sources = cluster_sources(ctx)
-    unit_ok, missing = _state(ctx.transport, sources, ports_for(ctx.site))
-    if not unit_ok:
-        return CallResult(False, f"{UNIT_PATH} is missing, differs or is not enabled")
-    if missing:
-        return CallResult(False, f"{len(missing)} rule(s) of the swarm guard missing, e.g. iptables -A {missing[0]}")
-    return CallResult(True, f"swarm ports open to {', '.join(sources)} only")
+    failure = guard_unit.check_failure(GUARD, _read(_here(ctx), sources, ports_for(ctx.site)))
+    return CallResult(False, failure) if failure else CallResult(True, f"swarm ports open to {', '.join(sources)} only")
 
 
 @register("swarm_guard")
 def swarm_guard(ctx: StepContext) -> CallResult:
     """Apply: write the unit, enable it, run it; confirm every rule."""
-    return _install(ctx.transport, ctx.host.name, cluster_sources(ctx), ports_for(ctx.site))
+    return _install(_here(ctx), cluster_sources(ctx), ports_for(ctx.site))
 
 
 @register("swarm_guard_admit")
@@ -138,10 +124,10 @@ def swarm_guard_admit(ctx: StepContext) -> CallResult:
     for host in ctx.site.active_hosts:
         if host.name == ctx.host.name or ctx.connections is None:
             continue
-        t = ctx.connections.get(host.name)
-        if not t.run(f"test -e {UNIT_PATH}", sudo=True).ok:
+        t = guard_unit.target(ctx, host.name, UNIT_PATH)
+        if not t.run(f"test -e {UNIT_PATH}").ok:
             continue  # no guard there yet: nothing shuts this node out
-        res = _install(t, host.name, sources, ports_for(ctx.site))
+        res = _install(t, sources, ports_for(ctx.site))
         if not res.ok:
             return res
         if res.changed:
@@ -154,11 +140,6 @@ def swarm_guard_admit(ctx: StepContext) -> CallResult:
 def swarm_guard_in_place(ctx: StepContext) -> CallResult:
     """Verify: rules in place and the unit enabled (so they come back when Docker starts)."""
     sources = cluster_sources(ctx)
-    unit_ok, missing = _state(ctx.transport, sources, ports_for(ctx.site))
-    if missing:
-        return CallResult(False, f"{ctx.host.name}: swarm ports open to other machines: {len(missing)} rule(s) "
-                                 f"missing, e.g. iptables -A {missing[0]}; run `hubwizard apply --only swarm-guard`")
-    if not unit_ok:
-        return CallResult(False, f"{ctx.host.name}: the rules are in place but {UNIT} is missing or not enabled: "
-                                 "they would be lost when Docker restarts; run apply")
-    return CallResult(True, f"{ctx.host.name}: 2377/7946/4789 answer {', '.join(sources)} only; {UNIT} enabled")
+    failure = guard_unit.verify_failure(GUARD, _read(_here(ctx), sources, ports_for(ctx.site)))
+    return CallResult(False, failure) if failure else CallResult(
+        True, f"{ctx.host.name}: 2377/7946/4789 answer {', '.join(sources)} only; {UNIT} enabled")
