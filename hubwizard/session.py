@@ -25,7 +25,8 @@ if TYPE_CHECKING:  # opened lazily: a command that never reaches a host loads no
 def _tty_prompt(name: str) -> str:
     if not sys.stdin.isatty():
         return ""
-    return getpass.getpass(f"{name.replace('_', ' ')} (not echoed, not stored): ")
+    label = name.replace("_", " ") if name.isidentifier() else name  # a secret's name, or a sentence (SSH key passphrase)
+    return getpass.getpass(f"{label} (not echoed, not stored): ")
 
 
 @dataclass

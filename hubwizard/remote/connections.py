@@ -1,6 +1,11 @@
 """From site-file hosts to open transports: ~/.ssh/config applied, jump hosts chained,
 one connection per host for the whole run.
 
+~/.ssh/config gives HostName, Port, User, IdentityFile, ProxyJump (every hop of ``a,b``, each
+hop's own config applied) and ProxyCommand; what the site file says explicitly wins (a ``port``
+or ``user`` written there, even if equal to the default; ``jump`` over ProxyJump/ProxyCommand).
+A ProxyJump hop is one shared connection per run, whatever number of hosts go through it.
+
 A host that cannot be reached is remembered for the run: asking again fails at once with the
 same error (one timeout per host, not one per step), and a host behind an unreachable jump host
 is reported "unreachable through JUMP" without trying. A site host used as a jump host lends
@@ -8,15 +13,20 @@ its own connection to the hosts behind it (one connection to a bastion, not one 
 
 from __future__ import annotations
 
+import getpass
 import os
 import threading
 from collections.abc import Callable
 from pathlib import Path
 
 from hubwizard.core.config import Host, Site
-from hubwizard.core.errors import UnreachableError
+from hubwizard.core.errors import ConfigError, UnreachableError
 from hubwizard.core.secrets import Secrets
+from hubwizard.remote.clientkeys import KeyRing
 from hubwizard.remote.transport import HostKeyPolicy, LocalTransport, SshTarget, SshTransport, Transport
+
+DEFAULT_KEYS = ("~/.ssh/id_ed25519", "~/.ssh/id_ecdsa", "~/.ssh/id_rsa")
+MAX_HOPS = 8  # a ProxyJump chain longer than this is a loop in ~/.ssh/config
 
 
 def _ssh_config(path: str | None):
@@ -30,12 +40,38 @@ def _ssh_config(path: str | None):
     return cfg
 
 
-def _parse_jump(spec: str) -> tuple[str | None, str, int]:
-    """``user@host:port`` (first hop of a ProxyJump list) -> parts."""
-    first = spec.split(",")[0].strip()
-    user, _, hostport = first.rpartition("@")
-    host, _, port = hostport.partition(":")
-    return (user or None), host, int(port) if port else 22
+def parse_hop(spec: str) -> tuple[str | None, str, int | None]:
+    """One ProxyJump hop, ``[user@]host[:port]`` or ``ssh://[user@]host[:port]`` (``[v6]:port``
+    too) -> (user, host, port); None where not given."""
+    rest = spec.strip().removeprefix("ssh://")
+    user, _, hostport = rest.rpartition("@")
+    if hostport.startswith("["):
+        host, _, tail = hostport[1:].partition("]")
+        port = tail.removeprefix(":")
+    else:
+        host, _, port = hostport.partition(":")
+    if not host or (port and not (port.isdigit() and 0 < int(port) < 65536)):
+        raise ConfigError(f"ProxyJump {spec.strip()!r} in the ssh config: not [user@]host[:port]",
+                          fix="correct that ProxyJump line in ~/.ssh/config (or [ssh] config in the site file)")
+    return (user or None), host, int(port) if port else None
+
+
+def _enabled(entry, key: str) -> str | None:
+    value = entry.get(key)
+    return None if value is None or value.strip().lower() == "none" else value.strip()
+
+
+def _port_of(entry, default: int = 22) -> int:
+    value = str(entry.get("port", default))
+    if not value.isdigit():
+        raise ConfigError(f"Port {value!r} in the ssh config is not a number",
+                          fix="correct that Port line in ~/.ssh/config (or [ssh] config in the site file)")
+    return int(value)
+
+
+def _hop_key(t: SshTarget) -> tuple:
+    """Identity of a hop with the hops before it: same key, same shared connection."""
+    return (t.user, t.hostname, t.port, t.proxy_command, _hop_key(t.proxy_jump) if t.proxy_jump else None)
 
 
 SLOW_CONNECT_S = 1.0  # a login on a LAN takes 0.1-0.3 s; past a second, say what we wait for
@@ -60,37 +96,70 @@ class Connections:
         if confirm is None and accept_new_host_keys:
             confirm = lambda host, fp: True  # noqa: E731 - the admin said yes on the command line
         self.policy = HostKeyPolicy(known, confirm)
+        self.keys = KeyRing(self._passphrase_prompt())
         self._sshcfg = _ssh_config(site.ssh.config)
         self._open: dict[str, Transport] = {}
+        self._hops: dict[tuple, SshTransport] = {}  # ProxyJump hops of ~/.ssh/config, shared
+        self._hop_failed: dict[tuple, UnreachableError] = {}
         self._failed: dict[str, UnreachableError] = {}
         self._host_locks: dict[str, threading.Lock] = {}
         self._lock = threading.Lock()
 
+    def _passphrase_prompt(self):
+        """The secrets' prompt (a terminal in the CLI) asking a key file's passphrase, or None."""
+        prompt = self.secrets.prompt
+        if prompt is None:
+            return None
+        return lambda host, path: prompt(f"passphrase of the SSH key {path} (to log in to {host})")
+
     def target(self, host: Host) -> SshTarget:
-        """Where to connect: the site file wins over ~/.ssh/config, which fills the gaps."""
+        """Where to connect: what the site file says explicitly wins over ~/.ssh/config, which fills the gaps."""
         entry = self._sshcfg.lookup(host.address)
+        given = host.model_fields_set
         hostname = entry.get("hostname", host.address)
-        port = host.port if host.port != 22 else int(entry.get("port", 22))
-        user = host.user if host.user != "root" or "user" not in entry else entry["user"]
-        keys = [host.key] if host.key else []
-        keys += entry.get("identityfile", [])
-        if not keys:
-            keys = [k for k in ("~/.ssh/id_ed25519", "~/.ssh/id_ecdsa", "~/.ssh/id_rsa") if os.path.exists(os.path.expanduser(k))]
-        jump: SshTarget | None = None
-        if host.jump:
-            jump = self.target(self.site.host(host.jump))
-        elif "proxyjump" in entry and entry["proxyjump"].lower() != "none":
-            juser, jhost, jport = _parse_jump(entry["proxyjump"])
-            jentry = self._sshcfg.lookup(jhost)
-            jump = SshTarget(
-                name=f"{host.name}-jump",
-                hostname=jentry.get("hostname", jhost),
-                port=jport if jport != 22 else int(jentry.get("port", 22)),
-                user=juser or jentry.get("user", user),
-                key_files=tuple(jentry.get("identityfile", keys)),
-            )
+        port = host.port if "port" in given or "port" not in entry else _port_of(entry)
+        user = host.user if "user" in given or "user" not in entry else entry["user"]
+        keys = self._keys([host.key] if host.key else [], entry)
         password = self.secrets.get("sudo_password") if host.sudo == "password" else None
-        return SshTarget(host.name, hostname, port, user, tuple(keys), jump, password)
+        if host.jump:
+            return SshTarget(host.name, hostname, port, user, keys, self.target(self.site.host(host.jump)), password)
+        jump, command = self._proxy(entry, keys, 0)
+        return SshTarget(host.name, hostname, port, user, keys, jump, password, command)
+
+    @staticmethod
+    def _keys(first: list[str], entry) -> tuple[str, ...]:
+        """``first``, then the config's IdentityFile lines; with neither, the default ~/.ssh/id_* files."""
+        keys = first + list(entry.get("identityfile", []))
+        if not keys:
+            keys = [k for k in DEFAULT_KEYS if os.path.exists(os.path.expanduser(k))]
+        return tuple(dict.fromkeys(keys))
+
+    def _proxy(self, entry, keys: tuple[str, ...], depth: int) -> tuple[SshTarget | None, str | None]:
+        """(last ProxyJump hop, ProxyCommand) of a config entry: ``ProxyJump a,b`` -> b reached through a."""
+        spec = _enabled(entry, "proxyjump")
+        if spec is None:
+            return None, _enabled(entry, "proxycommand")
+        if depth >= MAX_HOPS:
+            raise ConfigError(f"ProxyJump in the ssh config goes through more than {MAX_HOPS} hops (a loop?)",
+                              fix="check the ProxyJump lines of ~/.ssh/config: a hop must not lead back to itself")
+        jump: SshTarget | None = None
+        for n, hop in enumerate(spec.split(",")):
+            juser, jhost, jport = parse_hop(hop)
+            jentry = self._sshcfg.lookup(jhost)
+            hop_keys = self._keys(list(jentry.get("identityfile", [])), {}) + keys
+            command = None
+            if n == 0:  # the first hop is reached as its own config says; each later one through the one before
+                jump, command = self._proxy(jentry, keys, depth + 1)
+            jump = SshTarget(
+                name=jhost,
+                hostname=jentry.get("hostname", jhost),
+                port=jport or _port_of(jentry),
+                user=juser or jentry.get("user") or getpass.getuser(),
+                key_files=tuple(dict.fromkeys(hop_keys)),
+                proxy_jump=jump,
+                proxy_command=command,
+            )
+        return jump, None
 
     def get(self, name: str) -> Transport:
         """The open transport of host ``name``; UnreachableError (remembered) if it cannot be had."""
@@ -138,7 +207,10 @@ class Connections:
                 raise type(exc)(f"{host.name}: unreachable through {host.jump} (not tried): {exc.message}",
                                 fix=exc.fix) from None
             jump = got if isinstance(got, SshTransport) else None
-        t = SshTransport(self.target(host), self.policy, connect_timeout=self.site.ssh.connect_timeout, jump=jump)
+        target = self.target(host)
+        if jump is None and target.proxy_jump is not None:
+            jump = self._hop(host.name, target.proxy_jump)
+        t = SshTransport(target, self.policy, connect_timeout=self.site.ssh.connect_timeout, jump=jump, keys=self.keys)
         try:
             t.connect()
         except UnreachableError:
@@ -146,17 +218,53 @@ class Connections:
             raise
         return t
 
+    def _hop(self, name: str, hop: SshTarget) -> SshTransport:
+        """The connected, shared transport of a ProxyJump hop (with the hops before it); a hop
+        that failed is not tried again in this run."""
+        key = _hop_key(hop)
+        with self._lock:
+            lock = self._host_locks.setdefault(f"hop {key}", threading.Lock())
+        with lock:
+            with self._lock:
+                failed = self._hop_failed.get(key)
+                t = self._hops.get(key)
+            if failed is None and t is None:
+                before = self._hop(name, hop.proxy_jump) if hop.proxy_jump is not None else None
+                t = SshTransport(hop, self.policy, connect_timeout=self.site.ssh.connect_timeout, jump=before,
+                                 keys=self.keys)
+                with self._lock:
+                    self._hops[key] = t
+            if failed is None:
+                assert t is not None
+                try:
+                    t.connect()
+                    return t
+                except UnreachableError as exc:
+                    failed = exc
+                    with self._lock:
+                        self._hop_failed[key] = exc
+        raise type(failed)(f"{name}: unreachable through the jump host {hop.name} (ProxyJump in the ssh config): "
+                           f"{failed.message}", fix=failed.fix) from None
+
     def failed(self) -> dict[str, UnreachableError]:
         """Hosts found unreachable in this run, with why."""
         with self._lock:
             return dict(self._failed)
 
+    def forget_failures(self) -> None:
+        """A new run tries unreachable hosts again (open connections are kept: the TUI reuses
+        one Connections for every plan, apply and doctor run of a site)."""
+        with self._lock:
+            self._failed.clear()
+
     def close(self) -> None:
         with self._lock:
-            for t in reversed(list(self._open.values())):  # jumped hosts before their jump host
-                t.close()
+            for t in [*reversed(list(self._open.values())), *reversed(list(self._hops.values()))]:
+                t.close()  # jumped hosts before their jump host, each hop before the one it goes through
             self._open.clear()
+            self._hops.clear()
             self._failed.clear()
+            self._hop_failed.clear()
 
     def __enter__(self) -> Connections:
         return self

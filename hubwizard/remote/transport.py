@@ -29,6 +29,8 @@ from typing import Protocol
 
 from hubwizard.core.errors import HostKeyError, UnreachableError
 from hubwizard.remote.channels import DEFAULT_BUDGET, ChannelBudget
+from hubwizard.remote.clientkeys import KeyRing, LoginAgain, authenticate
+from hubwizard.remote.proxycommand import ProxyProcess
 
 # paramiko logs a refused channel itself ("Secsh channel N open FAILED"); with no logging set up
 # Python prints that raw to stderr in the middle of our report. What matters is raised to us.
@@ -272,8 +274,9 @@ class SshTarget:
     port: int = 22
     user: str = "root"
     key_files: tuple[str, ...] = ()
-    proxy_jump: SshTarget | None = None
+    proxy_jump: SshTarget | None = None  # the last hop before this host; its own proxy_jump the one before
     sudo_password: str | None = None
+    proxy_command: str | None = None  # ~/.ssh/config's ProxyCommand, tokens expanded (when no jump)
 
 
 class HostKeyPolicy:
@@ -281,14 +284,40 @@ class HostKeyPolicy:
 
     ``confirm(host, fingerprint) -> bool`` is how the TUI shows a modal, or the CLI's
     ``--accept-new-host-keys`` says yes. Accepted keys are written to known_hosts.
-    """
+
+    One question per key: several connections may meet the same unknown key at once (the TUI
+    probes every host in its own worker, each node reaching the hub as its jump host). Questions
+    about one known_hosts file are asked one at a time, in every policy of the process; after
+    waiting its turn a connection reads the file again (another one may have added the key), and
+    a key refused while it waited is refused without asking."""
 
     def __init__(self, known_hosts: str | Path, confirm: Callable[[str, str], bool] | None = None) -> None:
         self.path = Path(known_hosts).expanduser()
         self.confirm = confirm
-        self._lock = threading.Lock()
 
     def check(self, host_id: str, key) -> None:  # key: paramiko.PKey
+        if self._known(host_id, key):
+            return
+        waiting_since = time.monotonic()
+        lock, refused = _asking(self.path)
+        with lock:
+            if self._known(host_id, key):  # accepted by another connection while this one waited
+                return
+            fp = fingerprint(key.get_name(), key.asbytes())
+            said_no = refused.get((host_id, key.get_base64()), float("-inf")) >= waiting_since
+            if said_no or self.confirm is None or not self.confirm(host_id, fp):
+                if self.confirm is not None and not said_no:
+                    refused[(host_id, key.get_base64())] = time.monotonic()
+                raise HostKeyError(
+                    f"host {host_id} is not in {self.path}; it presents {fp}",
+                    fix="compare that fingerprint with `ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub` on the "
+                    "host's console, then re-run with --accept-new-host-keys (or confirm it in the wizard)",
+                )
+            append_known_host(self.path, host_id, key.get_name(), key.get_base64())
+
+    def _known(self, host_id: str, key) -> bool:
+        """True if known_hosts holds this key for ``host_id``, False if it holds nothing for it;
+        HostKeyError for a revoked, changed or other-type key."""
         known, revoked = load_known_hosts(self.path)
         fp = fingerprint(key.get_name(), key.asbytes())
         if key.get_base64() in revoked:
@@ -300,7 +329,7 @@ class HostKeyPolicy:
         entries = known.lookup(host_id)
         if entries is not None and key.get_name() in entries:
             if entries[key.get_name()].asbytes() == key.asbytes():
-                return
+                return True
             raise HostKeyError(
                 f"host key of {host_id} CHANGED: it now presents {fp}. "
                 "This may be a man-in-the-middle attack, or the machine was reinstalled.",
@@ -313,14 +342,17 @@ class HostKeyPolicy:
                 f"host {host_id} presents a {key.get_name()} key {fp} but known_hosts holds another type",
                 fix=f"check on its console, then `ssh-keygen -R '{host_id}' -f {self.path}` and run again",
             )
-        if self.confirm is None or not self.confirm(host_id, fp):
-            raise HostKeyError(
-                f"host {host_id} is not in {self.path}; it presents {fp}",
-                fix="compare that fingerprint with `ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub` on the host's "
-                "console, then re-run with --accept-new-host-keys (or confirm it in the wizard)",
-            )
-        with self._lock:
-            append_known_host(self.path, host_id, key.get_name(), key.get_base64())
+        return False
+
+
+_ASKING_LOCK = threading.Lock()
+_ASKING: dict[Path, tuple[threading.Lock, dict[tuple[str, str], float]]] = {}
+
+
+def _asking(path: Path) -> tuple[threading.Lock, dict[tuple[str, str], float]]:
+    """The process-wide question lock of a known_hosts file, and when each (host, key) was refused."""
+    with _ASKING_LOCK:
+        return _ASKING.setdefault(path.resolve(), (threading.Lock(), {}))
 
 
 def load_known_hosts(path: Path):
@@ -377,10 +409,11 @@ class SshTransport:
     Session channels (commands, SFTP, the Docker API) are opened under a ``ChannelBudget`` so the
     connection never holds more than sshd's MaxSessions allows. A jumped host's connection runs
     through ``jump``, the jump host's own transport (shared, not closed here), or else through a
-    connection of its own to ``target.proxy_jump``."""
+    connection of its own to ``target.proxy_jump``, or through ``target.proxy_command``."""
 
     def __init__(self, target: SshTarget, policy: HostKeyPolicy, *, connect_timeout: float = 10.0,
-                 jump: SshTransport | None = None, budget: ChannelBudget | int = DEFAULT_BUDGET) -> None:
+                 jump: SshTransport | None = None, budget: ChannelBudget | int = DEFAULT_BUDGET,
+                 keys: KeyRing | None = None) -> None:
         self.name = target.name
         self.target = target
         self.user = target.user
@@ -392,6 +425,8 @@ class SshTransport:
         self._client = None
         self._shared_jump = jump
         self._jump: SshTransport | None = None
+        self._proxy: ProxyProcess | None = None
+        self.keys = keys if keys is not None else KeyRing()
         self._lock = threading.Lock()
 
     # -- connection -----------------------------------------------------------
@@ -404,14 +439,23 @@ class SshTransport:
             return self._client
 
     def _open(self):
-        for attempt in range(BANNER_RETRIES + 1):
+        retries, logged_again = 0, False
+        while True:
             try:
                 return self._open_once()
             except _NoBanner as exc:
-                if exc.timed_out or attempt == BANNER_RETRIES:
+                if exc.timed_out or retries == BANNER_RETRIES:
                     raise exc.error from None
-                time.sleep(0.5 * (attempt + 1))
-        raise AssertionError("unreachable")  # pragma: no cover
+                retries += 1
+                time.sleep(0.5 * retries)
+            except LoginAgain:
+                if logged_again:
+                    t = self.target
+                    raise UnreachableError(
+                        f"{t.name}: {t.hostname}:{t.port} closed the login twice while a key's passphrase was typed",
+                        fix="load the key into ssh-agent (`ssh-add KEY`) so no passphrase is asked during a login",
+                    ) from None
+                logged_again = True  # the key is unlocked now: the next login offers it first
 
     def _jump_transport(self) -> SshTransport | None:
         t = self.target
@@ -420,7 +464,7 @@ class SshTransport:
         if t.proxy_jump is None:
             return None
         if self._jump is None:
-            self._jump = SshTransport(t.proxy_jump, self.policy, connect_timeout=self.connect_timeout)
+            self._jump = SshTransport(t.proxy_jump, self.policy, connect_timeout=self.connect_timeout, keys=self.keys)
         return self._jump
 
     def _socket(self):
@@ -433,6 +477,10 @@ class SshTransport:
             except UnreachableError as exc:
                 raise type(exc)(f"{t.name}: unreachable through {jump.name}: {exc.message}", fix=exc.fix) from None
             return jump.open_tunnel(t.name, t.hostname, t.port, self.connect_timeout)
+        if t.proxy_command:
+            self._close_proxy()
+            self._proxy = ProxyProcess(t.name, t.proxy_command, self.connect_timeout)
+            return self._proxy.sock
         try:
             return socket.create_connection((t.hostname, t.port), timeout=self.connect_timeout)
         except TimeoutError:
@@ -465,6 +513,8 @@ class SshTransport:
             server_key = transport.get_remote_server_key()
         except (paramiko.SSHException, EOFError, OSError) as exc:
             transport.close()
+            if self._proxy is not None:
+                raise self._proxy.failure(f"no SSH server answered at {t.hostname}:{t.port}") from None
             if not transport.remote_version:
                 raise _NoBanner(self._no_banner(), time.monotonic() - started >= self.connect_timeout * 0.9) from None
             raise UnreachableError(
@@ -507,27 +557,8 @@ class SshTransport:
         )
 
     def _authenticate(self, transport) -> None:
-        import paramiko
-
-        t = self.target
-        errors: list[str] = []
-        keys = []
-        for path in t.key_files:
-            p = os.path.expanduser(path)
-            if os.path.exists(p):
-                keys.append(_load_key(p))
-        with contextlib.suppress(paramiko.SSHException):
-            keys.extend(paramiko.Agent().get_keys())
-        for key in keys:
-            try:
-                transport.auth_publickey(t.user, key)
-                if transport.is_authenticated():
-                    return
-            except paramiko.AuthenticationException as exc:
-                errors.append(str(exc))
-        raise paramiko.AuthenticationException(
-            f"no key was accepted (tried {len(keys)} key(s))" + (f": {errors[-1]}" if errors else "")
-        )
+        """Key files, then ssh-agent, then a passphrase asked for a locked key file (clientkeys)."""
+        authenticate(transport, self.target, self.keys)
 
     # -- channels -------------------------------------------------------------
     def open_session(self, what: str):
@@ -699,6 +730,12 @@ class SshTransport:
         if self._jump is not None:
             self._jump.close()
             self._jump = None
+        self._close_proxy()
+
+    def _close_proxy(self) -> None:
+        if self._proxy is not None:
+            self._proxy.close()
+            self._proxy = None
 
 
 class _Refused(Exception):
@@ -727,14 +764,3 @@ def _wait_inactive(transport, seconds: float = 1.0) -> bool:
             return False
         time.sleep(0.02)
     return True
-
-
-def _load_key(path: str):
-    import paramiko
-
-    for cls in (paramiko.Ed25519Key, paramiko.ECDSAKey, paramiko.RSAKey):
-        try:
-            return cls.from_private_key_file(path)
-        except paramiko.SSHException:
-            continue
-    raise UnreachableError(f"cannot load the SSH key {path}", fix="use an unencrypted key or load it into ssh-agent")
