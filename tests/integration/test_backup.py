@@ -1,0 +1,149 @@
+"""Backups and restore, for real, on a lab of 1 hub + 1 node: the whole swarm-mode track with
+[backups] to node1 over SFTP (an SSH key the step makes), then a backup, a user's file and the
+hub's database deleted, each restored: the file is back, another user's newer file untouched,
+the hub's users are back. An unreachable target makes verify fail naming the target and the
+fix. The repository password appears in no output, journal or file but its own.
+Wall times are printed (pytest -s shows them)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.integration.lab_fixture import running_lab
+
+ROOT = Path(__file__).resolve().parents[2]
+USER = "bkstudent"  # a user made through the hub API: not in the site file, so only the database knows it
+
+pytestmark = [pytest.mark.lab, pytest.mark.slow, pytest.mark.timeout(3000)]
+
+
+def hubwizard(*args: str, timeout: float = 2400) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "hubwizard.cli.main", *args], capture_output=True, text=True,
+                          timeout=timeout, cwd=ROOT, stdin=subprocess.DEVNULL)
+
+
+def on(lab_name: str, machine: str, script: str, *, env: dict[str, str] | None = None,
+       check: bool = True) -> subprocess.CompletedProcess:
+    """A shell script run as root inside one lab machine (what the test does behind hubwizard's back)."""
+    flags = [a for k, v in (env or {}).items() for a in ("-e", f"{k}={v}")]
+    res = subprocess.run(["docker", "exec", *flags, f"hwlab-{lab_name}-{machine}", "sh", "-c", script],
+                         capture_output=True, text=True, timeout=300)
+    if check:
+        assert res.returncode == 0, f"{machine}: {script}\n{res.stdout}\n{res.stderr}"
+    return res
+
+
+HUB_API = """
+import json, os, sys, urllib.request
+method, path = sys.argv[1], sys.argv[2]
+req = urllib.request.Request("http://127.0.0.1:8000/hub/api" + path, method=method,
+                             headers={"Authorization": "token " + os.environ["TOKEN"]})
+print(urllib.request.urlopen(req, timeout=10).read().decode())
+"""
+
+
+def hub_api(lab, method: str, path: str) -> str:
+    res = on(lab.name, "hub", f"python3 -c '{HUB_API}' {method} {path}", env={"TOKEN": lab.secrets["hub_api_token"]})
+    return res.stdout
+
+
+def hub_users(lab, wait: float = 180) -> set[str]:
+    """The hub's users from its API, once it answers again (it may be restarting)."""
+    deadline = time.monotonic() + wait
+    while True:
+        try:
+            return {u["name"] for u in json.loads(hub_api(lab, "GET", "/users"))}
+        except AssertionError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(3)
+
+
+def db_file(lab) -> str:
+    return on(lab.name, "hub", "docker volume inspect --format '{{.Mountpoint}}' jupyterhub-data").stdout.strip() \
+        + "/jupyterhub.sqlite"
+
+
+def test_backup_and_restore(tmp_path):
+    started = time.monotonic()
+    with running_lab(tmp_path, nodes=1) as lab:
+        node1 = lab.site().host("node1").address
+        with lab.site_path.open("a") as fh:
+            fh.write(f'\n[backups]\nenabled = true\ntarget = "sftp:root@{node1}:/srv/backups/{lab.name}"\n')
+        site = str(lab.site_path)
+
+        t0 = time.monotonic()
+        applied = hubwizard("apply", "-c", site, "--yes")
+        print(f"apply (whole track + backups): {time.monotonic() - t0:.0f} s")
+        assert applied.returncode == 0, applied.stdout[-4000:] + applied.stderr[-2000:]
+        password = lab.secrets["backup_password"]
+        assert len(password) >= 32
+        verified = hubwizard("verify", "-c", site)
+        assert verified.returncode == 0, verified.stdout[-3000:]
+        assert "repository readable (restic check)" in verified.stdout
+        on(lab.name, "hub", "systemctl is-active hubwizard-backup.timer && systemctl is-enabled hubwizard-backup.timer")
+        assert on(lab.name, "hub", "stat -c %a /etc/hubwizard/restic.password /etc/hubwizard/restic.env").stdout.split() \
+            == ["600", "600"]
+        # node1 accepts the hub's backup key for SFTP only
+        assert 'restrict,command="' in on(lab.name, "node1", "cat /root/.ssh/authorized_keys").stdout
+
+        # a user made through the API, and two users' files
+        hub_api(lab, "POST", f"/users/{USER}")
+        assert USER in hub_users(lab)
+        on(lab.name, "hub", "mkdir -p /var/nfs/student1 /var/nfs/student2 && echo 'semester work' > /var/nfs/student1/notes.txt"
+                            " && echo 'before' > /var/nfs/student2/keep.txt")
+        t0 = time.monotonic()
+        now = hubwizard("backup", "now", "-c", site)
+        print(f"backup now: {time.monotonic() - t0:.0f} s")
+        assert now.returncode == 0, now.stdout + now.stderr
+        assert "backup " in now.stdout and "made at" in now.stdout
+
+        # the loss: a user's file, and the hub's database (the hub restarts on an empty one)
+        on(lab.name, "hub", "rm /var/nfs/student1/notes.txt && echo 'after' > /var/nfs/student2/keep.txt")
+        on(lab.name, "hub", f"docker service scale --detach=false jupyterhub=0 >/dev/null && rm {db_file(lab)} && "
+                            "docker service scale --detach=false jupyterhub=1 >/dev/null")
+        assert USER not in hub_users(lab), "the database was not lost: the test proves nothing"
+
+        t0 = time.monotonic()
+        restored = hubwizard("restore", "--user", "student1", "-c", site, "--yes")
+        print(f"restore --user: {time.monotonic() - t0:.0f} s")
+        assert restored.returncode == 0, restored.stdout + restored.stderr
+        assert on(lab.name, "hub", "cat /var/nfs/student1/notes.txt").stdout == "semester work\n"
+        assert on(lab.name, "hub", "cat /var/nfs/student2/keep.txt").stdout == "after\n", "another user was touched"
+
+        t0 = time.monotonic()
+        restored = hubwizard("restore", "--hub", "-c", site, "--yes")
+        print(f"restore --hub: {time.monotonic() - t0:.0f} s")
+        assert restored.returncode == 0, restored.stdout + restored.stderr
+        assert USER in hub_users(lab), "the hub's users are not back"
+
+        # bad input is said, not a traceback
+        bad = hubwizard("restore", "--user", "student1", "--at", "2001-01-01", "-c", site, "--yes")
+        assert bad.returncode == 1 and "no backup at or before 2001-01-01" in bad.stderr, bad.stderr
+
+        # the target stops answering: verify fails naming the target and the fix
+        hub_ip = lab.site().host("hub").address  # the lab network's address (hostname -I starts with docker0)
+        rule = f"INPUT -s {hub_ip} -p tcp --dport 22 -j REJECT --reject-with tcp-reset"
+        on(lab.name, "node1", f"iptables -I {rule}")
+        try:
+            down = hubwizard("verify", "-c", site, "--limit", "hub")
+        finally:
+            on(lab.name, "node1", f"iptables -D {rule}")
+        assert down.returncode == 1, down.stdout[-3000:]
+        assert f"backup target sftp:root@{node1}:/srv/backups/{lab.name} cannot be reached from hub" in down.stdout
+        assert f"check that {node1} is up and accepts SSH on port 22 from hub" in down.stdout
+
+        # the password is in its own file and nowhere else
+        outputs = [applied, verified, now, restored, bad, down]
+        assert not any(password in r.stdout + r.stderr for r in outputs)
+        journal = "".join(p.read_text() for p in lab.site_path.parent.rglob("journal.jsonl"))
+        assert password not in journal
+        seen = on(lab.name, "hub", f"grep -rlF -- '{password}' /etc /usr/local/sbin /var/log 2>/dev/null; true").stdout
+        assert seen.split() == ["/etc/hubwizard/restic.password"]
+    print(f"test_backup_and_restore: {time.monotonic() - started:.0f} s in all (lab up and down included)")
