@@ -21,7 +21,10 @@ from hubwizard.core.events import OutputLine
 from hubwizard.engine.calls import CallResult, StepContext, register
 from hubwizard.remote.dockerapi import client_for
 
-E2E_USER = "hubwizardcheck"  # letters only: the same name in URLs, services and folders
+# letters only: the same name in URLs, services and folders. The check's token may change this
+# user alone (assets/partials/services.py.j2 names it in the role's scopes; a leaked token
+# cannot start, reach or delete anyone else's server)
+E2E_USER = "hubwizardcheck"
 
 
 # --------------------------------------------------------------------------- culler

@@ -76,3 +76,15 @@ def test_self_hosted_refuses_plain_http_and_a_shared_account(extra, words):
     text = SITE.split("\n[registry]")[0] + HOSTED + extra + "\n[images]" + SITE.split("\n[images]", 1)[1]
     with pytest.raises(ConfigError, match=words):
         parse_site(text)
+
+
+def test_templates_alone_render_the_shipped_layout():
+    """`hubwizard render` and the template tests render the assets with the context alone."""
+    from hubwizard.core.render import template_context
+    from hubwizard.core.templating import render_asset
+
+    s = hosted()
+    facts = Facts.offline(s)
+    ctx = template_context(s, facts)
+    alone = (render_asset("registry/config.yml.j2", ctx), render_asset("registry/nginx.conf.j2", ctx))
+    assert alone == registry.render_configs(s, facts, registry.layout(facts))
