@@ -147,6 +147,7 @@ class _Login:
         self.offered: set[str] = set()
         self.files: list[str] = []
         self.agent_keys = 0
+        self.agent = "no ssh-agent: SSH_AUTH_SOCK is not set"
 
     def offer(self, key, label: str | None) -> bool:
         import paramiko
@@ -168,7 +169,9 @@ class _Login:
         parts = [f"the key {p}" for p in self.files]
         if self.agent_keys:
             parts.append(f"{self.agent_keys} key(s) from ssh-agent")
-        return ", ".join(parts) if parts else "no key at all (no key file found, no key in ssh-agent)"
+        elif self.agent != "ssh-agent":
+            parts.append(self.agent)
+        return "tried " + ", ".join(parts) if self.offered else f"no key could be offered ({self.agent})"
 
 
 def authenticate(transport, target, ring: KeyRing) -> None:
@@ -181,6 +184,8 @@ def authenticate(transport, target, ring: KeyRing) -> None:
         if key is not None and login.offer(key, kf.path):
             return
     agent = _agent()
+    if agent is not None:
+        login.agent = "ssh-agent holds no key" if not agent.get_keys() else "ssh-agent"
     try:
         for key in agent.get_keys() if agent is not None else ():
             if login.offer(key, None):
@@ -212,13 +217,13 @@ def _refused(target, login: _Login, locked: list[KeyFile], broken: list[KeyFile]
             fix="name the one key for this host (key = ... in the site file, or IdentityFile in ~/.ssh/config), "
             "or remove keys from ssh-agent you do not need here (`ssh-add -d KEY`)",
         )
-    msg = f"{target.name}: SSH login as {where} refused: tried {login.tried()}"
+    msg = f"{target.name}: SSH login as {where} refused: {login.tried()}"
     if broken:
         msg += "; skipped " + "; ".join(kf.problem or kf.path for kf in broken)
     if locked:
         paths = ", ".join(kf.path for kf in locked)
         return UnreachableError(
-            msg + f"; the key {paths} needs a passphrase and none was given (hubwizard asks only on a terminal)",
+            msg + f"; the key {paths} needs a passphrase, and none was given (hubwizard asks only on a terminal)",
             fix=f"load it into ssh-agent once: `ssh-add {locked[0].path}` (it asks the passphrase), then run again; "
             f"and check that its .pub line is in {target.user}'s ~/.ssh/authorized_keys on the host",
         )
