@@ -31,6 +31,9 @@ if TYPE_CHECKING:  # opened lazily: the app starts before any site is chosen
     from hubwizard.session import Session
 
 
+_SITE_WORK = {"plan", "apply", "doctor", "doctor-fix", "monitor-poll", "cluster-poll"}  # workers on the connections
+
+
 class HubwizardApp(App):
     """One app for the wizard and the monitor; ``start`` names the first screen."""
 
@@ -51,6 +54,10 @@ class HubwizardApp(App):
         self.accept_new_host_keys = accept_new_host_keys
         self._source_factory = source_factory
         self._session: Session | None = None
+        self._conns: Connections | None = None  # one per site, shared by every plan/apply/doctor/monitor
+        self._model: monitor_model.Source | None = None  # the monitor's model on those connections
+        self._conns_lock = threading.Lock()  # workers ask for the connections at once
+        self._sink: Sink | None = None  # where "connecting to HOST…" goes: the latest engine's screen
         self._closers: list[Callable[[], None]] = []
         self._draft: dict[str, Any] | None = None
 
@@ -83,6 +90,7 @@ class HubwizardApp(App):
         sitefile.write(path, self.draft())
         self.site_path = path
         self._session = None
+        self.release_connections()  # the hosts or their addresses may have changed
         return None
 
     # -- session -----------------------------------------------------------------
@@ -94,6 +102,7 @@ class HubwizardApp(App):
             if self.site_path is None:
                 raise FileNotFoundError("no site file chosen")
             self._session = open_site(self.site_path, recipes_dir=self.recipes_dir, prompt=None)
+            self.release_connections()  # a reload is a return to the start screen or another site
         return self._session
 
     def site_and_secrets(self) -> tuple[Site, Secrets]:
@@ -108,36 +117,66 @@ class HubwizardApp(App):
         return load_site(self.site_path), load_secrets(self.site_path)
 
     def engine(self, sink: Sink) -> Engine:
-        """An Engine whose unknown host keys are confirmed in a modal."""
-        engine = self.session().engine(sink, accept_new_host_keys=self.accept_new_host_keys,
-                                       confirm=self.confirm_host_key)
-        self._closers.append(engine.conns.close)
-        return engine
+        """An Engine on the site's shared connections; unknown host keys are confirmed in a modal."""
+        conns = self.connections()
+        conns.forget_failures()  # a new run (Retry, Re-plan) tries a host that was down again
+        self._sink = sink
+        return self.session().engine(sink, connections=conns)
 
     def connections(self, site: Site | None = None) -> Connections:
-        """Connections for ``site`` (default: the saved site), host keys confirmed in a modal."""
+        """The saved site's connections, one per host for the whole session (plan, apply, doctor
+        and monitor share them; closed when the site is reloaded or the app exits). With ``site``
+        (the inventory's unsaved hosts): fresh connections that the caller closes."""
         from hubwizard.core.secrets import Secrets, load_secrets
         from hubwizard.remote.connections import Connections
 
-        if site is None:
-            site, secrets = self.site_and_secrets()
-        else:
+        if site is not None:
             path = self.site_path
             secrets = load_secrets(path) if path is not None and path.exists() else Secrets()
-        conns = Connections(site, secrets, accept_new_host_keys=self.accept_new_host_keys,
-                            confirm=self.confirm_host_key)
-        self._closers.append(conns.close)
-        return conns
+            return Connections(site, secrets, accept_new_host_keys=self.accept_new_host_keys,
+                               confirm=self.confirm_host_key)
+        with self._conns_lock:
+            if self._conns is None:
+                site, secrets = self.site_and_secrets()
+                self._conns = Connections(site, secrets, accept_new_host_keys=self.accept_new_host_keys,
+                                          confirm=self.confirm_host_key, on_connecting=self._connecting)
+            return self._conns
+
+    def _connecting(self, host: str, address: str, timeout: float) -> None:
+        from hubwizard.core.events import Connecting
+
+        if self._sink is not None:
+            self._sink(Connecting(host, address, timeout))
+
+    def release_connections(self) -> None:
+        """Close the site's connections, unless a plan, apply or doctor worker still uses them
+        (then they close when the app exits); the next run opens new ones."""
+        with self._conns_lock:
+            conns, self._conns, self._model = self._conns, None, None
+        if conns is None:
+            return
+        busy = any(w.is_running and w.group in _SITE_WORK for w in self.workers)
+        if busy:
+            self._closers.append(conns.close)
+        else:
+            with contextlib.suppress(Exception):  # closing: nothing left to tell
+                conns.close()
 
     def monitor_source(self) -> monitor_model.Source:
-        """Called in the poll worker: connects to the hub's Docker API (may ask for a host key)."""
+        """Called in a poll worker (the monitor, the run screen's cluster panel): the monitor's
+        model on the hub's Docker API over the site's shared connections (may ask for a host key)."""
         if self._source_factory is not None:
             return self._source_factory()
-        site, secrets = self.site_and_secrets()
-        source, conns = monitor_model.connect(site, secrets, confirm=self.confirm_host_key,
-                                              accept_new_host_keys=self.accept_new_host_keys)
-        self._closers.append(conns.close)
-        return source
+        conns = self.connections()
+        with self._conns_lock:
+            model = self._model
+        if model is None:
+            site, secrets = self.site_and_secrets()
+            model = monitor_model.model_on(conns, site, secrets)
+            with self._conns_lock:
+                if self._conns is conns:
+                    self._model = model
+        return model
 
     # -- a worker thread asks the admin --------------------------------------------
     def ask(self, screen: Screen) -> Any:
@@ -216,6 +255,7 @@ class HubwizardApp(App):
         self.push_screen(self.first_screen or self.make_screen(self.start))
 
     def on_unmount(self) -> None:
+        self.release_connections()
         for close in self._closers:
             with contextlib.suppress(Exception):  # closing on exit: nothing left to tell
                 close()

@@ -446,12 +446,18 @@ def connect(site: Site, secrets: Secrets, *, confirm: Callable[[str, str], bool]
 
     Takes the site and secrets, not a Session: the monitor needs no recipes or journal."""
     from hubwizard.remote.connections import Connections
-    from hubwizard.remote.dockerapi import client_for
 
     conns = Connections(site, secrets, accept_new_host_keys=accept_new_host_keys, confirm=confirm)
+    return model_on(conns, site, secrets), conns
+
+
+def model_on(conns: Connections, site: Site, secrets: Secrets) -> MonitorModel:
+    """A model on the site's hub through connections the caller holds (the TUI's one per site)."""
+    from hubwizard.remote.dockerapi import client_for
+
     hub = conns.get(site.hub_host.name)
     token = secrets.get("hub_api_token", required=False)
-    return MonitorModel(client_for(hub, timeout=30), hub_users=hub_users_reader(hub, token)), conns
+    return MonitorModel(client_for(hub, timeout=30), hub_users=hub_users_reader(hub, token))
 
 
 def filter_rows(rows: Iterable[tuple[str, ...]], text: str) -> list[tuple[str, ...]]:

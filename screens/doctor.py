@@ -63,7 +63,9 @@ class DoctorScreen(NavScreen):
         from hubwizard.doctor import model as doctor
 
         try:
-            found = doctor.run_doctor(self.app.session(), self.app.connections())
+            conns = self.app.connections()  # the site's connections, shared with plan and apply
+            conns.forget_failures()  # a new diagnosis tries a host that was down again
+            found = doctor.run_doctor(self.app.session(), conns)
         except Exception as exc:  # noqa: BLE001 - shown on the screen
             self.post_message(self.Diagnosed([], f"{type(exc).__name__}: {exc}"))
             return

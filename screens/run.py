@@ -2,7 +2,9 @@
 
 A step list with the status per host, a log pane streaming command output, progress bars
 from Progress events, and on failure a panel (host, command, output tail, fix) with Retry /
-Skip / Abort. Output lines can come by the thousand: the engine's sink only appends them to
+Skip / Abort. Once the swarm exists, a cluster panel (screens/cluster.py, the monitor's model)
+shows its nodes joining and its services starting: beside the log from 110 columns, in place
+of the log on `c` below that. Output lines can come by the thousand: the engine's sink only appends them to
 a buffer, and a 10 Hz timer writes what arrived in one go, so keys stay responsive."""
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ import threading
 from pathlib import Path
 from typing import Any
 
+from hubwizard.screens.cluster import ClusterPanel
 from hubwizard.screens.keys import NavScreen, go_back
 from hubwizard.screens.modals import ConfirmModal, FailureModal
 from rich.text import Text
@@ -28,6 +31,8 @@ _STYLE = {"changed": "yellow", "unchanged": "green", "ok": "green", "skipped": "
 
 
 _SIDE_SHARE = 0.45  # the step table's share of the width when the log pane is beside it
+_WIDE = 110  # from this width the cluster panel sits beside the log by itself; below, `c` swaps them
+SWARM_STEP = "swarm-init"  # the step after which the swarm exists and the cluster panel can read it
 _CELL = max(len(s) for s in _STYLE)  # the widest status a host cell shows
 
 
@@ -41,7 +46,7 @@ class RunScreen(NavScreen):
     """Apply the site, step by step, with everything visible."""
 
     CSS_PATH = Path(__file__).with_suffix(".tcss")
-    BINDINGS = [Binding("l", "toggle_log", "Log size")]
+    BINDINGS = [Binding("l", "toggle_log", "Log size"), Binding("c", "toggle_cluster", "Cluster")]
 
     class Events(Message):
         """Step/host events (not output lines: those go through the buffer)."""
@@ -69,6 +74,8 @@ class RunScreen(NavScreen):
         self.lines_written = 0
         self.hosts: list[str] = []
         self.steps_width = 0  # cells the step table needs to show every host column
+        self.cluster_choice: bool | None = None  # `c` pressed: shown or not; None: shown when wide
+        self._after_swarm: set[str] = set()  # steps that start only once the swarm exists
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -77,7 +84,10 @@ class RunScreen(NavScreen):
             yield DataTable(id="steps", cursor_type="row", zebra_stripes=True)
             with Vertical(id="right"):
                 yield Vertical(id="bars")
-                yield RichLog(id="log", max_lines=5000, wrap=False, markup=False)
+                with Horizontal(id="panes"):
+                    yield RichLog(id="log", max_lines=5000, wrap=False, markup=False)
+                    yield ClusterPanel(self.app.monitor_source, interval=getattr(self.app, "interval", 2.0),
+                                       id="cluster")
         yield Footer(show_command_palette=False)  # ctrl+p still works; ? lists it
 
     def on_mount(self) -> None:
@@ -95,6 +105,11 @@ class RunScreen(NavScreen):
         for step in session.steps:
             table.add_row(step.id, *["" for _ in self.hosts], key=step.id)
         self.steps_width = needed_width([s.id for s in session.steps], self.hosts)
+        ids = [s.id for s in session.steps]
+        self._after_swarm = set(ids[ids.index(SWARM_STEP) + 1:]) if SWARM_STEP in ids else set()
+        done = session.journal.latest().get((SWARM_STEP, session.site.hub_host.name))
+        if done is not None and done.phase == "done":  # a resumed install: the swarm is there already
+            self.query_one(ClusterPanel).start()
         self.fit()
         self.set_interval(0.1, self.flush)
         if not self.autostart:
@@ -169,6 +184,17 @@ class RunScreen(NavScreen):
                 self._progress(e)
             elif isinstance(e, StepFinished):
                 self._done_bars(e.step)
+            self._swarm_seen(e)
+
+    def _swarm_seen(self, e: Any) -> None:
+        """swarm-init done, or a later step started: the cluster panel may start reading it."""
+        panel = self.query_one(ClusterPanel)
+        if panel.started:
+            return
+        if (isinstance(e, StepFinished) and e.step == SWARM_STEP and e.status not in ("failed", "unreachable")) or (
+                isinstance(e, StepStarted) and e.step in self._after_swarm):
+            panel.start()
+            self.place_cluster()
 
     def _cell(self, table: DataTable, step: str, host: str, status: str) -> None:
         if host in self.hosts and step in table.rows:
@@ -225,14 +251,42 @@ class RunScreen(NavScreen):
     def on_resize(self) -> None:
         self.fit()
 
+    def on_screen_resume(self) -> None:
+        """A modal closed: the cluster panel catches up (it does not poll under one)."""
+        self.place_cluster()
+
     def fit(self) -> None:
         """Side by side only when the step table still shows every host column in its share of
         the width; else the log pane goes under the table (80x24 with a hub and two nodes)."""
         if self.steps_width:
             self.set_class(self.steps_width > self.size.width * _SIDE_SHARE, "stacked")
+        self.place_cluster()
+
+    def place_cluster(self) -> None:
+        """The cluster panel beside the log when wide and the swarm exists; below _WIDE columns
+        it takes the log's place, only when asked (`c`)."""
+        panel = self.query_one(ClusterPanel)
+        wide = self.size.width >= _WIDE
+        on = self.cluster_choice if self.cluster_choice is not None else (wide and panel.started)
+        self.set_class(not wide, "narrow")
+        self.set_class(on, "cluster-on")
+        if on:
+            self.call_after_refresh(panel.resume)
+
+    def action_toggle_cluster(self) -> None:
+        shown = self.has_class("cluster-on")
+        self.cluster_choice = not shown
+        self.place_cluster()
 
     def action_toggle_log(self) -> None:
         self.query_one("#right").toggle_class("wide")
+        self.call_after_refresh(self._keep_cursor_in_view)
+
+    def _keep_cursor_in_view(self) -> None:
+        """A smaller table still shows the step that runs (the cursor follows it)."""
+        table = self.query_one("#steps", DataTable)
+        if table.row_count:
+            table.move_cursor(row=table.cursor_row, scroll=True)
 
     def action_back(self) -> None:
         if self.running:

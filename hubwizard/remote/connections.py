@@ -257,6 +257,12 @@ class Connections:
         with self._lock:
             self._failed.clear()
 
+    def forget_failures(self) -> None:
+        """A new run tries unreachable hosts again (open connections are kept: the TUI reuses
+        one Connections for every plan, apply and doctor run of a site)."""
+        with self._lock:
+            self._failed.clear()
+
     def close(self) -> None:
         with self._lock:
             for t in [*reversed(list(self._open.values())), *reversed(list(self._hops.values()))]:

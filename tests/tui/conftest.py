@@ -22,18 +22,23 @@ async def settle(pilot, app, rounds: int = 3) -> None:
         await pilot.pause()
 
 
-@pytest.fixture
-def failing_recipes(tmp_path: Path) -> Path:
-    """The basic track plus a step that fails with a known fix hint."""
+def basic_plus(tmp_path: Path, name: str, recipe: str) -> Path:
+    """A recipes folder: the basic track plus the file ``name`` holding ``recipe``."""
     d = tmp_path / "recipes"
     d.mkdir()
     shutil.copy(BASIC_RECIPES / "10-basic.yaml", d / "10-basic.yaml")
-    (d / "20-fails.yaml").write_text(
+    (d / name).write_text(recipe)
+    return d
+
+
+@pytest.fixture
+def failing_recipes(tmp_path: Path) -> Path:
+    """The basic track plus a step that fails with a known fix hint."""
+    return basic_plus(tmp_path, "20-fails.yaml",
         "- id: broken\n  title: A step that fails\n  description: Fails on purpose.\n  order: 25\n"
         "  targets: hub\n  check:\n    - test -f /nonexistent/marker\n"
         "  apply:\n    - run: \"echo 'E: Unable to locate package jupyterhub-nope' >&2; exit 100\"\n"
         "  fix:\n    - match: Unable to locate package\n      hint: run apt-get update on the host, then Retry\n")
-    return d
 
 
 @pytest.hookimpl(tryfirst=True)

@@ -105,3 +105,28 @@ class StaticSource:
 
     def remove(self, service_id: str) -> str:
         return self._did(f"remove {service_id}")
+
+
+class ScriptedSource(StaticSource):
+    """A swarm coming up, one Docker API answer at a time: ``advance()`` moves to the next of
+    ``stages`` (raw GET /nodes, /services, /tasks lists); ``fetches`` counts refreshes."""
+
+    def __init__(self, stages: list[tuple[list[dict], list[dict], list[dict]]]) -> None:
+        super().__init__(monitor.build_snapshot(*stages[0]))
+        self.stages, self.stage, self.fetches = stages, 0, 0
+
+    def advance(self) -> None:
+        self.stage = min(self.stage + 1, len(self.stages) - 1)
+        self.snapshot = monitor.build_snapshot(*self.stages[self.stage])
+
+    def fetch(self) -> monitor.Snapshot:
+        self.fetches += 1
+        snap = monitor.build_snapshot(*self.stages[self.stage])
+        snap.api_calls = 4
+        return snap
+
+
+def swarm_coming_up() -> ScriptedSource:
+    """The hub alone with its service starting (0/1), then node1 joined and the hub 1/1."""
+    hub_starting = [_task("t1", "s1hub", "n1hub00000000", "preparing")]
+    return ScriptedSource([(NODES[:1], SERVICES[:1], hub_starting), (NODES[:2], SERVICES[:1], TASKS[:1])])
