@@ -140,18 +140,21 @@ def _remote_sha(ctx: StepContext, paths: list[str]) -> dict[str, str]:
     return {parts[1]: parts[0] for parts in (line.split() for line in res.stdout.splitlines()) if len(parts) == 2}
 
 
-def _accounts(ctx: StepContext) -> list[tuple[str, str, str]]:
-    """(htpasswd file, user, password): everyone reads, only the push account writes."""
+def _accounts(ctx: StepContext, *, create: bool) -> list[tuple[str, str, str]]:
+    """(htpasswd file, user, password): everyone reads, only the push account writes. Without
+    ``create`` (a check, a plan) no pull password is made: an empty one matches no account."""
     reg = ctx.site.registry
     push = ctx.secrets.get("registry_password") or ""
-    pull = pull_password(ctx, create=True) or ""
+    pull = pull_password(ctx, create=create) or ""
     return [(f"{PROXY_DIR}/readers.htpasswd", str(reg.username), push),
             (f"{PROXY_DIR}/readers.htpasswd", reg.pull_username, pull),
             (f"{PROXY_DIR}/pushers.htpasswd", str(reg.username), push)]
 
 
 def _accounts_ok(ctx: StepContext) -> bool:
-    for path, user, password in _accounts(ctx):
+    for path, user, password in _accounts(ctx, create=False):
+        if not password:
+            return False
         if not ctx.run(f"htpasswd -vi {shlex.quote(path)} {shlex.quote(user)}", stdin=password).ok:
             return False
     pushers = f"{PROXY_DIR}/pushers.htpasswd"
@@ -161,7 +164,7 @@ def _accounts_ok(ctx: StepContext) -> bool:
 def _write_accounts(ctx: StepContext) -> None:
     """Both htpasswd files made anew (bcrypt, passwords on stdin), readable by nginx's workers."""
     made: set[str] = set()
-    for path, user, password in _accounts(ctx):
+    for path, user, password in _accounts(ctx, create=True):
         flags = "-iB" if path in made else "-ciB"
         ctx.emit(CommandStarted(ctx.step, ctx.host.name, "apply", f"htpasswd {flags} {path}.new {user}"))
         res = ctx.run(f"htpasswd {flags} {shlex.quote(path + '.new')} {shlex.quote(user)}", stdin=password)
