@@ -114,17 +114,27 @@ class Connections:
 
     def target(self, host: Host) -> SshTarget:
         """Where to connect: what the site file says explicitly wins over ~/.ssh/config, which fills the gaps."""
-        entry = self._sshcfg.lookup(host.address)
-        given = host.model_fields_set
+        entry = self._lookup(host)
         hostname = entry.get("hostname", host.address)
-        port = host.port if "port" in given or "port" not in entry else _port_of(entry)
-        user = host.user if "user" in given or "user" not in entry else entry["user"]
+        port, user = _port_of(entry, host.port), entry.get("user", host.user)
         keys = self._keys([host.key] if host.key else [], entry)
         password = self.secrets.get("sudo_password") if host.sudo == "password" else None
         if host.jump:
             return SshTarget(host.name, hostname, port, user, keys, self.target(self.site.host(host.jump)), password)
         jump, command = self._proxy(entry, keys, 0)
         return SshTarget(host.name, hostname, port, user, keys, jump, password, command)
+
+    def _lookup(self, host: Host):
+        """The config entry of ``host`` as if its explicit site values came first in the file (the
+        first value obtained wins, as ssh's -p and -l do), so ProxyCommand's %p and %r say them too."""
+        import paramiko
+
+        given = [(k, getattr(host, k)) for k in ("port", "user") if k in host.model_fields_set]
+        if not given:
+            return self._sshcfg.lookup(host.address)
+        first = paramiko.SSHConfig.from_text(f"Host {host.address}\n" + "".join(f"  {k} {v}\n" for k, v in given))
+        first._config.extend(self._sshcfg._config)  # type: ignore[attr-defined]  # no public way to prepend lines
+        return first.lookup(host.address)
 
     @staticmethod
     def _keys(first: list[str], entry) -> tuple[str, ...]:
@@ -250,12 +260,6 @@ class Connections:
         """Hosts found unreachable in this run, with why."""
         with self._lock:
             return dict(self._failed)
-
-    def forget_failures(self) -> None:
-        """A new run tries unreachable hosts again (open connections are kept: the TUI reuses
-        one Connections for every plan, apply and doctor run of a site)."""
-        with self._lock:
-            self._failed.clear()
 
     def forget_failures(self) -> None:
         """A new run tries unreachable hosts again (open connections are kept: the TUI reuses

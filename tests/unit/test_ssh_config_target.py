@@ -40,6 +40,11 @@ Host jump2
 Host viacmd
   ProxyCommand ssh -W %h:%p bastion
 
+Host viacmd2
+  Port 2022
+  User dave
+  ProxyCommand ssh -W %h:%p -l %r bastion
+
 Host loop
   ProxyJump loop
 
@@ -93,6 +98,13 @@ def test_proxyjump_every_hop_in_order(tmp_path, monkeypatch):
 def test_proxycommand_expanded(tmp_path, monkeypatch):
     t = _target(tmp_path, monkeypatch, 'address = "viacmd"')
     assert t.proxy_command == "ssh -W viacmd:22 bastion" and t.proxy_jump is None
+
+
+def test_proxycommand_says_the_site_port_and_user(tmp_path, monkeypatch):
+    """%p and %r of a ProxyCommand are what the connection uses: the site file's explicit values."""
+    t = _target(tmp_path, monkeypatch, 'address = "viacmd2"\nport = 2200\nuser = "root"')
+    assert (t.port, t.user) == (2200, "root")
+    assert t.proxy_command == "ssh -W viacmd2:2200 -l root bastion"
 
 
 def test_site_jump_wins_over_config(tmp_path, monkeypatch):
