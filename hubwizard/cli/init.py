@@ -32,7 +32,7 @@ def _validator(check):
 def _ask_setting(q: Question, draft: dict[str, Any], secrets: dict[str, str]) -> None:
     import questionary
 
-    current = draft.get(q.section, {}).get(q.key, sitefile.default_of(q))
+    current = draft.get(q.section, {}).get(q.key, sitefile.derived_default(q, draft))
     if q.kind == "choice":
         value: Any = questionary.select(q.label, choices=list(q.choices), default=str(current)).unsafe_ask()
     elif q.kind == "bool":
@@ -105,6 +105,19 @@ def _load(path: Path) -> dict[str, Any]:
     return draft
 
 
+def _before(q: Question, draft: dict[str, Any]) -> None:
+    """What the admin needs to know to answer ``q``: where to register the OAuth app (its client
+    id comes from there), what a pushable hub image looks like."""
+    if (q.section, q.key) == ("oauth", "client_id"):
+        domain = draft.get("site", {}).get("domain", "DOMAIN")
+        provider = draft.get("oauth", {}).get("provider", "the provider")
+        print(f"init: register an OAuth app with {provider}; its callback URL is "
+              f"https://{domain}/hub/oauth_callback (the client id and secret come from there)")
+    elif (q.section, q.key) == ("images", "hub"):
+        print("init: the hub image is built on the hub and pushed to the registry, and every node pulls it: "
+              "on Docker Hub it must be USER/NAME:TAG with USER an account you can push to")
+
+
 def _ask_settings(draft: dict[str, Any], secrets: dict[str, str]) -> None:
     """Every question that applies; a declined dummy login goes back to the provider question."""
     questions = list(sitefile.QUESTIONS)
@@ -113,6 +126,7 @@ def _ask_settings(draft: dict[str, Any], secrets: dict[str, str]) -> None:
     while i < len(questions):
         q = questions[i]
         if sitefile.asked(q, draft):
+            _before(q, draft)
             _ask_setting(q, draft, secrets)
             if q.key == DUMMY_FLAG and not draft.get("oauth", {}).get(DUMMY_FLAG):
                 print("init: then choose a real login provider (github, google, cilogon, globus, generic)")

@@ -32,9 +32,9 @@ _NAME = re.compile(r"[a-z][a-z0-9-]{0,31}\Z")
 _USER = re.compile(r"[a-z_][a-z0-9_-]{0,31}\Z")
 _IMAGE = re.compile(r"[a-z0-9][a-z0-9._/:-]{0,254}(@sha256:[0-9a-f]{64})?\Z")
 _SIZE = re.compile(r"[0-9]+(\.[0-9]+)?[KMGT]?\Z")
-_EMAIL = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._%+-]{0,63}@[A-Za-z0-9.-]{1,253}\.[A-Za-z]{2,}\Z")
+_EMAIL = re.compile(r"(?=.{3,254}\Z)[A-Za-z0-9_][A-Za-z0-9._%+-]{0,63}@[A-Za-z0-9.-]{1,253}\.[A-Za-z]{2,}\Z")
 _PATH = re.compile(r"/[A-Za-z0-9._/-]*\Z")
-_URL = re.compile(r"https?://[A-Za-z0-9.-]+(:[0-9]{1,5})?(/[A-Za-z0-9._~/%-]*)?\Z")
+_URL = re.compile(r"(?=.{1,2048}\Z)https?://[A-Za-z0-9.-]+(:[0-9]{1,5})?(/[A-Za-z0-9._~/%-]*)?\Z")
 _CLIENT_ID = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._@-]{0,199}\Z")  # no leading "-": never an option
 _VERSION = re.compile(r"[0-9]+(\.[0-9]+){0,3}\Z")
 # a local file path (key, known_hosts, ssh config, CA bundle): printable, no control characters
@@ -87,6 +87,8 @@ def _dns_name(value: str) -> str:
 
 
 def _path(value: str) -> str:
+    if len(value) > 4096:
+        raise ValueError(f"is {len(value)} characters long; a path has at most 4096")
     if not _PATH.fullmatch(value):
         raise ValueError("must be an absolute path of letters, digits, '.', '_', '-' and '/'")
     if ".." in value.split("/"):
@@ -317,7 +319,7 @@ class ClassicSection(_Strict):
 
 _SFTP_TARGET = re.compile(r"sftp:([a-z_][a-z0-9_-]{0,31})@([A-Za-z0-9.-]{1,253}):(/[A-Za-z0-9._/-]*)\Z")
 _S3_TARGET = re.compile(r"s3:(https?://)?[A-Za-z0-9.-]{1,253}(:[0-9]{1,5})?/[a-z0-9][a-z0-9.-]{1,62}(/[A-Za-z0-9._/-]*)?\Z")
-_CALENDAR = re.compile(r"[A-Za-z0-9*:,./~ -]{1,100}\Z")  # a systemd OnCalendar expression
+_CALENDAR = re.compile(r"[A-Za-z0-9*][A-Za-z0-9*:,./~ -]{0,99}\Z")  # a systemd OnCalendar expression
 
 
 class BackupsSection(_Strict):
@@ -477,20 +479,6 @@ def parse_site(text: str, path: Path = Path("<site>")) -> Site:
 
 def load_site(path: str | Path, *, check_files: bool = True) -> Site:
     """Read the site file at ``path``; with ``check_files``, also the local files it names."""
-    p = Path(path)
-    try:
-        text = p.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ConfigError(f"{p}: no such site file; create one with `hubwizard init -c {p}`") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"{p}: cannot read the site file: {exc}") from None
-    site = parse_site(text, p)
-    if check_files:
-        problems = local_file_problems(site)
-        if problems:
-            raise ConfigError("\n".join([f"{p}: the site file names local files that cannot be used:", *problems]))
-    return site
-
 def _field(loc: tuple[int | str, ...]) -> str:
     """A field as the file names it: ``hosts[0].address``; a key the admin typed (an unknown key,
     a profile name) as its repr, so a newline or a 10,000-character key stays on one short line."""
@@ -504,6 +492,20 @@ def _field(loc: tuple[int | str, ...]) -> str:
             out += f"[{_shown(part, 60)}]"
     return out
 
+
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"{p}: no such site file; create one with `hubwizard init -c {p}`") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{p}: cannot read the site file: {exc}") from None
+    site = parse_site(text, p)
+    if check_files:
+        problems = local_file_problems(site)
+        if problems:
+            raise ConfigError("\n".join([f"{p}: the site file names local files that cannot be used:", *problems]))
+    return site
 
 
 def _file_problem(value: str, *, may_be_missing: bool = False) -> str | None:

@@ -237,6 +237,8 @@ QUESTIONS: tuple[Question, ...] = (
     Question("oauth", "userdata_url", "OIDC userdata URL", when=("oauth", "provider", ("generic",))),
     Question("hub", "admin_users", "Hub admins: login names at the provider, comma-separated", "list",
              when=("oauth", "provider", OAUTH_PROVIDERS)),
+    Question("hub", "allowed_users", "Allowed users: logins at the provider who may use the hub, comma-separated "
+             "(empty: the admins only)", "list", when=("oauth", "provider", OAUTH_PROVIDERS)),
     Question("storage", "kind", "Shared home folders", "choice", _choices("storage", "kind")),
     Question("storage", "path", "Exported path on the NFS server", when=("storage", "kind", ("nfs", "autofs"))),
     Question("quotas", "enabled", "Per-user disk quotas (XFS project quotas)", "bool"),
@@ -245,6 +247,9 @@ QUESTIONS: tuple[Question, ...] = (
     Question("images", "singleuser", "Single-user server image"),
     Question("registry", "url", "Registry (host[:port]) for the hub image"),
     Question("registry", "username", "Registry user (empty: none)"),
+    # asked after the registry: its default is derived from it (derived_default)
+    Question("images", "hub", "Hub image hubwizard builds and pushes (Docker Hub: USER/NAME:TAG, USER being an "
+             "account you can push to; another registry: REGISTRY/NAME:TAG)", required=True),
 )
 
 
@@ -254,6 +259,49 @@ def default_of(q: Question) -> Any:
         return ""
     default = SECTIONS[q.section].model_fields[q.key].default
     return q.suggested if default is None or default is PydanticUndefined else default
+
+
+def derived_default(q: Question, draft: dict[str, Any]) -> Any:
+    """What a question offers given the answers so far: the hub image follows the registry chosen
+    (Docker Hub: the registry user's namespace, which that user can push to; another registry:
+    that registry), since the model's default ``jupyterhub-hub:latest`` names Docker Hub's own
+    library, where nobody else can push. Other questions: default_of."""
+    if (q.section, q.key) != ("images", "hub"):
+        return default_of(q)
+    if draft.get("images", {}).get("hub"):
+        return draft["images"]["hub"]
+    registry = str(draft.get("registry", {}).get("url") or "docker.io")
+    user = draft.get("registry", {}).get("username")
+    name = draft.get("site", {}).get("name") or "jupyterhub"
+    if registry in DOCKER_HUB:
+        return f"{user}/{name}-hub:latest" if user else ""
+    return f"{registry}/{name}-hub:latest"
+
+
+DOCKER_HUB = ("docker.io", "index.docker.io", "registry-1.docker.io")
+
+
+def image_registry(image: str) -> tuple[str, str]:
+    """(registry, repository path) of an image reference, as Docker reads it: the first part is a
+    registry when it has a '.' or ':' or is localhost; else the image is on Docker Hub."""
+    first, sep, rest = image.split("@", 1)[0].partition("/")
+    if sep and ("." in first or ":" in first or first == "localhost"):
+        return ("docker.io" if first in DOCKER_HUB else first), rest
+    return "docker.io", image.split("@", 1)[0]
+
+
+def hub_image_error(image: str, draft: dict[str, Any]) -> str | None:
+    """Why the hub image could not be pushed where the site's registry is, or None."""
+    registry = str(draft.get("registry", {}).get("url") or "docker.io")
+    registry = "docker.io" if registry in DOCKER_HUB else registry
+    where, path = image_registry(image)
+    user = draft.get("registry", {}).get("username") or "USER"
+    if where == "docker.io" and registry == "docker.io" and ("/" not in path or path.startswith("library/")):
+        return (f"Docker Hub needs USER/NAME where USER is an account you can push to, "
+                f"e.g. {user}/{draft.get('site', {}).get('name') or 'workshop'}-hub:latest")
+    if where != registry:
+        return f"is not in the registry {registry}: start it with {registry}/ (or change the registry)"
+    return None
 
 
 def names(value: Any) -> list[str]:
@@ -286,11 +334,14 @@ def answer_error(q: Question, value: Any, draft: dict[str, Any]) -> str | None:
         return None if value in q.choices else f"choose one of {', '.join(q.choices)}"  # client id/flag asked next
     if q.key == DUMMY_FLAG:
         return None if value else "without it, choose a real login provider"
+    if (q.section, q.key) == ("images", "hub") and value:
+        error = field_error(q.section, q.key, value, current)
+        return error or hub_image_error(str(value), draft)
     if q.kind == "list":
         if not names(value) and (q.section, q.key) == ("hub", "admin_users"):
             return "name at least one admin (your own login at the provider): nobody could run the hub otherwise"
         return field_error(q.section, q.key, names(value), current)
-    return field_error(q.section, q.key, value, current, required=("name", "domain", "email") if q.required else ())
+    return field_error(q.section, q.key, value, current, required=(q.key,) if q.required else ())
 
 
 def set_answer(draft: dict[str, Any], q: Question, value: Any, secrets: dict[str, str] | None = None) -> None:

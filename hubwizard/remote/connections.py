@@ -35,8 +35,13 @@ def _ssh_config(path: str | None):
     cfg = paramiko.SSHConfig()
     p = Path(path or "~/.ssh/config").expanduser()
     if p.exists():
-        with p.open() as fh:
-            cfg.parse(fh)
+        try:  # a file that is not an ssh config is bad input naming it, not a crash
+            with p.open(encoding="utf-8") as fh:
+                cfg.parse(fh)
+        except (paramiko.ssh_exception.ConfigParseError, UnicodeDecodeError) as exc:
+            where = "[ssh] config in the site file" if path else "~/.ssh/config"
+            raise ConfigError(f"{p} ({where}) is not an OpenSSH client config: {str(exc)[:200]!r}",
+                              fix=f"correct that line, or name another file as {where}") from None
     return cfg
 
 
