@@ -479,20 +479,6 @@ def parse_site(text: str, path: Path = Path("<site>")) -> Site:
 
 def load_site(path: str | Path, *, check_files: bool = True) -> Site:
     """Read the site file at ``path``; with ``check_files``, also the local files it names."""
-def _field(loc: tuple[int | str, ...]) -> str:
-    """A field as the file names it: ``hosts[0].address``; a key the admin typed (an unknown key,
-    a profile name) as its repr, so a newline or a 10,000-character key stays on one short line."""
-    out = ""
-    for part in loc:
-        if isinstance(part, int):
-            out += f"[{part}]"
-        elif re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]{0,63}", part):
-            out += f".{part}" if out else part
-        elif not part.startswith("function-") and part != "[key]":
-            out += f"[{_shown(part, 60)}]"
-    return out
-
-
     p = Path(path)
     try:
         text = p.read_text(encoding="utf-8")
@@ -506,6 +492,20 @@ def _field(loc: tuple[int | str, ...]) -> str:
         if problems:
             raise ConfigError("\n".join([f"{p}: the site file names local files that cannot be used:", *problems]))
     return site
+
+
+def _field(loc: tuple[int | str, ...]) -> str:
+    """A field as the file names it: ``hosts[0].address``; a key the admin typed (an unknown key,
+    a profile name) as its repr, so a newline or a 10,000-character key stays on one short line."""
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        elif re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]{0,63}", part):
+            out += f".{part}" if out else part
+        elif not part.startswith("function-") and part != "[key]":
+            out += f"[{_shown(part, 60)}]"
+    return out
 
 
 def _file_problem(value: str, *, may_be_missing: bool = False) -> str | None:
