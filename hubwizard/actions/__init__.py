@@ -6,4 +6,17 @@ Engine for real recipes (the session, the doctor) imports it, so the engine itse
 loads modules by name.
 """
 
-from hubwizard.actions import backup, classic, classic_guard, hub_e2e, hub_image, hub_service, hub_web, nfs_guard, probes, registry, swarm  # noqa: F401
+from hubwizard.actions import (  # noqa: F401
+    backup,
+    classic,
+    classic_guard,
+    classic_hub,
+    hub_e2e,
+    hub_image,
+    hub_service,
+    hub_web,
+    nfs_guard,
+    probes,
+    registry,
+    swarm,
+)

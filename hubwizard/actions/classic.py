@@ -11,12 +11,14 @@ from __future__ import annotations
 
 import hashlib
 import ipaddress
+import re
 import shlex
 import threading
+from pathlib import Path
 
 from hubwizard.actions import tls
 from hubwizard.core.config import Host, Site
-from hubwizard.core.events import CommandStarted
+from hubwizard.core.events import CommandStarted, OutputLine
 from hubwizard.core.render import PATHS, SWARM_MANAGER_PORT
 from hubwizard.engine.calls import CallResult, StepContext, register
 
@@ -163,41 +165,34 @@ _CONSUL_STAND_IN = (
     "mkdir -p /srv/v1/status && printf '\"%s:8300\"' \"$HUB_IP\" > /srv/v1/status/leader && "
     "exec python3 -m http.server 8500 --bind \"$HUB_IP\" --directory /srv"
 )
-_RELAY = r"""
-import os, socket, threading
-def pipe(a, b):
-    try:
-        while (data := a.recv(65536)):
-            b.sendall(data)
-    except OSError:
-        pass
-    finally:
-        for s in (a, b):
-            try:
-                s.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
-srv = socket.create_server((os.environ["HUB_IP"], 4000), reuse_port=True)
-while True:
-    c, _ = srv.accept()
-    try:
-        u = socket.create_connection((os.environ["HUB_IP"], int(os.environ["DOCKER_PORT"])), timeout=5)
-    except OSError:
-        c.close()
-        continue
-    u.settimeout(None)
-    for x, y in ((c, u), (u, c)):
-        threading.Thread(target=pipe, args=(x, y), daemon=True).start()
-"""
+STAND_IN_PROGRAM = Path(__file__).with_name("swarm_stand_in.py")  # the lab's `swarm manage`
+STAND_IN_ON_HUB = "/srv/hubwizard/swarm-stand-in.py"
+STAND_IN_SPEC = "io.hubwizard.stand-in-spec"
 
 
-def stand_in_command(site: Site, role: str, hub_ip: str) -> str:
-    """The `docker run` of a lab stand-in (role: consul | manager), from the hub base image."""
+def stand_in_nodes(site: Site, ips: dict[str, str]) -> str:
+    """NODES for the manager stand-in: each node's Docker endpoint (the hub's when there is none)."""
+    port = docker_port(site)
+    hosts = site.nodes or [site.hub_host]
+    return ",".join(f"{h.name}={ips.get(h.name, h.address)}:{port}" for h in hosts)
+
+
+def stand_in_command(site: Site, role: str, hub_ip: str, nodes: str = "") -> str:
+    """The `docker run` of a lab stand-in (role: consul | manager), from the hub base image.
+
+    The manager stand-in runs hubwizard's swarm_stand_in.py (uploaded to the hub) with the
+    manager's certificate: it places containers on the nodes' engines as `swarm manage` does."""
     name = CONSUL if role == "consul" else MANAGER
-    script = _CONSUL_STAND_IN if role == "consul" else f"exec python3 -c {shlex.quote(_RELAY)}"
+    if role == "consul":
+        extra, script = "", _CONSUL_STAND_IN
+    else:
+        extra = (f"-v {TLS_DIR}:/certs:ro -v {STAND_IN_ON_HUB}:/stand-in.py:ro "
+                 f"-e NODES={shlex.quote(nodes)} -e PORT={SWARM_MANAGER_PORT} ")
+        script = "exec python3 /stand-in.py"
+    spec = _sha((extra + script + (STAND_IN_PROGRAM.read_text() if role == "manager" else "")).encode())[:12]
     return (f"docker run -d --name {name} --restart always --network host --label {STAND_IN_LABEL}={role} "
-            f"-e HUB_IP={shlex.quote(hub_ip)} -e DOCKER_PORT={docker_port(site)} "
-            f"{shlex.quote(site.images.hub_base)} sh -c {shlex.quote(script)}")
+            f"--label {STAND_IN_SPEC}={spec} -e HUB_IP={shlex.quote(hub_ip)} -e DOCKER_PORT={docker_port(site)} "
+            f"{extra}{shlex.quote(site.images.hub_base)} sh -c {shlex.quote(script)}")
 
 
 def registry_login(ctx: StepContext) -> CallResult | None:
@@ -213,25 +208,33 @@ def registry_login(ctx: StepContext) -> CallResult | None:
 
 
 @register("classic_stand_in")
-def classic_stand_in(ctx: StepContext, role: str) -> CallResult:
+def classic_stand_in(ctx: StepContext, role: str, check: bool = False) -> CallResult:
     """LAB ONLY ([classic] lab_stand_ins = true): run a stand-in where the classic images cannot
-    be pulled. consul: a static Consul status endpoint; manager: :4000 relayed to this hub's own
-    dockerd TLS port, so `docker -H tcp://HUB:4000 ps -a` is answered by a real Docker API
-    (this hub's engine only: a relay does not aggregate the nodes as `swarm manage` does)."""
+    be pulled. consul: a static Consul status endpoint; manager: hubwizard's swarm_stand_in.py on
+    :4000, which places containers on the nodes' real engines and lists them as `swarm manage`
+    does (from a static node list: no Consul discovery, no agents). With ``check``: only whether
+    the stand-in runs as apply would start it now."""
     if role == "agent":
-        return CallResult(False, "cannot run here: no swarm image to run `swarm join` (lab stand-ins), and the "
-                          "stand-in manager relays to the hub's own engine instead of aggregating nodes",
-                          skipped=True)
+        return CallResult(False, "cannot run here: no swarm image to run `swarm join` (lab stand-ins); the "
+                          "stand-in manager reaches the nodes' engines from a static list instead", skipped=True)
+    if role == "manager" and not ctx.site.classic.docker_tls:
+        return CallResult(False, "the lab's stand-in manager needs [classic] docker_tls = true (it uses the "
+                          "manager's certificate to reach the nodes)")
     name = CONSUL if role == "consul" else MANAGER
-    hub_ip = ctx.facts.hub_ip
-    want = stand_in_command(ctx.site, role, hub_ip)
-    state = ctx.run(f"docker inspect -f '{{{{.State.Running}}}} {{{{index .Config.Labels \"{STAND_IN_LABEL}\"}}}}' "
-                    f"{name} 2>/dev/null")
-    if state.stdout.split() == ["true", role]:
-        return CallResult(True, f"stand-in {name} runs")
+    want = stand_in_command(ctx.site, role, ctx.facts.hub_ip, stand_in_nodes(ctx.site, ctx.facts.ips))
+    spec = want.split(f"{STAND_IN_SPEC}=", 1)[1].split()[0]
+    fmt = " ".join(["{{.State.Running}}", *(f'{{{{index .Config.Labels "{k}"}}}}' for k in (STAND_IN_LABEL, STAND_IN_SPEC))])
+    state = ctx.run(f"docker inspect -f {shlex.quote(fmt)} {name} 2>/dev/null")
+    if state.stdout.split() == ["true", role, spec]:
+        return CallResult(True, f"stand-in {name} runs (spec {spec})")
+    if check:
+        return CallResult(False, f"stand-in {name} is not running with spec {spec}")
     failed = registry_login(ctx)
     if failed:
         return failed
+    if role == "manager":
+        ctx.emit(CommandStarted(ctx.step, ctx.host.name, "apply", f"write {STAND_IN_ON_HUB}"))
+        ctx.transport.put(STAND_IN_PROGRAM.read_bytes(), STAND_IN_ON_HUB, mode=0o644, sudo=True)
     for cmd in (f"docker rm -f {name} >/dev/null 2>&1 || true", want):
         ctx.emit(CommandStarted(ctx.step, ctx.host.name, "apply", cmd))
         res = ctx.run(cmd, timeout=600)
@@ -286,8 +289,8 @@ def parse_classic_info(text: str) -> dict:
 def classic_cluster_nodes(ctx: StepContext) -> CallResult:
     """The manager's `info` lists every node of the site, Healthy."""
     if ctx.site.classic.lab_stand_ins:
-        return CallResult(False, "cannot check here: the lab's stand-in manager relays to the hub's own dockerd, "
-                          "which has no Swarm node list", skipped=True)
+        return CallResult(False, "cannot check here: the lab's stand-in manager has a static node list, not "
+                          "the agents' registrations in Consul that `swarm manage` reports", skipped=True)
     res = ctx.run(f"{manager_cli(ctx.site, ctx.facts.hub_ip)} info", timeout=60)
     info = parse_classic_info(res.output)
     if info["no_primary"]:
@@ -452,3 +455,33 @@ def classic_clone_ready(ctx: StepContext) -> CallResult:
     """Before a snapshot of this node: no containers, no /etc/docker/key.json."""
     problems = clone_problems(ctx.transport)
     return CallResult(not problems, "ready to clone" if not problems else "\n".join(problems))
+
+
+# ----------------------------------------------------------------------- lab: what was stood in
+
+STOOD_IN = (
+    "classic-consul: a static status endpoint stands in for Consul (no KV, no sessions)",
+    "classic-manager, classic-verify `ps -a`, classic-hub, classic-e2e: the manager on :4000 is hubwizard's "
+    "stand-in for `swarm manage` (swarm_stand_in.py: the nodes' engines, TLS and certificates are real; "
+    "placement and the NODE/NAME listing are the stand-in's)",
+    "classic-join, classic-verify's node list: not run (no swarm image for `swarm join`)",
+)
+
+
+@register("classic_stand_ins_report")
+def classic_stand_ins_report(ctx: StepContext) -> CallResult:
+    """Verify, lab only: say which checks of this verify ran on stand-ins, and where homes were not
+    mounted (no NFS client in the nodes' kernels), so a green lab run is read for what it proves.
+    Reported as "cannot check here" (skipped): the real thing was not checked."""
+    lines = list(STOOD_IN)
+    if not kernel_has(ctx.run, "nfsd"):
+        lines.append("classic-nfs-home: /home not exported (no NFS server in the hub's kernel)")
+    nodes = ctx.site.nodes or [ctx.site.hub_host]
+    if not all(kernel_has(ctx.reach(h.name).run, "nfs") for h in nodes):
+        lines.append("classic-autofs, classic-hub, classic-e2e: no NFS client on the nodes, so /home/USER is "
+                     "not mounted in users' servers (their files stay in the container)")
+    for line in lines:  # each shown with `verify -v`; the summary below is shown always
+        ctx.emit(OutputLine(ctx.step, ctx.host.name, "stdout", line))
+    steps = sorted({step for line in lines for step in re.findall(r"classic-[a-z0-9-]+", line.split(":")[0])})
+    return CallResult(False, "\n".join(lines) + f"\nran on LAB STAND-INS, not the real thing: {', '.join(steps)} "
+                      "(`hubwizard verify -v` says how each was stood in)", skipped=True)

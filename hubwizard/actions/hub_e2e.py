@@ -10,7 +10,7 @@ from __future__ import annotations
 import contextlib
 import shlex
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -34,6 +34,8 @@ def _hub_container(client: Any):
     from hubwizard.core.render import HUB_SERVICE
 
     found = client.containers.list(filters={"label": f"com.docker.swarm.service.name={HUB_SERVICE}"})
+    # the classic track runs the hub as a plain container of that name (classic_hub.HUB_CONTAINER)
+    found = found or client.containers.list(filters={"name": f"^{HUB_SERVICE}$"})
     return found[0] if found else None
 
 
@@ -167,8 +169,8 @@ def _remove_test_folder(ctx: StepContext) -> None:
         ctx.connections.get(ctx.site.nfs_host.name).run(f"rm -rf {shlex.quote(folder)}", sudo=True)
 
 
-def e2e_steps(ctx: StepContext, token: str) -> Iterator[str]:
-    """The end-to-end check, a sentence per stage (raises on failure)."""
+def start_test_server(ctx: StepContext, token: str) -> Iterator[str]:
+    """Create the test user and start its server until ready (both tracks), a sentence per stage."""
     site, user = ctx.site, E2E_USER
     reply = https(site, "POST", f"/hub/api/users/{user}", token=token)
     if reply.status not in (201, 409):
@@ -179,6 +181,21 @@ def e2e_steps(ctx: StepContext, token: str) -> Iterator[str]:
         raise RuntimeError(f"starting {user}'s server: {reply.status} {reply.body[:300]!r}")
     _wait(ctx, "waiting for the test server", 360, lambda: _server_ready(site, token, user))
     yield f"{user}'s server is ready"
+
+
+def server_answers(site: Site, token: str) -> str:
+    """The test user's Jupyter server answers its API through HTTPS (both tracks)."""
+    user = E2E_USER
+    reply = https(site, "GET", f"/user/{user}/api", token=token)
+    if reply.status != 200 or "version" not in (reply.json() or {}):
+        raise RuntimeError(f"GET /user/{user}/api: {reply.status} {reply.body[:200]!r}")
+    return f"https://{site.site.domain}/user/{user}/api answers (jupyter_server {reply.json()['version']})"
+
+
+def e2e_steps(ctx: StepContext, token: str) -> Iterator[str]:
+    """The end-to-end check, a sentence per stage (raises on failure)."""
+    site, user = ctx.site, E2E_USER
+    yield from start_test_server(ctx, token)
     client = client_for(ctx.transport, timeout=600)
     task = _wait(ctx, "finding its Swarm task", 60, lambda: _user_task(client, user))
     if site.nodes and task.role != "worker":
@@ -188,10 +205,7 @@ def e2e_steps(ctx: StepContext, token: str) -> Iterator[str]:
         raise RuntimeError(problem)
     yield (f"it runs as Swarm service {task.service} on {task.node} ({task.role}) "
            f"with {task.cpus:g} CPU and {site.hub.mem_limit} memory")
-    reply = https(site, "GET", f"/user/{user}/api", token=token)
-    if reply.status != 200 or "version" not in (reply.json() or {}):
-        raise RuntimeError(f"GET /user/{user}/api: {reply.status} {reply.body[:200]!r}")
-    yield f"https://{site.site.domain}/user/{user}/api answers (jupyter_server {reply.json()['version']})"
+    yield server_answers(site, token)
     _stop_and_delete(site, token, user, ctx)
     _remove_test_folder(ctx)
     yield f"server stopped, user {user} and its folder deleted"
@@ -203,15 +217,24 @@ def end_to_end(ctx: StepContext) -> CallResult:
     token = api_token(ctx, create=False)
     if not token:
         return CallResult(False, "no hub_api_token in the secrets store: run the hub-service step")
+    def cleanup() -> None:
+        _stop_and_delete(ctx.site, token, E2E_USER, ctx)
+        _remove_test_folder(ctx)
+
+    return run_stages(ctx, e2e_steps(ctx, token), 5, cleanup)
+
+
+def run_stages(ctx: StepContext, stages: Iterator[str], total: int, cleanup: Callable[[], None]) -> CallResult:
+    """Run an end-to-end check's stages (both tracks): each shown as it passes; on a failure,
+    ``cleanup`` (stop the test server, delete the test user) and the stages that passed."""
     done: list[str] = []
     try:
-        for stage in e2e_steps(ctx, token):
+        for stage in stages:
             done.append(stage)
-            ctx.progress("end-to-end", len(done), 5)
+            ctx.progress("end-to-end", len(done), total)
             ctx.emit(OutputLine(ctx.step, ctx.host.name, "stdout", stage))
     except (OSError, RuntimeError, TimeoutError, ValueError) as exc:
-        with contextlib.suppress(OSError, TimeoutError, ValueError):
-            _stop_and_delete(ctx.site, token, E2E_USER, ctx)
-            _remove_test_folder(ctx)
+        with contextlib.suppress(OSError, RuntimeError, TimeoutError, ValueError):
+            cleanup()
         return CallResult(False, "\n".join([*done, f"FAILED: {exc}"]))
     return CallResult(True, "; ".join(done))

@@ -4,7 +4,8 @@ A lab (hub + 2 nodes with docker.io) is brought up once per test session and the
 track applied to it; both test modules import the fixture below, and a module-level cache
 makes it one lab, torn down at the end of the session (config cleanup) whatever happened.
 With HUBWIZARD_CLASSIC_LAB=NAME an already running lab of that name is reused and left up
-(handy while developing: `hubwizard lab up --name NAME --with-docker`).
+(handy while developing: `hubwizard lab up --name NAME --with-docker`); with also
+HUBWIZARD_CLASSIC_SITE=PATH, that lab's classic site file (applied by hand) is used as is.
 """
 
 from __future__ import annotations
@@ -78,6 +79,9 @@ def _make(directory: Path, stack: contextlib.ExitStack) -> ClassicLab:
 
     reuse = os.environ.get("HUBWIZARD_CLASSIC_LAB")
     record = lab.load_record(reuse) if reuse else None
+    given = os.environ.get("HUBWIZARD_CLASSIC_SITE")  # that lab's classic site, already applied by hand
+    if record is not None and given:
+        return ClassicLab(Path(given), record)
     if record is not None:
         lab_site = Path(record["site_path"])
     else:
