@@ -22,6 +22,10 @@ from hubwizard import monitor as model
 _STYLE = {"ready": "green", "down": "bold red", "Leader": "bold", "drain": "yellow", "active": "green"}
 
 
+def _count(n: int, what: str) -> str:
+    return f"{n} {what}{'' if n == 1 else 's'}"
+
+
 def node_row(n: model.NodeRow) -> tuple[str, ...]:
     return (n.hostname, n.manager or n.role, n.state, n.availability)
 
@@ -109,8 +113,8 @@ class ClusterPanel(Vertical):
         if snap.error:
             status.update(Text(f"cluster: not readable yet: {snap.error}", style="yellow"))
             return
-        status.update(f"cluster: {len(snap.nodes)} nodes, {len(snap.services)} services "
-                      f"({snap.api_calls} API calls per refresh)")
+        status.update(f"cluster: {_count(len(snap.nodes), 'node')}, {_count(len(snap.services), 'service')} "
+                      f"· {snap.api_calls} API calls a refresh")
         self._fill("#cluster-nodes", [(n.id, node_row(n)) for n in snap.nodes])
         self._fill("#cluster-services", [(s.id, service_row(s)) for s in snap.services])
 

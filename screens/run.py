@@ -31,6 +31,7 @@ _STYLE = {"changed": "yellow", "unchanged": "green", "ok": "green", "skipped": "
 
 
 _SIDE_SHARE = 0.45  # the step table's share of the width when the log pane is beside it
+_BESIDE = 100  # the right column's width from which the cluster panel sits beside the log, not under it
 _WIDE = 110  # from this width the cluster panel sits beside the log by itself; below, `c` swaps them
 SWARM_STEP = "swarm-init"  # the step after which the swarm exists and the cluster panel can read it
 _CELL = max(len(s) for s in _STYLE)  # the widest status a host cell shows
@@ -261,6 +262,7 @@ class RunScreen(NavScreen):
         if self.steps_width:
             self.set_class(self.steps_width > self.size.width * _SIDE_SHARE, "stacked")
         self.place_cluster()
+        self.call_after_refresh(self._keep_cursor_in_view)
 
     def place_cluster(self) -> None:
         """The cluster panel beside the log when wide and the swarm exists; below _WIDE columns
@@ -269,6 +271,8 @@ class RunScreen(NavScreen):
         wide = self.size.width >= _WIDE
         on = self.cluster_choice if self.cluster_choice is not None else (wide and panel.started)
         self.set_class(not wide, "narrow")
+        right = self.size.width * (1 if self.has_class("stacked") else 1 - _SIDE_SHARE)
+        self.set_class(right < _BESIDE, "cluster-below")  # a narrow right column: the log keeps its width
         self.set_class(on, "cluster-on")
         if on:
             self.call_after_refresh(panel.resume)
@@ -283,10 +287,12 @@ class RunScreen(NavScreen):
         self.call_after_refresh(self._keep_cursor_in_view)
 
     def _keep_cursor_in_view(self) -> None:
-        """A smaller table still shows the step that runs (the cursor follows it)."""
+        """A smaller table still shows the step that runs (the cursor follows it), and the log
+        its last lines."""
         table = self.query_one("#steps", DataTable)
         if table.row_count:
             table.move_cursor(row=table.cursor_row, scroll=True)
+        self.query_one("#log", RichLog).scroll_end(animate=False)
 
     def action_back(self) -> None:
         if self.running:

@@ -60,7 +60,7 @@ async def test_at_80x24_the_cluster_is_a_toggle_and_shows_the_swarm_coming_up(tm
         await _polls(pilot, panel, panel.polls + 2)
         assert [r[0] for r in panel.rows("nodes")] == ["hub", "node1"]
         assert panel.rows("services") == [("jupyterhub", "1/1", "replicated")]
-        assert "4 API calls per refresh" in str(panel.query_one("#cluster-status").render())
+        assert "4 API calls a refresh" in str(panel.query_one("#cluster-status").render())
         assert not run.query_one("#steps").region.overlaps(panel.region)  # the steps keep their place
         await pilot.press("c")  # back to the log: the polls stop
         await pilot.pause()
