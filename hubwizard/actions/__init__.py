@@ -18,5 +18,6 @@ from hubwizard.actions import (  # noqa: F401
     nfs_guard,
     probes,
     registry,
+    storage_host,
     swarm,
 )
