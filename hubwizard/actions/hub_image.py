@@ -271,8 +271,9 @@ def build_hub_image(ctx: StepContext) -> CallResult:
 
 
 def images_for(ctx: StepContext) -> list[str]:
-    """Managers (the hub) keep the hub image; every host gets the single-user image."""
-    images = [ctx.site.images.singleuser]
+    """Managers (the hub) keep the hub image; every host gets each user image (the default
+    and the spawn form's profiles)."""
+    images = list(ctx.site.images.user_images)
     if ctx.host.role == "hub":
         images.insert(0, ctx.site.images.hub)
     return images

@@ -194,7 +194,13 @@ def _remove_service(ctx: StepContext) -> None:
     from hubwizard.core.render import HUB_SERVICE
 
     ctx.run(f"docker service rm {HUB_SERVICE} >/dev/null 2>&1", sudo=True)
-    # the task's container must be gone before a new one can publish the same host port
+    _wait_stopped(ctx)
+
+
+def _wait_stopped(ctx: StepContext) -> None:
+    """The hub's container is gone (a new one can publish the host port; sqlite is not in use)."""
+    from hubwizard.core.render import HUB_SERVICE
+
     fmt = shlex.quote("label=com.docker.swarm.service.name=" + HUB_SERVICE)
     ctx.run(f"for i in $(seq 60); do [ -z \"$(docker ps -q --filter {fmt})\" ] && break; sleep 1; done", sudo=True)
 
@@ -207,9 +213,116 @@ def _prune_secrets(ctx: StepContext, keep: Iterable[str]) -> None:
             ctx.run(f"docker secret rm {shlex.quote(name)} >/dev/null 2>&1", sudo=True)
 
 
+def _key(flag: str, value: str) -> str:
+    """What `docker service update --FLAG-rm` takes to remove a line's setting."""
+    fields = dict(f.split("=", 1) for f in value.split(",") if "=" in f)
+    return {"env": value.split("=", 1)[0], "mount": fields.get("target", value),
+            "secret": fields.get("source", value), "publish": fields.get("target", value)}.get(flag, value)
+
+
+def update_flags(have: Iterable[str], want: Iterable[str]) -> list[str] | None:
+    """`docker service update` flags that turn the running spec's lines (hub_spec.lines_from_*)
+    into the wanted ones; None when only a new service can (its name changed).
+
+    Why update and not re-create: the service keeps its identity, Swarm stops the old task and
+    starts the new one, and with cleanup_servers = False users' servers never notice."""
+    have_set, want_set = set(have), set(want)
+    flags: list[str] = []
+    for line in sorted(have_set - want_set):
+        flag, _, value = line.partition(": ")
+        if flag in ("name", "image", "endpoint-mode"):
+            continue  # replaced below, never removed
+        flags += [f"--{flag}-rm", _key(flag, value)]
+    for line in sorted(want_set - have_set):
+        flag, _, value = line.partition(": ")
+        if flag == "name":
+            return None
+        flags += [f"--{flag}", value] if flag in ("image", "endpoint-mode") else [f"--{flag}-add", value]
+    return flags
+
+
+DB = "/srv/jupyterhub/data/jupyterhub.sqlite"
+# Run in the NEW hub image while no hub runs: a timestamped copy of the database, then
+# JupyterHub's own schema upgrade; a failed upgrade puts the copy back.
+UPGRADE_SCRIPT = (
+    f'set -e; db={DB}; if [ ! -f "$db" ]; then echo "no database yet"; exit 0; fi; '
+    'copy="$db.before-upgrade-$(date -u +%Y%m%dT%H%M%SZ)"; cp -p "$db" "$copy"; echo "database copied to $copy"; '
+    'cd /tmp; jupyterhub upgrade-db --db="sqlite:///$db" 2>&1 '
+    '|| { cp -p "$copy" "$db"; echo "upgrade-db failed: database restored from $copy"; exit 1; }'
+)
+
+
+def jupyterhub_version(ctx: StepContext, image: str) -> str | None:
+    """`jupyterhub --version` of an image on the hub (None when it cannot run)."""
+    res = ctx.run(f"docker run --rm --network none --entrypoint jupyterhub {shlex.quote(image)} --version", sudo=True)
+    lines = res.stdout.strip().splitlines() if res.ok else []
+    return lines[-1].strip() if lines else None
+
+
+def upgrade_db(ctx: StepContext, old_image: str, new_image: str) -> CallResult | None:
+    """Before a hub image with another JupyterHub version starts: stop the hub (users' servers
+    keep running), copy the database, run `jupyterhub upgrade-db` from the new image. None
+    when the version is the same (nothing to do)."""
+    from hubwizard.core.render import HUB_SERVICE
+
+    old, new = jupyterhub_version(ctx, old_image), jupyterhub_version(ctx, new_image)
+    if new is None:
+        return CallResult(False, f"`jupyterhub --version` does not run in {new_image} on {ctx.host.name}: "
+                          "the new hub image is broken; re-run the hub-image step")
+    if old == new:
+        return None
+    ctx.run(f"docker service scale --detach {HUB_SERVICE}=0", sudo=True)
+    _wait_stopped(ctx)
+    mount = f"type=volume,source={DATA_VOLUME},target={Path(DB).parent}"
+    res = ctx.run(f"docker run --rm --network none --mount {mount} --entrypoint sh {shlex.quote(new_image)} "
+                  f"-c {shlex.quote(UPGRADE_SCRIPT)}", sudo=True)
+    if not res.ok:
+        ctx.run(f"docker service scale --detach {HUB_SERVICE}=1", sudo=True)  # the old hub, its database as it was
+        return CallResult(False, f"jupyterhub upgrade-db from {old} to {new} failed on {ctx.host.name}; the hub "
+                          f"runs the previous image again with its database restored.\n{res.output[-1500:]}")
+    copy = next((w for w in res.stdout.split() if ".before-upgrade-" in w), "")
+    return CallResult(True, f"database upgraded from JupyterHub {old} to {new} (copy kept: {copy or 'no database yet'})")
+
+
+def _running_image(ctx: StepContext) -> str | None:
+    from hubwizard.core.render import HUB_SERVICE
+
+    fmt = shlex.quote("{{.Spec.TaskTemplate.ContainerSpec.Image}}")
+    res = ctx.run(f"docker service inspect --format {fmt} {HUB_SERVICE}", sudo=True)
+    return res.stdout.strip() or None if res.ok else None
+
+
+def _update_in_place(ctx: StepContext, args: list[str], want: str) -> CallResult | None:
+    """Update the running service to ``args``; None when there is none to update."""
+    from hubwizard.actions.hub_spec import _current, lines_from_args
+    from hubwizard.core.render import HUB_SERVICE
+
+    now = _current(ctx)
+    if not now:
+        return None
+    flags = update_flags(now.splitlines(), lines_from_args(args))
+    if flags is None:
+        return None
+    old_image, notes = _running_image(ctx), []
+    if "--image" in flags and old_image:
+        upgraded = upgrade_db(ctx, old_image, args[-1])
+        if upgraded is not None and not upgraded.ok:
+            return upgraded
+        notes += [upgraded.message] if upgraded else []
+    cmd = ["docker", "service", "update", "--detach", "--with-registry-auth", "--replicas", "1", "--label-add",
+           f"{SPEC_LABEL}={want}", *flags, HUB_SERVICE]
+    res = ctx.run(shlex.join(cmd), sudo=True)
+    if not res.ok:
+        return CallResult(False, f"docker service update {HUB_SERVICE} failed: {res.output}")
+    changed = ", ".join(sorted({f.lstrip("-").removesuffix("-add").removesuffix("-rm") for f in flags[::2]}))
+    notes.append(f"service jupyterhub updated in place ({changed or 'label'}; spec {want}); users' servers keep running")
+    return CallResult(True, "; ".join(notes), changed=True)
+
+
 @register("hub_service")
 def hub_service(ctx: StepContext) -> CallResult:
-    """Apply: secrets, the port guard, and the service (re-created when its spec changed)."""
+    """Apply: secrets, the port guard, and the service: updated in place when it exists (users'
+    servers keep running), created when it does not."""
     wanted = _wanted(ctx, create=True)
     if wanted is None:
         return CallResult(False, f"{ctx.site.images.hub} is not on the hub: run the hub-image step first")
@@ -223,6 +336,11 @@ def hub_service(ctx: StepContext) -> CallResult:
     want = spec_digest(args)
     if _current_spec(ctx) == want:
         return CallResult(True, "service jupyterhub already current", changed=False)
+    updated = _update_in_place(ctx, args, want)
+    if updated is not None:
+        if updated.ok:
+            _prune_secrets(ctx, (secret_name(t, v) for t, v in secrets.items()))
+        return updated
     _remove_service(ctx)
     cmd = "docker service create --label " + shlex.quote(f"{SPEC_LABEL}={want}") + " " + shlex.join(args)
     res = ctx.run(cmd, sudo=True)

@@ -134,6 +134,14 @@ Size = Annotated[str, _check(_SIZE, "size (a number with K, M, G or T, e.g. 10G)
 Email = Annotated[str, _check(_EMAIL, "e-mail address")]
 AbsPath = Annotated[str, AfterValidator(_path)]
 Url = Annotated[str, _check(_URL, "http(s) URL")]
+# shown in the spawn form as is (dockerspawner does not escape it): no <, >, & or quotes
+ProfileName = Annotated[str, _check(re.compile(r"[A-Za-z0-9][A-Za-z0-9 ._()+-]{0,59}\Z"),
+                                    "profile name (letters, digits, spaces and ._()+-, up to 60)")]
+
+
+def _bytes(size: str) -> float:
+    """A Size in bytes (binary units, as JupyterHub reads mem_limit)."""
+    return float(size.rstrip("KMGT")) * 1024 ** ("_KMGT".find(size[-1]) if size[-1] in "KMGT" else 0)
 
 Role = Literal["hub", "node", "nfs"]
 Track = Literal["swarm-mode", "classic"]
@@ -258,6 +266,19 @@ class ImagesSection(_Strict):
     hub_base: Image = "jupyterhub/jupyterhub:5"
     hub: Image = "jupyterhub-hub:latest"  # what we build and push
     singleuser: Image = "jupyter/base-notebook:latest"
+    # more images users choose from in the spawn form (name shown -> image), each pre-pulled;
+    # singleuser stays the default (first in the form, and what API spawns get)
+    profiles: dict[ProfileName, Image] = {}
+
+    @property
+    def user_images(self) -> list[str]:
+        """Every image a user's server may run, the default first, each once."""
+        return list(dict.fromkeys([self.singleuser, *self.profiles.values()]))
+
+    @property
+    def spawn_choices(self) -> dict[str, str]:
+        """The spawn form's images (name shown -> image), the default first."""
+        return {"Default": self.singleuser, **self.profiles}
 
 
 class HubSection(_Strict):
@@ -265,9 +286,22 @@ class HubSection(_Strict):
     cpu_limit: float = Field(default=1.0, gt=0, le=256)
     mem_limit: Size = "2G"
     idle_timeout: int = Field(default=3600, ge=60)
+    # Swarm reservations: a node takes a user's server only while it has this much free
+    cpu_guarantee: float | None = Field(default=None, gt=0, le=256)
+    mem_guarantee: Size | None = None
     admin_users: list[UserName] = []
     allowed_users: list[UserName] = []
     spawner: Literal["swarm", "docker"] = "swarm"
+
+    @model_validator(mode="after")
+    def _guarantee_within_limit(self) -> HubSection:
+        if self.cpu_guarantee is not None and self.cpu_guarantee > self.cpu_limit:
+            raise ValueError(f"cpu_guarantee = {self.cpu_guarantee:g} is above cpu_limit = {self.cpu_limit:g}: "
+                             "a server cannot be promised more than it may use; lower it or raise cpu_limit")
+        if self.mem_guarantee is not None and _bytes(self.mem_guarantee) > _bytes(self.mem_limit):
+            raise ValueError(f"mem_guarantee = {self.mem_guarantee!r} is above mem_limit = {self.mem_limit!r}: "
+                             "lower it or raise mem_limit")
+        return self
 
 
 class HttpsSection(_Strict):
