@@ -48,6 +48,8 @@ def register(subparsers: Any) -> None:
     p_up = sub.add_parser("up", help="bring a lab up (or reuse the one of the same name and shape)")
     p_up.add_argument("--nodes", type=_positive, default=2, help="worker machines (default 2)")
     p_up.add_argument("--spares", type=_positive, default=0, help="machines up but marked spare (for add-node)")
+    p_up.add_argument("--nfs-host", action="store_true",
+                      help="one more machine, \"nfs\", serves users' folders (storage.server) instead of the hub")
     p_up.add_argument("--vm", action="store_true", help="machines as qemu VMs with a real kernel (kernel NFS, XFS quotas)")
     p_up.add_argument("-o", "--output", metavar="SITE", help="site file to write (default ./NAME.toml)")
     p_up.add_argument("--name", default="lab", help="lab name; labs of different names run side by side")
@@ -147,6 +149,7 @@ def _up(args: argparse.Namespace) -> int:
         name=args.name,
         nodes=args.nodes,
         spares=args.spares,
+        nfs_host=args.nfs_host,
         user=args.user,
         sudo_password=args.sudo_password,
         ssh_port=args.ssh_port,
@@ -157,6 +160,9 @@ def _up(args: argparse.Namespace) -> int:
         students=args.students,
     )
     site = Path(args.output or f"{args.name}.toml")
+    if args.vm and args.nfs_host:
+        raise ConfigError("lab up --vm --nfs-host: a dedicated NFS host is not built for the VM lab yet; "
+                          "use --nfs-host without --vm (container lab)")
     if args.vm:  # real kernels: kernel nfsd, NFS volumes, XFS project quotas (slower: TCG emulation)
         from hubwizard.lab import vm as lab_vm
 

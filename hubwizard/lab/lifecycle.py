@@ -255,7 +255,7 @@ def _status_rows(client: Any, name: str, port: int) -> list[dict[str, str]]:
         role = c.labels.get(ROLE_LABEL, "?")
         row = {"name": c.labels.get(lab_machines.HOST_LABEL, c.name), "container": c.name, "role": role, "ip": ip}
         row["state"] = c.status
-        if role in ("hub", "node", "spare"):
+        if role in ("hub", "node", "spare", "nfs"):
             running = c.status == "running"
             row["sshd"] = "yes" if running and ip and lab_machines.ssh_banner(ip, port) else "no"
             row["dockerd"] = lab_machines.dockerd_answers(c) if running else "no"

@@ -126,7 +126,7 @@ def create(client: Any, lab: str, spec: MachineSpec, image: str, network: str, l
     name = container_name(lab, spec.host)
     volume = client.volumes.create(name=f"{name}-docker", labels=lab_labels(lab))
     mounts = {"/sys/fs/cgroup": {"bind": "/sys/fs/cgroup", "mode": "rw"}, volume.name: {"bind": "/var/lib/docker"}}
-    if spec.role == "hub":
+    if spec.role in ("hub", "nfs"):  # the storage host: the hub, or a dedicated NFS host (--nfs-host)
         # nfs-ganesha exports through file handles, which the container's overlayfs root cannot
         # give ("Operation not supported"): the export path must sit on a real filesystem.
         nfs = client.volumes.create(name=f"{name}-nfs", labels=lab_labels(lab))

@@ -77,6 +77,7 @@ def render_site(record: dict[str, Any]) -> str:
         "",
         "[storage]",
         'kind = "nfs"',
+        *(['server = "nfs"  # a dedicated NFS host (lab up --nfs-host), not the hub'] if record["spec"].get("nfs_host") else []),
         'implementation = "ganesha"  # no NFS in this kernel: userspace NFS',
         "lab_without_nfs_client = true  # lab only: users' files stay in their containers (not on NFS)",
         "",

@@ -36,6 +36,7 @@ class LabSpec:
     name: str = "lab"
     nodes: int = 2
     spares: int = 0
+    nfs_host: bool = False  # a machine "nfs" serves the users' folders (storage.server), not the hub
     user: str = "root"
     sudo_password: bool = False
     ssh_port: int = 22
@@ -54,6 +55,7 @@ class LabSpec:
             [("hub", "hub")]
             + [(f"node{i}", "node") for i in range(1, self.nodes + 1)]
             + [(f"spare{i}", "spare") for i in range(1, self.spares + 1)]
+            + ([("nfs", "nfs")] if self.nfs_host else [])
         )
 
 

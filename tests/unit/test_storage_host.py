@@ -147,3 +147,21 @@ def test_the_hub_runs_the_same_ssh_command_the_verify_step_runs():
 def test_storage_on_the_hub_keeps_the_local_folder_code():
     config = _hub_config(site(server=False))
     assert "folder.mkdir" in config and "FOLDER_HELPER_SSH" not in config
+
+
+def test_lab_nfs_host_site_names_the_nfs_machine_as_storage_server(tmp_path):
+    from hubwizard.lab.site import render_site
+    from hubwizard.lab.spec import LabSpec
+
+    spec = LabSpec(name="t1", nodes=1, nfs_host=True)
+    assert spec.hosts()[-1] == ("nfs", "nfs")
+    record = {
+        "name": "t1", "subnet": "172.30.0.0/24", "key": str(tmp_path / "id"), "known_hosts": str(tmp_path / "kh"),
+        "pebble_cert": str(tmp_path / "pebble.pem"), "site_path": str(tmp_path / "t1.toml"),
+        "registry": {"url": "172.30.0.9:5000"}, "acme": {"ip": "172.30.0.8"}, "oidc": None,
+        "spec": {"user": "root", "ssh_port": 22, "jump": False, "sudo_password": False, "nfs_host": True},
+        "machines": {h: {"role": r, "ip": f"172.30.0.{i + 2}"} for i, (h, r) in enumerate(spec.hosts())},
+    }
+    s = parse_site(render_site(record))
+    assert s.nfs_host.name == "nfs" and s.nfs_host.role == "nfs" and sh.remote(s)
+    assert [h.name for h in s.nodes] == ["node1"]
