@@ -281,6 +281,7 @@ class RunScreen(NavScreen):
         shown = self.has_class("cluster-on")
         self.cluster_choice = not shown
         self.place_cluster()
+        self.call_after_refresh(self._keep_cursor_in_view)  # at 80x24 the table gets smaller
 
     def action_toggle_log(self) -> None:
         self.query_one("#right").toggle_class("wide")

@@ -262,8 +262,9 @@ async def test_run_screen_shows_every_host_column_and_keeps_progress_apart(demo_
 
 
 async def test_run_screen_with_the_real_steps_shows_every_host_column_at_80x24(demo_site):
-    """The swarm-mode track's own steps (the longest ids) on a hub + 2 nodes, log pane open, then
-    bigger (`l`), then the cluster panel in its place (`c`): every host column stays on screen."""
+    """The swarm-mode track's own steps (the longest ids) on a hub + 2 nodes: with the log pane,
+    with the cluster panel in its place (`c`), with the log back and bigger (`l`), every host
+    column and the running step stay on screen."""
     screen = RunScreen(autostart=False)
     source = static_source(snapshot())  # the cluster panel reads this, never the demo site's addresses
     app = make_app(demo_site, screen=screen, recipes=None, source_factory=lambda: source, interval=0.1)
@@ -271,19 +272,26 @@ async def test_run_screen_with_the_real_steps_shows_every_host_column_at_80x24(d
         await pilot.pause()
         hosts = ("hub", "node1", "node2")
         longest = max((s.id for s in app.session().steps), key=len)
+        last = app.session().steps[-1].id  # the running step is the table's last row: it must stay in view
         screen.post_message(RunScreen.Events([StepStarted(longest, "the longest step id", hosts)]
-                                             + [HostResult(longest, h, "unchanged") for h in hosts]))
+                                             + [HostResult(longest, h, "unchanged") for h in hosts]
+                                             + [StepStarted(last, "the last step", ("hub",))]))
         await pilot.pause()
-        for key in ("", "l", "c"):
-            if key:
-                await pilot.press(key)
+        for key in ("", "c", "c l"):  # the cluster in the log's place, then the log back and bigger
+            for k in key.split():
+                await pilot.press(k)
                 await pilot.pause()
+                await pilot.pause()
+            if key == "c":
+                assert screen.query_one("#cluster").display and not screen.query_one("#log").display
             lines = screen_text(app).splitlines()
             header = next(line for line in lines if "STEP" in line)
             assert all(h in header.split() for h in hosts), (key, header)
-            row = next(line for line in lines if line.strip().startswith(longest))
-            assert row.split().count("unchanged") == 3, (key, row)
-        assert screen.query_one("#cluster").display and not screen.query_one("#log").display
+            assert any(line.split()[:2] == [last, "running"] for line in lines), (key, lines)
+            if not key:  # the widest row: three status cells beside the longest step id
+                row = next(line for line in lines if line.strip().startswith(longest))
+                assert row.split().count("unchanged") == 3, (key, row)
+        await pilot.press("c")
         for _ in range(50):  # the panel drew the swarm (hub, node1, node2) below the table
             await pilot.pause(0.05)
             if "node2" in screen_text(app).split("STEP")[-1].split(longest)[-1]:
