@@ -44,11 +44,20 @@ def _ask_setting(q: Question, draft: dict[str, Any], secrets: dict[str, str]) ->
         value = questionary.password(q.label + " (empty: set it later)").unsafe_ask()
     else:
         value = questionary.text(q.label, default=str(current),
-                                 validate=_validator(lambda t: sitefile.answer_error(q, t.strip(), draft))).unsafe_ask()
+                                 validate=_validator(lambda t: _text_error(q, t.strip(), draft))).unsafe_ask()
         value = value.strip()
     if value == sitefile.default_of(q) and not q.required and q.kind != "list":
         value = ""  # keep the file short: defaults are not written
     sitefile.set_answer(draft, q, value, secrets)
+
+
+def _text_error(q: Question, text: str, draft: dict[str, Any]) -> str | None:
+    """The site file's verdict, and for the hub image also on the model's default, which names
+    Docker Hub's library: init offers a pushable image, so typing that default back is refused."""
+    error = sitefile.answer_error(q, text, draft)
+    if error is None and (q.section, q.key) == ("images", "hub"):
+        return sitefile.hub_image_error(text)
+    return error
 
 
 def _host_error(key: str, text: str) -> str | None:

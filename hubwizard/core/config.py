@@ -310,6 +310,20 @@ class HttpsSection(_Strict):
     acme_ca_bundle: LocalPath | None = None  # local file trusted for the ACME server (lab, private CA)
 
 
+DOCKER_HUB = ("docker.io", "index.docker.io", "registry-1.docker.io")
+HUB_IMAGE_HELP = ("Docker Hub needs USER/NAME where USER is an account you can push to, e.g. "
+                  "alice/workshop-hub:latest (another registry: REGISTRY/NAME:TAG)")
+
+
+def docker_hub_library(image: str) -> bool:
+    """Whether ``image`` is in Docker Hub's official library (``name:tag``, ``library/name``), where
+    only Docker pushes: the first part of a reference is a registry when it has '.' or ':' or is localhost."""
+    first, sep, rest = image.split("@", 1)[0].partition("/")
+    if sep and ("." in first or ":" in first or first == "localhost"):
+        return first in DOCKER_HUB and ("/" not in rest or rest.startswith("library/"))
+    return not sep or first == "library"
+
+
 DUMMY_FLAG = "i_understand_anyone_can_log_in"
 OAUTH_PROVIDERS = ("github", "google", "cilogon", "globus", "generic")
 _WHO_LOGS_IN = ('who may log in: set [oauth] provider = "github" (or google, cilogon, globus, generic) with '
@@ -417,6 +431,14 @@ class Site(_Strict):
     oauth: OAuthSection  # no default: see _WHO_LOGS_IN
     classic: ClassicSection = ClassicSection()
     backups: BackupsSection = BackupsSection()
+
+    @model_validator(mode="after")
+    def _pushable(self) -> Site:
+        """The hub image must be one the admin can push. Its default (Docker Hub's library too) is left
+        alone, written or not, so sites that never build it load; init and the wizard offer a pushable one."""
+        if self.images.hub != ImagesSection.model_fields["hub"].default and docker_hub_library(self.images.hub):
+            raise ValueError(f"images.hub = {self.images.hub!r}: {HUB_IMAGE_HELP}")
+        return self
 
     @model_validator(mode="after")
     def _topology(self) -> Site:

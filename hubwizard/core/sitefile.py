@@ -16,7 +16,16 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 from pydantic_core import PydanticUndefined
 
-from hubwizard.core.config import DUMMY_FLAG, OAUTH_PROVIDERS, Host, Site, parse_site
+from hubwizard.core.config import (
+    DOCKER_HUB,
+    DUMMY_FLAG,
+    HUB_IMAGE_HELP,
+    OAUTH_PROVIDERS,
+    Host,
+    Site,
+    docker_hub_library,
+    parse_site,
+)
 
 SECTIONS: dict[str, type[BaseModel]] = {
     name: info.annotation  # type: ignore[misc]
@@ -278,30 +287,10 @@ def derived_default(q: Question, draft: dict[str, Any]) -> Any:
     return f"{registry}/{name}-hub:latest"
 
 
-DOCKER_HUB = ("docker.io", "index.docker.io", "registry-1.docker.io")
-
-
-def image_registry(image: str) -> tuple[str, str]:
-    """(registry, repository path) of an image reference, as Docker reads it: the first part is a
-    registry when it has a '.' or ':' or is localhost; else the image is on Docker Hub."""
-    first, sep, rest = image.split("@", 1)[0].partition("/")
-    if sep and ("." in first or ":" in first or first == "localhost"):
-        return ("docker.io" if first in DOCKER_HUB else first), rest
-    return "docker.io", image.split("@", 1)[0]
-
-
-def hub_image_error(image: str, draft: dict[str, Any]) -> str | None:
-    """Why the hub image could not be pushed where the site's registry is, or None."""
-    registry = str(draft.get("registry", {}).get("url") or "docker.io")
-    registry = "docker.io" if registry in DOCKER_HUB else registry
-    where, path = image_registry(image)
-    user = draft.get("registry", {}).get("username") or "USER"
-    if where == "docker.io" and registry == "docker.io" and ("/" not in path or path.startswith("library/")):
-        return (f"Docker Hub needs USER/NAME where USER is an account you can push to, "
-                f"e.g. {user}/{draft.get('site', {}).get('name') or 'workshop'}-hub:latest")
-    if where != registry:
-        return f"is not in the registry {registry}: start it with {registry}/ (or change the registry)"
-    return None
+def hub_image_error(image: str) -> str | None:
+    """Why nobody but Docker could push the hub image (Docker Hub's library), or None: the same
+    words load_site gives for a hand-written [images] hub."""
+    return HUB_IMAGE_HELP if docker_hub_library(image) else None
 
 
 def names(value: Any) -> list[str]:
@@ -336,7 +325,9 @@ def answer_error(q: Question, value: Any, draft: dict[str, Any]) -> str | None:
         return None if value else "without it, choose a real login provider"
     if (q.section, q.key) == ("images", "hub") and value:
         error = field_error(q.section, q.key, value, current)
-        return error or hub_image_error(str(value), draft)
+        if error or value == default_of(q):  # the untouched default is never written and load_site leaves
+            return error                      # it alone; init, which offers a pushable one, refuses it itself
+        return hub_image_error(str(value))
     if q.kind == "list":
         if not names(value) and (q.section, q.key) == ("hub", "admin_users"):
             return "name at least one admin (your own login at the provider): nobody could run the hub otherwise"

@@ -67,6 +67,8 @@ def test_init_writes_a_site_that_plan_accepts(tmp_path):
         c.expect("Hub image")
         c.send("workshop-hub\r")
         c.expect("Docker Hub needs USER/NAME")  # Docker Hub's own library: nobody else can push there
+        c.send(CLEAR + "jupyterhub-hub:latest\r")
+        c.expect("Docker Hub needs USER/NAME")  # the site file's default is that too: refused typed back
         c.send(CLEAR + "alice/workshop-hub:latest\r")
         c.expect("hub: address")
         c.send("999.1.1.1\r")

@@ -340,6 +340,8 @@ def test_every_field_refuses_or_keeps_inert_every_hostile_value(tmp_path, path):
     ("registry.url", "300.1.1.1:5000", "not an IPv4 address"),
     ("site.email", "-oProxy@example.org", "not a valid e-mail"),
     ("oauth.client_id", "-x", "not a valid client id"),
+    ("images.hub", "workshop-hub:latest", "Docker Hub needs USER/NAME"),
+    ("images.hub", "docker.io/library/hub:1", "Docker Hub needs USER/NAME"),
 ])
 def test_a_hand_written_file_gets_the_message_init_gives(tmp_path, field, value, why):
     """What init refuses as typed, load_site refuses from a file: the field, the value, the reason."""
@@ -349,6 +351,9 @@ def test_a_hand_written_file_gets_the_message_init_gives(tmp_path, field, value,
     with pytest.raises(ConfigError) as exc:
         load_site(write(tmp_path, data))
     assert f"{field} = {value!r}: " in str(exc.value) and why in str(exc.value)
+    if field == "images.hub":  # init's words for the same answer
+        q = next(x for x in sitefile.QUESTIONS if (x.section, x.key) == ("images", "hub"))
+        assert why in (sitefile.answer_error(q, value, {}) or sitefile.hub_image_error(value) or "")
     if field.startswith(("site.", "hosts[0].address")):  # init asks these: the same words as typed
         section, key = ("hosts", "address") if field.startswith("hosts") else ("site", field.split(".")[1])
         assert why in (sitefile.field_error(section, key, value) or "")
@@ -374,13 +379,12 @@ def test_the_hub_image_follows_the_registry():
     assert sitefile.derived_default(q, hub) == ""  # Docker Hub without a user: nothing pushable to offer
     assert sitefile.derived_default(q, hub | {"registry": {"username": "alice"}}) == "alice/ws-hub:latest"
     assert sitefile.derived_default(q, hub | {"registry": {"url": "10.0.0.10:5000"}}) == "10.0.0.10:5000/ws-hub:latest"
-    assert "Docker Hub needs USER/NAME" in sitefile.answer_error(q, "jupyterhub-hub:latest", hub)
+    assert sitefile.answer_error(q, "jupyterhub-hub:latest", hub) is None  # the wizard's untouched default: not written
+    assert "Docker Hub needs USER/NAME" in sitefile.hub_image_error("jupyterhub-hub:latest")  # init refuses it typed
     assert "Docker Hub needs USER/NAME" in sitefile.answer_error(q, "library/hub", hub)
     assert sitefile.answer_error(q, "alice/ws-hub:latest", hub) is None
     assert sitefile.answer_error(q, "docker.io/alice/ws-hub", hub) is None
-    private = hub | {"registry": {"url": "10.0.0.10:5000"}}
-    assert "not in the registry 10.0.0.10:5000" in sitefile.answer_error(q, "alice/ws-hub", private)
-    assert sitefile.answer_error(q, "10.0.0.10:5000/ws-hub:1", private) is None
+    assert sitefile.answer_error(q, "10.0.0.10:5000/ws-hub:1", hub | {"registry": {"url": "10.0.0.10:5000"}}) is None
     assert sitefile.answer_error(q, "", hub) == "is required"
 
 
@@ -454,3 +458,11 @@ def test_an_ssh_config_that_is_not_one_is_bad_input_not_a_crash(tmp_path):
     assert res.returncode == 2, res.stderr[-2000:]
     assert "is not an OpenSSH client config" in res.stderr and "[ssh] config" in res.stderr
     assert "internal error" not in res.stderr and "Traceback" not in res.stderr
+
+
+def test_the_default_hub_image_still_loads(tmp_path):
+    """Only an [images] hub the admin wrote is held to it: the sites that leave it out (tests, labs with
+    their own) load as before; init always writes one that can be pushed."""
+    data = valid_site(tmp_path)
+    del data["images"]["hub"]
+    assert load_site(write(tmp_path, data)).images.hub == "jupyterhub-hub:latest"
