@@ -1,4 +1,5 @@
-"""Prepared app states for snapshot tests and the README screenshots (scripts/screenshots.py).
+"""Prepared app states for snapshot tests, and for the screenshots that show no steps nor cluster
+(inventory, settings, host key: scripts/screenshots.py; the others come from a real lab run).
 
 Each scene builds a HubwizardApp on a site file in ``root`` and returns it with a coroutine
 to run before the picture is taken. Nothing is contacted: the screens get the same event and
