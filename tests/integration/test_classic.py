@@ -225,8 +225,11 @@ def test_root_on_a_node_cannot_drive_other_engines_with_its_server_cert(classic_
         res = _docker_ps(classic_lab, "node1", NODE_CERT, target, port)
         print(f"\nnode1 -> {target}:{port} with node1's server cert: rc={res.exit_code} {res.output.strip()[-160:]}")
         # a TLS alert refusing the client certificate: Go's dockerd says "bad certificate", the lab's
-        # stand-in manager on :4000 (OpenSSL, which checks the key usage) "unsupported certificate"
-        assert not res.ok and ("bad certificate" in res.output or "unsupported certificate" in res.output), res.output
+        # stand-in manager on :4000 (OpenSSL, which checks the key usage) "unsupported certificate";
+        # with TLS 1.3 the client may already be writing its request when the server refuses the
+        # certificate and closes, so the refusal can arrive as a reset (the lent cert then works)
+        refusals = ("bad certificate", "unsupported certificate", "connection reset by peer")
+        assert not res.ok and any(r in res.output for r in refusals), res.output
         good = _docker_ps(classic_lab, "node1", LENT_CERT, target, port)
         assert good.ok and "CONTAINER ID" in good.output, good.output
 
