@@ -1,6 +1,6 @@
 """Snapshot tests of the main screens at 80x24 and 120x40 (pytest-textual-snapshot).
 
-The scenes are tests/tui/demo.py, the same ones scripts/screenshots.py draws for the README.
+The scenes are tests/tui/demo.py (scripts/screenshots.py draws inventory, settings and host key from them).
 After an intended change of a screen: `pytest tests/tui/test_snapshots.py --snapshot-update`."""
 
 from __future__ import annotations
