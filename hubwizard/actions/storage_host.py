@@ -164,7 +164,7 @@ def _nfs_host_keys(nfs: Transport) -> str:
     return res.stdout
 
 
-def _wanted(ctx: StepContext, pubkey: str, nfs: Transport) -> dict[str, str]:
+def _wanted(ctx: StepContext, pubkey: str) -> dict[str, str]:
     """NFS host path -> content it must have."""
     uid, gid = _ids(ctx)
     return {
@@ -182,7 +182,7 @@ def _differs(ctx: StepContext, nfs: Host) -> list[str]:
     pubkey = _hub_pubkey(hub, create=False)
     if not pubkey:
         return [f"no helper key {KEY} on the hub {ctx.site.hub_host.name}"]
-    out = [f"{path} on {nfs.name}" for path, text in _wanted(ctx, pubkey, t).items() if _read(t, path) != text]
+    out = [f"{path} on {nfs.name}" for path, text in _wanted(ctx, pubkey).items() if _read(t, path) != text]
     want_known = known_hosts_text(_nfs_host_keys(t), ctx.facts.nfs_ip, nfs.port or 22)
     if _read(hub, KNOWN_HOSTS) != want_known:
         out.append(f"{KNOWN_HOSTS} on the hub {ctx.site.hub_host.name} (the NFS host's host keys)")
@@ -218,7 +218,7 @@ def storage_host_install(ctx: StepContext) -> CallResult:
                   f"install -d -o {HELPER_USER} -g {HELPER_USER} -m 0700 {HELPER_HOME}/.ssh", sudo=True)
     if not res.ok:
         raise RuntimeError(f"cannot make user {HELPER_USER} on {nfs_host.name}: {res.output.strip()[-400:]}")
-    wanted = _wanted(ctx, pubkey, nfs)
+    wanted = _wanted(ctx, pubkey)
     _write(nfs, HELPER, wanted[HELPER], "0755")
     _write(nfs, FORCED, wanted[FORCED], "0755")
     check = nfs.run("visudo -cqf /dev/stdin", sudo=True, stdin=SUDOERS_TEXT)
