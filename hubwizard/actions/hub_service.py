@@ -284,6 +284,22 @@ def upgrade_db(ctx: StepContext, old_image: str, new_image: str) -> CallResult |
     return CallResult(True, f"database upgraded from JupyterHub {old} to {new} (copy kept: {copy or 'no database yet'})")
 
 
+def _update_finished(ctx: StepContext, timeout: float = 300) -> str:
+    """The service update's final state ("completed", "paused", "rollback_completed"...): until
+    then the old task may still answer, and verify would check the hub being replaced."""
+    from hubwizard.core.render import HUB_SERVICE
+
+    fmt = shlex.quote("{{if .UpdateStatus}}{{.UpdateStatus.State}}{{end}}")
+    deadline, state = time.monotonic() + timeout, ""
+    while time.monotonic() < deadline:
+        state = ctx.run(f"docker service inspect --format {fmt} {HUB_SERVICE}", sudo=True).stdout.strip()
+        if state and state not in ("updating", "rollback_started"):
+            return state
+        ctx.progress("updating jupyterhub in place", timeout - (deadline - time.monotonic()), timeout)
+        time.sleep(2)
+    return state
+
+
 def _running_image(ctx: StepContext) -> str | None:
     from hubwizard.core.render import HUB_SERVICE
 
@@ -314,6 +330,11 @@ def _update_in_place(ctx: StepContext, args: list[str], want: str) -> CallResult
     res = ctx.run(shlex.join(cmd), sudo=True)
     if not res.ok:
         return CallResult(False, f"docker service update {HUB_SERVICE} failed: {res.output}")
+    state = _update_finished(ctx) if flags else "completed"  # a label alone starts no new task
+    if state != "completed":
+        logs = ctx.run(f"docker service ps --no-trunc {HUB_SERVICE} | head -5", sudo=True).output
+        return CallResult(False, f"docker service update {HUB_SERVICE} ended {state or 'unfinished'} "
+                          f"(the new hub does not start?)\n{logs}")
     changed = ", ".join(sorted({f.lstrip("-").removesuffix("-add").removesuffix("-rm") for f in flags[::2]}))
     notes.append(f"service jupyterhub updated in place ({changed or 'label'}; spec {want}); users' servers keep running")
     return CallResult(True, "; ".join(notes), changed=True)
