@@ -214,9 +214,16 @@ def _upload_context(ctx: StepContext, files: dict[str, bytes]) -> None:
 
 
 def _pull(ctx: StepContext, client: Any, image: str, label: str) -> str:
+    """Pull with progress; an error (a refusal at the first request too: a mistyped tag is a 404
+    before any chunk) comes back as its text, so the step's hints apply to it."""
+    from docker.errors import APIError
+
     repo, tag = _split_tag(image)
-    chunks = client.api.pull(repo, tag=tag, stream=True, decode=True, auth_config=registry_auth(ctx, image))
-    return stream_errors(chunks, ctx, label)
+    try:
+        chunks = client.api.pull(repo, tag=tag, stream=True, decode=True, auth_config=registry_auth(ctx, image))
+        return stream_errors(chunks, ctx, label)
+    except APIError as exc:
+        return f"{image}: {exc.explanation or exc}"
 
 
 def _split_tag(image: str) -> tuple[str, str]:

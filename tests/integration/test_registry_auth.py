@@ -97,3 +97,18 @@ def test_pull_from_the_sites_registry_carries_its_login(fake_registry):
     finally:
         client.close()
     assert _sent_password(seen), seen
+
+
+def test_a_refused_pull_comes_back_as_text_for_the_steps_hints(fake_registry):
+    """A mistyped image is refused at the engine's first answer (no stream yet): _pull returns the
+    refusal as text (so prepull's "not found" hint applies), never a raw Docker exception."""
+    import docker
+
+    address, _seen = fake_registry
+    client = docker.from_env(timeout=60)
+    try:
+        err = hub_image._pull(_ctx(address), client, f"{address}/demo/mistyped:nope", "pull")
+    finally:
+        client.close()
+    assert err and f"{address}/demo/mistyped:nope" in err, err
+    assert "Traceback" not in err and "APIError" not in err
