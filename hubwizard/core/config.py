@@ -224,6 +224,10 @@ class StorageSection(_Strict):
     server: Name | None = None  # host name serving NFS; default: the hub
     path: AbsPath = "/var/nfs"
     implementation: Literal["auto", "kernel", "ganesha"] = "auto"
+    # nfs-ganesha's grace period (s) after each (re)start, while clients reclaim their locks and
+    # new writes are told "try later". 90 is ganesha's default; a fresh install has no client to
+    # reclaim anything (the lab sets 10: ~80 s off every first apply).
+    grace_period: int = Field(default=90, ge=5, le=180)
     # lab only (the container lab's kernel has no NFS client): users' servers get no NFS volume,
     # their files stay in their containers. Anywhere else a node that cannot mount NFS fails
     # step storage-clients (install nfs-common), never a silent fallback.

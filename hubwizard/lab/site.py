@@ -79,6 +79,7 @@ def render_site(record: dict[str, Any]) -> str:
         'kind = "nfs"',
         *(['server = "nfs"  # a dedicated NFS host (lab up --nfs-host), not the hub'] if record["spec"].get("nfs_host") else []),
         'implementation = "ganesha"  # no NFS in this kernel: userspace NFS',
+        "grace_period = 10  # a fresh lab has no NFS client to reclaim locks: no 90 s wait after each start",
         "lab_without_nfs_client = true  # lab only: users' files stay in their containers (not on NFS)",
         "",
         "[registry]",

@@ -99,6 +99,17 @@ def test_swarm_mode_renders_every_file_it_needs():
         assert f.description
 
 
+def test_ganesha_grace_period_from_the_site_lease_never_longer():
+    """[storage] grace_period: ganesha's default 90 s unless set; the lab's 10 s shortens the lease too."""
+    default = files_by_path(make_site(extra='\n[storage]\nimplementation = "ganesha"\n'))[PATHS["ganesha_conf"]]
+    assert "Grace_Period = 90;" in default.content and "Lease_Lifetime = 60;" in default.content
+    short = files_by_path(make_site(extra='\n[storage]\nimplementation = "ganesha"\ngrace_period = 10\n'))
+    assert "Grace_Period = 10;" in short[PATHS["ganesha_conf"]].content
+    assert "Lease_Lifetime = 10;" in short[PATHS["ganesha_conf"]].content
+    with pytest.raises(ConfigError, match="grace_period"):
+        make_site(extra='\n[storage]\ngrace_period = 1\n')
+
+
 def test_options_select_files():
     kernel = files_by_path(make_site(extra='\n[storage]\nimplementation = "kernel"\n'))
     assert PATHS["exports"] in kernel and PATHS["ganesha_conf"] not in kernel
