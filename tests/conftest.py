@@ -42,6 +42,15 @@ SLOW_FIXTURES = {"hub_python": 1200}
 # applies steps 1-7 from scratch. Run it before every other lab test, or it brings a lab of its
 # own (a second full apply) because test_browser.py and others sort before it.
 FRESH_FIRST = "test_swarm_core.py"
+# Lab modules that bring up labs of their own (not the session's shared swarm lab): marked
+# own_lab here, in one place, so scripts/test.sh can run them beside the shared-lab modules.
+# A module's session fixtures stay within one group (test_classic and test_classic_hub share one).
+# test_hub_spec_diff and test_registry_tls_lab have labs of their own too but stay with the
+# shared group, which is the shorter of the two.
+OWN_LAB_MODULES = frozenset({
+    "test_classic.py", "test_classic_hub.py", "test_doctor.py",  # the session's classic lab
+    "test_nfs_isolation.py", "test_backup.py", "test_day2.py", "test_nfs_host.py",
+})
 
 
 def _fresh_lab_first(items: list[pytest.Item]) -> None:
@@ -53,8 +62,12 @@ def _fresh_lab_first(items: list[pytest.Item]) -> None:
     items[:] = rest[:at] + first + rest[at:]
 
 
+@pytest.hookimpl(tryfirst=True)  # before -m deselects by marker
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     _fresh_lab_first(items)
+    for item in items:
+        if item.path.name in OWN_LAB_MODULES and item.get_closest_marker("lab") is not None:
+            item.add_marker(pytest.mark.own_lab)
     for item in items:
         if item.get_closest_marker("timeout") is not None:
             continue
