@@ -302,16 +302,17 @@ def _retries(rush_result: dict[str, Any]) -> str:
 
 
 def section(data: dict[str, Any]) -> str:
-    rows = ["| N | all ready (rush) | p50 | p95 | logins p95 | failed | sequential total | ratio "
+    rows = ["| N | hub config | all ready (rush) | p50 | p95 | logins p95 | failed | sequential total | ratio "
             "| CPU s: hub / proxy / machines | load at start |",
-            "|---|---|---|---|---|---|---|---|---|---|"]
+            "|---|---|---|---|---|---|---|---|---|---|---|"]
     for run in data["runs"]:
         r = run["rush"]
         total, shown = _baseline(run, data["runs"])
         ratio = f"{r['all_ready_s'] / total:.2f}x" if r.get("all_ready_s") and total else "-"
         cpu = r.get("cpu_s", {})
         machines = ", ".join(f"{k} {v}" for k, v in cpu.items() if k not in ("hub", "proxy"))
-        rows.append(f"| {run['n']} | {r['all_ready_s']} s | {r['p50_s']} s | {r['p95_s']} s | {r['login_p95_s']} s | "
+        config = run.get("config", run.get("commit", "-"))
+        rows.append(f"| {run['n']} | {config} | {r['all_ready_s']} s | {r['p50_s']} s | {r['p95_s']} s | {r['login_p95_s']} s | "
                     f"{len(r['failures'])}{_retries(r)} | {shown} | {ratio} | "
                     f"{cpu.get('hub', '-')} / {cpu.get('proxy', '-')} / {machines} | {run['load'][0]} |")
     head = ("## Morning rush (bench_rush.py)\n\nN students of a 1+2 lab log in through the lab's OpenID provider and "
@@ -328,7 +329,7 @@ def write_section() -> None:
     RESULTS.write_text(text)
 
 
-def measure(site_path: Path, sizes: list[int], sequential_max: int, lab: str) -> None:
+def measure(site_path: Path, sizes: list[int], sequential_max: int, lab: str, label: str | None = None) -> None:
     hub = LabHub(site_path, load_site(site_path))
     machines = [h.name for h in hub.site.hosts]
     for n in sizes:
@@ -345,7 +346,7 @@ def measure(site_path: Path, sizes: list[int], sequential_max: int, lab: str) ->
         record({"n": n, "load": load, "date": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()),
                 "commit": subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"],
                                          capture_output=True, text=True).stdout.strip(),
-                "sequential": seq, "rush": result})
+                "sequential": seq, "rush": result, **({"config": label} if label else {})})
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -356,6 +357,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--lab", default="rush", help="lab name (default rush)")
     parser.add_argument("--sequential-max", type=int, default=50, help="largest N also run one after another")
     parser.add_argument("--keep", action="store_true", help="leave the lab up")
+    parser.add_argument("--label", help="what the hub ran (a commit, a tuning) for the table's config column")
     parser.add_argument("--report", action="store_true", help="only rewrite RESULTS.md from rush.json")
     args = parser.parse_args(argv)
     if args.report:
@@ -363,7 +365,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     site = args.site or bring_up(args.lab, max(args.users), args.nodes)
     try:
-        measure(site, args.users, args.sequential_max, args.lab)
+        measure(site, args.users, args.sequential_max, args.lab, args.label)
     finally:
         if not args.site and not args.keep:
             subprocess.run(hubwizard("lab", "down", "--name", args.lab), capture_output=True)
