@@ -20,7 +20,8 @@ async def main():
     app = JupyterHub()
     await app.initialize(["-f", sys.argv[1]])
     spawner = app.users[orm.User.find(app.db, "alice")].spawner
-    print(json.dumps({"cleanup_servers": app.cleanup_servers, "cpu_guarantee": spawner.cpu_guarantee,
+    print(json.dumps({"cleanup_servers": app.cleanup_servers, "existing": app.authenticator.allow_existing_users,
+                      "cpu_guarantee": spawner.cpu_guarantee,
                       "mem_guarantee": spawner.mem_guarantee, "images": spawner.allowed_images,
                       "form": await spawner.get_options_form()}))
 
@@ -42,7 +43,7 @@ def test_jupyterhub_reads_reservations_profiles_and_keeps_servers_on_shutdown(hu
     assert result.returncode == 0, result.stderr[-4000:]
     assert "not recognized" not in result.stderr, result.stderr
     found = json.loads(result.stdout.strip().splitlines()[-1])
-    assert found["cleanup_servers"] is False
+    assert found["cleanup_servers"] is False and found["existing"] is False
     assert found["cpu_guarantee"] == 0.5 and found["mem_guarantee"] == 2**30
     assert list(found["images"]) == ["Default", "R (tidyverse)", "Data science"]
     assert found["images"]["Default"] == "jupyter/base-notebook:latest"

@@ -38,6 +38,11 @@ def test_a_hub_restart_leaves_users_servers_running() -> None:
     assert assigned(config_of(make_site()))["JupyterHub.cleanup_servers"] is False
 
 
+def test_the_site_files_user_list_is_the_whole_truth() -> None:
+    # removed from allowed_users = refused at the next login, even if the database knows them
+    assert assigned(config_of(make_site()))["Authenticator.allow_existing_users"] is False
+
+
 def test_guarantees_become_the_spawners_reservations_beside_the_limits() -> None:
     site = make_site(extra="", **{"mem_limit = \"4G\"": 'mem_limit = "4G"\ncpu_guarantee = 0.5\nmem_guarantee = "1G"'})
     values = assigned(config_of(site))
