@@ -27,6 +27,7 @@ from tests.swarm_lab import hubwizard
 pytestmark = [pytest.mark.lab, pytest.mark.timeout(3600)]
 
 STUDENT = "student1"
+LEAVER = "student2"  # logs in once, then leaves the course (removed from allowed_users)
 
 
 def _apply(site_path: Path, what: str) -> str:
@@ -104,10 +105,11 @@ def _kernels(site_path: Path, where: str, method: str) -> Any:
 
 
 def _edit_site(path: Path) -> None:
-    """What an admin does mid-course: let one more person in, shorten the culler's timeout."""
+    """What an admin does mid-course: let one more person in and one out, change the culler's
+    timeout, reserve resources, offer a second image."""
     text = path.read_text()
-    text, n = re.subn(r"^allowed_users = \[(.*?)\]", lambda m: f'allowed_users = [{m[1]}, "{lab_oidc.OUTSIDER}"]',
-                      text, count=1, flags=re.M)
+    text, n = re.subn(r"^allowed_users = \[(.*?)\]", lambda m: "allowed_users = [{}]".format(", ".join(
+        [x for x in m[1].split(", ") if x != f'"{LEAVER}"'] + [f'"{lab_oidc.OUTSIDER}"'])), text, count=1, flags=re.M)
     assert n == 1, text
     text = text.replace("[hub]\n", "[hub]\nidle_timeout = 1800\ncpu_guarantee = 0.25\nmem_guarantee = \"256M\"\n", 1)
     # a second choice in the spawn form (the lab's registry holds one user image: the same one)
@@ -143,6 +145,7 @@ def test_a_running_server_and_its_kernel_survive_a_user_list_and_culler_change(l
     kernel = _kernels(lab_site, where, "POST")["id"]
     assert kernel in {k["id"] for k in _kernels(lab_site, where, "GET")}
 
+    Student(hub, LEAVER).login()  # the hub's database now knows them
     service_before = _on_host(lab_site, "hub", _SERVICE)
     _edit_site(lab_site)
     _apply(lab_site, "re-apply after the day-2 change")
@@ -160,6 +163,8 @@ def test_a_running_server_and_its_kernel_survive_a_user_list_and_culler_change(l
     newcomer = Student(hub, lab_oidc.OUTSIDER)
     form = newcomer.login("/hub/spawn")
     assert 'name="image"' in form.text and "Same again" in form.text and "Default" in form.text, form.text[:2000]
+    # and the one removed from the list is refused, though the hub's database knows them
+    assert oidc_login(session(hub), hub, LEAVER).status_code == 403
     # a server started now carries the reservations beside the limits
     newcomer.start()
     specs = _on_host(lab_site, "hub", _RESOURCES)
