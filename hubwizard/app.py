@@ -20,7 +20,7 @@ from textual.screen import Screen
 from textual.worker import NoActiveWorker, get_current_worker
 
 from hubwizard import monitor as monitor_model
-from hubwizard.screens.modals import HostKeyModal
+from hubwizard.screens.modals import HostKeyModal, PassphraseModal
 
 if TYPE_CHECKING:  # opened lazily: the app starts before any site is chosen
     from hubwizard.core.config import Site
@@ -134,12 +134,13 @@ class HubwizardApp(App):
             path = self.site_path
             secrets = load_secrets(path) if path is not None and path.exists() else Secrets()
             return Connections(site, secrets, accept_new_host_keys=self.accept_new_host_keys,
-                               confirm=self.confirm_host_key)
+                               confirm=self.confirm_host_key, ask_passphrase=self.ask_key_passphrase)
         with self._conns_lock:
             if self._conns is None:
                 site, secrets = self.site_and_secrets()
                 self._conns = Connections(site, secrets, accept_new_host_keys=self.accept_new_host_keys,
-                                          confirm=self.confirm_host_key, on_connecting=self._connecting)
+                                          confirm=self.confirm_host_key, on_connecting=self._connecting,
+                                          ask_passphrase=self.ask_key_passphrase)
             return self._conns
 
     def _connecting(self, host: str, address: str, timeout: float) -> None:
@@ -200,6 +201,10 @@ class HubwizardApp(App):
 
     def confirm_host_key(self, host: str, fingerprint: str) -> bool:
         return bool(self.ask(HostKeyModal(host, fingerprint)))
+
+    def ask_key_passphrase(self, host: str, path: str) -> str | None:
+        """A locked key's passphrase, asked in a modal (only when no other key was accepted)."""
+        return self.ask(PassphraseModal(host, path))
 
     # -- screens --------------------------------------------------------------------
     def action_help(self) -> None:

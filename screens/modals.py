@@ -140,6 +140,33 @@ class AskModal(ModalScreen[str | None]):
         self.dismiss(None)
 
 
+class PassphraseModal(ModalScreen[str | None]):
+    """A locked SSH key that nothing else could stand in for (no agent key was accepted): its
+    passphrase, typed hidden; Escape gives up (the error then names `ssh-add KEY`)."""
+
+    CSS_PATH = CSS
+    BINDINGS = [Binding("escape", "cancel", "Cancel")]
+
+    def __init__(self, host: str, path: str) -> None:
+        super().__init__()
+        self.host, self.path = host, path
+
+    def compose(self) -> ComposeResult:
+        with Vertical(classes="dialog"):
+            yield Label("SSH key passphrase", classes="title")
+            yield Static(Text.assemble("To log in to ", (self.host, "bold"), ": the key ", (self.path, "bold"),
+                                       " needs its passphrase."), markup=False)
+            yield Input(password=True, id="value")
+            yield Static("Enter to go on, Esc to give up. Asked once per key and run; "
+                         "`ssh-add KEY` in a terminal spares the question.", classes="hint")
+
+    def on_input_submitted(self, event: Input.Submitted) -> None:
+        self.dismiss(event.value)
+
+    def action_cancel(self) -> None:
+        self.dismiss(None)
+
+
 class AdviceModal(ModalScreen[None]):
     """A fix that is advice only (no command to run): shown to read, nothing to confirm."""
 

@@ -223,7 +223,7 @@ def _refused(target, login: _Login, locked: list[KeyFile], broken: list[KeyFile]
     if locked:
         paths = ", ".join(kf.path for kf in locked)
         return UnreachableError(
-            msg + f"; the key {paths} needs a passphrase, and none was given (hubwizard asks only on a terminal)",
+            msg + f"; the key {paths} needs a passphrase, and none was given (asked on a terminal or in the TUI only)",
             fix=f"load it into ssh-agent once: `ssh-add {locked[0].path}` (it asks the passphrase), then run again; "
             f"and check that its .pub line is in {target.user}'s ~/.ssh/authorized_keys on the host",
         )

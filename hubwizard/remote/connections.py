@@ -93,6 +93,7 @@ class Connections:
         accept_new_host_keys: bool = False,
         confirm: Callable[[str, str], bool] | None = None,
         on_connecting: Callable[[str, str, float], None] | None = None,
+        ask_passphrase: Callable[[str, str], str | None] | None = None,
     ) -> None:
         self.site = site
         self.on_connecting = on_connecting  # (host, address, timeout): a connection is slow to open
@@ -101,7 +102,8 @@ class Connections:
         if confirm is None and accept_new_host_keys:
             confirm = lambda host, fp: True  # noqa: E731 - the admin said yes on the command line
         self.policy = HostKeyPolicy(known, confirm)
-        self.keys = KeyRing(self._passphrase_prompt())
+        # (host, key path) -> passphrase: the TUI's modal, else the secrets' terminal prompt (CLI)
+        self.keys = KeyRing(ask_passphrase or self._passphrase_prompt())
         self._sshcfg = _ssh_config(site.ssh.config)
         self._open: dict[str, Transport] = {}
         self._hops: dict[tuple, SshTransport] = {}  # ProxyJump hops of ~/.ssh/config, shared
