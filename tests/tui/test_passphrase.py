@@ -10,9 +10,9 @@ import subprocess
 import threading
 
 import pytest
+from hubwizard.screens.modals import PassphraseModal
 
 from hubwizard.core.errors import UnreachableError
-from hubwizard.screens.modals import PassphraseModal
 from tests.conftest import write_site
 from tests.tui.conftest import make_app, settle
 
