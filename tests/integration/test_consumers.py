@@ -340,12 +340,22 @@ async def main():
                 result["docker_run"] = {"image": image, "command": command, **kwargs}
 
         docker.from_env = lambda: type("Client", (), {"containers": Containers()})()
+    if hook and os.environ.get("PROBE_MANAGER_LISTS"):
+        # the classic manager's answer to "containers" (no manager here): placement reads it
+        listed = json.loads(os.environ["PROBE_MANAGER_LISTS"])
+
+        async def manager(method, *args, **kwargs):
+            assert method == "containers", method
+            return listed
+
+        spawner.docker = manager
     if hook:
         out = hook(spawner)
         if inspect.isawaitable(out):
             await out
         spec = getattr(spawner, "extra_container_spec", {}) or spawner.extra_host_config
         result["mounts"] = [dict(m) for m in spec.get("mounts", [])]
+        result["placed"] = [spawner.environment.get("constraint:node"), getattr(spawner, "host_ip", None)]
     print(json.dumps(result))
 
 asyncio.run(main())
@@ -495,7 +505,9 @@ def test_jupyterhub_refuses_to_start_without_the_oauth_secret(hub_python, tmp_pa
 def test_jupyterhub_loads_the_classic_config(hub_python, tmp_path, provider):
     site = make_site("classic", provider)
     config = rendered(site, "/srv/hubwizard/hub/jupyterhub_config.py")
-    found, log = _load_in_jupyterhub(hub_python, tmp_path, config, secret="the-client-secret")
+    busy = json.dumps([{"Names": ["/node1/jupyter-bob"]}])  # the manager lists bob's server on node1
+    found, log = _load_in_jupyterhub(hub_python, tmp_path, config, secret="the-client-secret",
+                                     PROBE_MANAGER_LISTS=busy)
 
     assert "not recognized" not in log, log
     assert found["spawner"] == "DockerSpawner"
@@ -510,6 +522,8 @@ def test_jupyterhub_loads_the_classic_config(hub_python, tmp_path, provider):
     assert found["authenticator"] == AUTH_CLASSES[provider]
     assert "idle-culler" in found["services"]
     assert found["hook"] == "prepare_home" and (tmp_path / "home" / "alice").is_dir()
+    # spread: alice goes to the node with fewer servers, published on its internal address only
+    assert found["placed"] == ["=node2", "10.0.0.12"]
 
 
 # -- shell scripts ---------------------------------------------------------------------------
