@@ -202,14 +202,23 @@ def _tail_logs(container: Any) -> str:
         return "(no logs)"
 
 
-def host_keys(container: Any) -> list[str]:
-    """The machine's public host keys, read from inside it (not learned from the network)."""
-    keys = []
-    for kind in ("ed25519", "ecdsa", "rsa"):
-        code, out = _exec(container, ["cat", f"/etc/ssh/ssh_host_{kind}_key.pub"])
-        if code == 0 and out:
-            algo, blob = out.split()[:2]
-            keys.append(f"{algo} {blob}")
+def host_keys(container: Any, timeout: float = 30.0) -> list[str]:
+    """The machine's public host keys, read from inside it (not learned from the network).
+
+    Why the wait for ed25519: it is the key clients negotiate first; a read that missed it (an
+    exec answering late on a loaded engine) left known_hosts with only the other types, and the
+    first login then failed as "known_hosts holds another type" (seen once in CI)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        keys = []
+        for kind in ("ed25519", "ecdsa", "rsa"):
+            code, out = _exec(container, ["cat", f"/etc/ssh/ssh_host_{kind}_key.pub"])
+            if code == 0 and out:
+                algo, blob = out.split()[:2]
+                keys.append(f"{algo} {blob}")
+        if any(key.startswith("ssh-ed25519 ") for key in keys) or time.monotonic() > deadline:
+            break
+        time.sleep(0.5)
     if not keys:
         raise RuntimeError(f"{container.name}: no SSH host key found in /etc/ssh")
     return keys
