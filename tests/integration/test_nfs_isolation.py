@@ -41,7 +41,7 @@ from tests.swarm_lab import hubwizard
 
 pytestmark = [pytest.mark.lab, pytest.mark.slow, pytest.mark.timeout(5400)]
 
-USER = "nfsattacker"
+USER = "student1"  # a student of the lab's OpenID provider: logs in and starts their own server
 PATH = "/var/nfs"
 
 # run inside the user's container (python3 is in every single-user image)
@@ -138,17 +138,24 @@ def nfslab(tmp_path_factory) -> Iterator[NfsLab]:
         hubwizard("lab", "down", "--name", name, timeout=900)
 
 
-def _token(lab: NfsLab) -> str:
-    import tomllib
+class _Student:
+    """USER as a browser has them: logged in through the lab's OpenID provider, the hub's REST API
+    with the session's cookie and XSRF token (as JupyterLab's Start does). The check's API token
+    changes only its own test user (SECURITY.md), so a student acts as themselves."""
 
-    return tomllib.loads(lab.site.with_name("site.secrets.toml").read_text())["hub_api_token"]
+    def __init__(self, lab: NfsLab) -> None:
+        from hubwizard.core.config import load_site
+        from tests.lab_web import LabHub, oidc_login, session
 
+        self.hub = LabHub(lab.site, load_site(lab.site))
+        self.s = session(self.hub)
+        home = oidc_login(self.s, self.hub, USER)
+        assert home.status_code == 200, f"{USER} could not log in: {home.status_code} at {home.url}"
 
-def _api(lab: NfsLab, method: str, path: str) -> Any:
-    from hubwizard.actions.hub_web import https
-    from hubwizard.core.config import load_site
-
-    return https(load_site(lab.site), method, path, token=_token(lab))
+    def api(self, method: str, path: str) -> Any:
+        xsrf = self.s.cookies.get("_xsrf", path="/hub/") or self.s.cookies.get("_xsrf") or ""
+        return self.s.request(method, f"{self.hub.url}/hub/api{path}", timeout=60,
+                              headers={"X-XSRFToken": xsrf, "Referer": f"{self.hub.url}/hub/home"})
 
 
 def _user_container(lab: NfsLab) -> str:
@@ -167,12 +174,12 @@ def _user_container(lab: NfsLab) -> str:
 def user_server(nfslab: NfsLab) -> Iterator[str]:
     """A real user's server, spawned by the hub on the worker; stopped and deleted afterwards."""
     t0 = time.monotonic()
-    assert _api(nfslab, "POST", f"/hub/api/users/{USER}").status in (201, 409)
-    assert _api(nfslab, "POST", f"/hub/api/users/{USER}/server").status in (201, 202, 400)
+    student = _Student(nfslab)
+    assert student.api("POST", f"/users/{USER}/server").status_code in (201, 202, 400)
     try:
         for _ in range(120):
-            reply = _api(nfslab, "GET", f"/hub/api/users/{USER}")
-            server = (reply.json() or {}).get("servers", {}).get("")
+            reply = student.api("GET", f"/users/{USER}")
+            server = (reply.json() or {}).get("servers", {}).get("") if reply.status_code == 200 else None
             if server and server.get("ready"):
                 break
             time.sleep(3)
@@ -188,18 +195,18 @@ def user_server(nfslab: NfsLab) -> Iterator[str]:
         assert res.returncode == 0, res.stderr
         yield container
     finally:
-        with contextlib.suppress(OSError):  # teardown may have removed the hub already
+        with contextlib.suppress(OSError, AssertionError):  # teardown may have removed the hub already
             _stop_user(nfslab)
 
 
 def _stop_user(lab: NfsLab) -> None:
-    _api(lab, "DELETE", f"/hub/api/users/{USER}/server")
+    student = _Student(lab)
+    student.api("DELETE", f"/users/{USER}/server")
     for _ in range(40):
-        reply = _api(lab, "GET", f"/hub/api/users/{USER}")
-        if reply.status == 404 or not (reply.json() or {}).get("servers"):
+        reply = student.api("GET", f"/users/{USER}")
+        if reply.status_code != 200 or not (reply.json() or {}).get("servers"):
             break
         time.sleep(3)
-    _api(lab, "DELETE", f"/hub/api/users/{USER}")
 
 
 def _attack(lab: NfsLab, container: str) -> tuple[dict[str, str], subprocess.CompletedProcess]:
