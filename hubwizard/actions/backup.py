@@ -22,6 +22,7 @@ from datetime import UTC, datetime, timedelta
 from hubwizard.actions.hub_service import DATA_VOLUME
 from hubwizard.core.config import Site
 from hubwizard.core.errors import HubwizardError
+from hubwizard.core.secrets import made_once
 from hubwizard.engine.calls import CallResult, StepContext, register
 from hubwizard.remote.transport import Transport
 
@@ -184,20 +185,9 @@ def age_problem(snapshots: list[Snapshot], now: datetime, max_age_hours: int) ->
 
 def _password(ctx: StepContext, *, create: bool) -> str | None:
     """The repository password from the secrets store; generated once (and saved there) by apply."""
-    value = ctx.secrets.get("backup_password", required=False)
-    if value or not create:
-        return value
     import secrets as pysecrets
 
-    from hubwizard.core.secrets import write_secrets
-
-    value = pysecrets.token_urlsafe(32)
-    ctx.secrets.add_runtime("backup_password", value)
-    path = getattr(ctx.secrets, "path", None)
-    if path is not None:
-        site_path = path.with_name(path.name.removesuffix(".secrets.toml") + ".toml")
-        write_secrets(site_path, {"backup_password": value})
-    return value
+    return made_once(ctx.secrets, "backup_password", lambda: pysecrets.token_urlsafe(32), create=create)
 
 
 def _remote_digest(t: Transport, path: str) -> str | None:

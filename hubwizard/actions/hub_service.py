@@ -19,6 +19,7 @@ from pathlib import Path
 from hubwizard.actions.hub_image import local_repo_digests
 from hubwizard.actions.swarm import api_call
 from hubwizard.core.config import Site
+from hubwizard.core.secrets import made_once
 from hubwizard.engine.calls import CallResult, StepContext, register
 from hubwizard.remote.dockerapi import client_for
 
@@ -35,20 +36,9 @@ def secret_name(base: str, value: str) -> str:
 
 def api_token(ctx: StepContext, *, create: bool) -> str | None:
     """The hub API token of the end-to-end check: from the secrets store, made once if absent."""
-    token = ctx.secrets.get("hub_api_token", required=False)
-    if token or not create:
-        return token
     import secrets as pysecrets
 
-    from hubwizard.core.secrets import write_secrets
-
-    token = pysecrets.token_hex(32)
-    ctx.secrets.add_runtime("hub_api_token", token)
-    path = getattr(ctx.secrets, "path", None)
-    if path is not None:
-        write_secrets(Path(path).with_name(Path(path).name.removesuffix(".secrets.toml") + ".toml"),
-                      {"hub_api_token": token})
-    return token
+    return made_once(ctx.secrets, "hub_api_token", lambda: pysecrets.token_hex(32), create=create)
 
 
 def hub_secrets(ctx: StepContext, *, create: bool) -> dict[str, str]:

@@ -25,6 +25,7 @@ from hubwizard.actions.swarm_guard import REGISTRY_PORT
 from hubwizard.core.config import Site
 from hubwizard.core.events import CommandStarted
 from hubwizard.core.render import Facts, template_context
+from hubwizard.core.secrets import made_once
 from hubwizard.core.templating import render_asset
 from hubwizard.engine.calls import CallResult, StepContext, register
 
@@ -85,20 +86,9 @@ def site_ca(ctx: StepContext) -> tls.SiteCA:
 
 def pull_password(ctx: StepContext, *, create: bool) -> str | None:
     """The nodes' pull password: from the secrets store, made once (on the hub) if absent."""
-    value = ctx.secrets.get(PULL_SECRET, required=False)
-    if value or not create:
-        return value
     import secrets as pysecrets
 
-    from hubwizard.core.secrets import write_secrets
-
-    value = pysecrets.token_urlsafe(24)
-    ctx.secrets.add_runtime(PULL_SECRET, value)
-    path = getattr(ctx.secrets, "path", None)
-    if path is not None:
-        site_file = Path(path).with_name(Path(path).name.removesuffix(".secrets.toml") + ".toml")
-        write_secrets(site_file, {PULL_SECRET: value})
-    return value
+    return made_once(ctx.secrets, PULL_SECRET, lambda: pysecrets.token_urlsafe(24), create=create)
 
 
 def credentials(ctx: StepContext) -> tuple[str, str] | None:

@@ -107,3 +107,17 @@ def _toml_str(value: str) -> str:
     import json
 
     return json.dumps(value)  # a JSON string is a valid TOML basic string
+
+
+def made_once(secrets: Secrets, name: str, make: Callable[[], str], *, create: bool) -> str | None:
+    """A secret hubwizard generates itself (an API token, a password): from the store, else made
+    by ``make`` once (with ``create``), kept for this run and saved to the site's secrets file."""
+    value = secrets.get(name, required=False)
+    if value or not create:
+        return value
+    value = make()
+    secrets.add_runtime(name, value)
+    path = getattr(secrets, "path", None)
+    if path is not None:
+        write_secrets(Path(path).with_name(Path(path).name.removesuffix(".secrets.toml") + ".toml"), {name: value})
+    return value
