@@ -3,7 +3,8 @@
 Why Python and not shell lines in the YAML: each probe reads several facts at once and
 turns them into one verdict with numbers and a fix an admin can act on ("4 GiB of memory,
 the hub needs 2"), which a shell test exit code cannot say. None of them changes a host,
-except that the port probe may open a *temporary* listener on the hub (it exits by itself).
+except that the port probe may open a *temporary* listener on the hub (it exits by itself,
+and swarm-init ends it early).
 """
 
 from __future__ import annotations
@@ -178,11 +179,33 @@ def preflight_clock(ctx: StepContext) -> CallResult:
     return CallResult(True, text)
 
 
-# The hub side: bind what is free among the swarm ports, say which, then serve in the
-# background for a while (accept and drop) so nodes can probe before Docker listens there.
+# The hub side: end a listener a killed run left behind (by the PID it wrote, if its command
+# line is ours), bind what is free among the swarm ports, say which, then serve in the background
+# for a while (accept and drop) so nodes can probe before Docker listens there. TTL 0: only stop.
+LISTENER_MARK = "hubwizard-preflight-listener"
+LISTENER_PIDFILE = "$HOME/.hubwizard-preflight-listener.pid"
 _LISTENER = r"""
-import os, select, socket, sys, time
-ttl = float(sys.argv[1]); tcp = [int(p) for p in sys.argv[2].split(",")]; udp = [int(p) for p in sys.argv[3].split(",")]
+import os, select, signal, socket, sys, time
+mark, pidfile, ttl = sys.argv[1], sys.argv[2], float(sys.argv[3])
+tcp = [int(p) for p in sys.argv[4].split(",")]; udp = [int(p) for p in sys.argv[5].split(",")]
+def stop_previous():
+    try:
+        pid = int(open(pidfile).read().strip())
+        if mark.encode() not in open("/proc/%d/cmdline" % pid, "rb").read():
+            return
+        os.kill(pid, signal.SIGTERM)
+    except (OSError, ValueError):
+        return
+    for _ in range(50):
+        try:
+            if open("/proc/%d/stat" % pid).read().rsplit(")", 1)[1].split()[0] == "Z":
+                return
+        except OSError:
+            return
+        time.sleep(0.1)
+stop_previous()
+if ttl <= 0:
+    print("stopped"); sys.exit(0)
 socks, bound = [], []
 for kind, ports in ((socket.SOCK_STREAM, tcp), (socket.SOCK_DGRAM, udp)):
     for port in ports:
@@ -195,8 +218,12 @@ for kind, ports in ((socket.SOCK_STREAM, tcp), (socket.SOCK_DGRAM, udp)):
         if kind == socket.SOCK_STREAM:
             s.listen(64)
         socks.append(s); bound.append("%d/%s" % (port, "tcp" if kind == socket.SOCK_STREAM else "udp"))
-print(" ".join(bound)); sys.stdout.flush()
-if not socks or os.fork():
+child = os.fork() if socks else 0
+if child or not socks:
+    if child:
+        with open(pidfile, "w") as f:
+            f.write("%d\n" % child)
+    print(" ".join(bound)); sys.stdout.flush()
     os._exit(0)
 os.setsid()
 null = os.open(os.devnull, os.O_RDWR)
@@ -251,19 +278,35 @@ def _ports_arg(ports: tuple[int, ...]) -> str:
     return ",".join(str(p) for p in ports)
 
 
+def _listener_command(ttl: float) -> str:
+    """The shell line that (re)starts the hub's temporary listener, or with ttl 0 only stops it."""
+    return (f"command -v python3 >/dev/null || {{ echo 'no python3'; exit 3; }}; "
+            f"python3 -c {shlex.quote(_LISTENER)} {LISTENER_MARK} \"{LISTENER_PIDFILE}\" "
+            f"{ttl:g} {_ports_arg(SWARM_TCP)} {_ports_arg(SWARM_UDP)}")
+
+
 def ensure_hub_listener(ctx: StepContext) -> str:
-    """Open the temporary listener on the hub once per run (while it lives); say what it bound."""
+    """Open the temporary listener on the hub once per run (while it lives); say what it bound.
+
+    A listener a killed run left behind is ended first: it would hold the TCP ports and then
+    expire between this run's bind and its probe, which reads as 'refused'.
+    """
     with ctx.state.lock:
         info = ctx.state.data.get("preflight_listener")
         if info and info["until"] > time.time() + 10:
             return info["bound"]
         hub = ctx.reach(ctx.site.hub_host.name)
-        cmd = (f"command -v python3 >/dev/null || {{ echo 'no python3'; exit 3; }}; python3 -c {shlex.quote(_LISTENER)} "
-               f"{LISTENER_TTL_S:g} {_ports_arg(SWARM_TCP)} {_ports_arg(SWARM_UDP)}")
-        res = hub.run(cmd, sudo=False, timeout=30)
+        res = hub.run(_listener_command(LISTENER_TTL_S), sudo=False, timeout=30)
         bound = res.stdout.strip() if res.ok else f"(no temporary listener: {res.output.strip()})"
         ctx.state.data["preflight_listener"] = {"until": time.time() + LISTENER_TTL_S, "bound": bound}
         return bound
+
+
+def stop_hub_listener(ctx: StepContext) -> None:
+    """End the hub's temporary listener (this run's or a killed run's) so Docker can bind 2377."""
+    with ctx.state.lock:
+        ctx.state.data.pop("preflight_listener", None)
+        ctx.reach(ctx.site.hub_host.name).run(_listener_command(0), sudo=False, timeout=30)
 
 
 def _hub_ports(ctx: StepContext) -> CallResult:

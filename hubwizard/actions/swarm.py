@@ -22,7 +22,10 @@ import docker
 import docker.errors
 import requests.exceptions
 
-from hubwizard.actions import swarm_guard  # noqa: F401 - registers the swarm guard's calls
+from hubwizard.actions import (
+    probes,
+    swarm_guard,  # noqa: F401 - registers the swarm guard's calls
+)
 from hubwizard.actions.quota import parse_report, project_name
 from hubwizard.engine.calls import CallResult, StepContext, register
 from hubwizard.remote import dockerapi
@@ -126,7 +129,7 @@ def swarm_init(ctx: StepContext) -> CallResult:
         if info.get("LocalNodeState") == "active":
             _remember_tokens(ctx, client, info)
             return CallResult(True, "already the manager of a swarm", changed=False)
-        _wait_for_preflight_listener(ctx)
+        probes.stop_hub_listener(ctx)
         try:
             client.swarm.init(advertise_addr=ctx.facts.hub_ip, listen_addr=f"0.0.0.0:{SWARM_PORT}")
         except docker.errors.APIError as exc:
@@ -134,16 +137,6 @@ def swarm_init(ctx: StepContext) -> CallResult:
         swarm = _remember_tokens(ctx, client, _swarm_info(client))
         return CallResult(True, f"swarm {swarm.cluster_id[:12]} created, advertised at {swarm.manager_addr}",
                           changed=True)
-
-
-def _wait_for_preflight_listener(ctx: StepContext) -> None:
-    """preflight's temporary port listener may still hold 2377 on the hub: let it end first."""
-    with ctx.state.lock:
-        info = ctx.state.data.get("preflight_listener") or {}
-    left = float(info.get("until", 0)) - time.time()
-    if left > 0:
-        ctx.progress("waiting for preflight's temporary port listener to end (s)", 0, round(left))
-        time.sleep(left + 1)
 
 
 def manager_view(ctx: StepContext) -> tuple[SwarmInfo, str]:
