@@ -221,8 +221,11 @@ for kind, ports in ((socket.SOCK_STREAM, tcp), (socket.SOCK_DGRAM, udp)):
 child = os.fork() if socks else 0
 if child or not socks:
     if child:
-        with open(pidfile, "w") as f:
-            f.write("%d\n" % child)
+        try:
+            with open(pidfile, "w") as f:
+                f.write("%d\n" % child)
+        except OSError:
+            pass
     print(" ".join(bound)); sys.stdout.flush()
     os._exit(0)
 os.setsid()
