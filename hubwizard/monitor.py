@@ -4,6 +4,8 @@ Why a model apart from the screen: the TUI only renders what this module fetched
 benchmark and the tests drive it without Textual, and its cost stays fixed: a refresh is
 ``nodes``, ``services``, ``tasks`` and ``events``: four Docker API calls whatever the number of
 services (the per-service replica counts come from the one task list, not one call each).
+The last backup is read from the small status file each backup run leaves (one `cat` over
+SSH per backup host, at most once a minute), never by asking restic.
 Drill-downs (the tasks of one node or service) and logs are fetched only when asked for.
 """
 
@@ -18,11 +20,13 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Protocol
 
 from hubwizard.core.units import human_bytes
 
 if TYPE_CHECKING:
+    from hubwizard.actions.backup import RunStatus
     from hubwizard.core.config import Site
     from hubwizard.core.secrets import Secrets
     from hubwizard.remote.connections import Connections
@@ -105,6 +109,7 @@ class Snapshot:
     events: list[EventRow] = field(default_factory=list)
     users: list[HubUser] | None = None  # None: the hub API could not be asked
     hub_status: str = "hub API not reachable"
+    backup: str = ""  # one line on the last backup ("" when [backups] is off)
     error: str = ""
     api_calls: int = 0
     fetched_at: float = 0.0
@@ -250,6 +255,56 @@ def parse_hub_users(text: str) -> list[HubUser]:
     return sorted(users, key=lambda u: u.name)
 
 
+# ------------------------------------------------------------------ the last backup (pure)
+
+def ago(seconds: float) -> str:
+    """How long ago, as a person says it: 'just now', '12 min ago', '3 h ago', '2 d ago'."""
+    if seconds < 60:
+        return "just now"
+    if seconds < 3600:
+        return f"{int(seconds // 60)} min ago"
+    if seconds < 2 * 86400:
+        return f"{int(seconds // 3600)} h ago"
+    return f"{int(seconds // 86400)} d ago"
+
+
+def backup_run_text(run: RunStatus | None | str, now: datetime, max_age_hours: int, host: str, short: bool = False) -> str:
+    """One host's last backup, e.g. '2026-12-02 01:40 UTC (3 h ago), 12.4 MiB, repo ok'."""
+    from hubwizard.actions.backup import SERVICE
+
+    if isinstance(run, str):
+        return f"not readable ({run})"
+    if run is None:
+        return "never run"
+    when = run.time.astimezone(UTC)
+    stamp = when.strftime("%H:%M" if short else "%Y-%m-%d %H:%M UTC")
+    if not run.ok:
+        return f"failed {when.strftime('%Y-%m-%d %H:%M UTC')} (see `journalctl -u {SERVICE.removesuffix('.service')}` on {host})"
+    age = (now - when).total_seconds()
+    parts = [f"{stamp} ({ago(age)})"]
+    if run.bytes is not None:
+        parts.append(human_bytes(run.bytes))
+    if run.checked == "ok" and not short:
+        parts.append("repo ok")
+    elif run.checked == "failed":
+        parts.append("repo check FAILED")
+    text = ", ".join(parts)
+    if age > max_age_hours * 3600:
+        text += f", older than {max_age_hours} h: is the timer running?"
+    return text
+
+
+def backup_line(runs: Sequence[tuple[str, RunStatus | None | str]], now: datetime, max_age_hours: int = 36) -> str:
+    """The monitor's backup line: the storage host's run, then the hub's when it backs up on its own."""
+    if not runs:
+        return "backup: off ([backups] in the site file)"
+    if len(runs) == 1:
+        host, run = runs[0]
+        return f"backup: {backup_run_text(run, now, max_age_hours, host)}"
+    return "backup: " + " · ".join(f"{host} {backup_run_text(run, now, max_age_hours, host, short=i > 0)}"
+                                   for i, (host, run) in enumerate(runs))
+
+
 # --------------------------------------------------------------------- filtering
 
 
@@ -309,11 +364,12 @@ class MonitorModel:
     """Reads a swarm through one manager's Docker API; actions change it on request."""
 
     def __init__(self, client: Any, *, hub_users: Callable[[], tuple[list[HubUser] | None, str]] | None = None,
-                 events_window: float = 300.0, max_events: int = 200) -> None:
+                 backup: Callable[[], str] | None = None, events_window: float = 300.0, max_events: int = 200) -> None:
         self.client = client
         self.api = client.api
         self.counter = RequestCounter(client)
         self.hub_users = hub_users
+        self.backup = backup
         self._since = time.time() - events_window
         self._events: list[EventRow] = []
         self._last = 0.0  # time of the newest event kept
@@ -326,9 +382,10 @@ class MonitorModel:
         start, calls = time.perf_counter(), self.counter.count
         # the three lists and the hub's users at once (each waits on the network, not the CPU):
         # a refresh costs the slowest call instead of their sum
-        with ThreadPoolExecutor(max_workers=4) as pool:
+        with ThreadPoolExecutor(max_workers=5) as pool:
             lists = [pool.submit(f) for f in (self.api.nodes, self.api.services, self.api.tasks)]
             users = pool.submit(self.hub_users) if self.hub_users is not None else None
+            backup = pool.submit(self.backup) if self.backup is not None else None
             try:
                 nodes_raw, services_raw, tasks_raw = (f.result() for f in lists)
             except Exception as exc:  # noqa: BLE001 - shown on the screen, the poll goes on
@@ -339,6 +396,8 @@ class MonitorModel:
             snap.events = self._new_events()  # after the lists: events are named with them
             if users is not None:
                 snap.users, snap.hub_status = users.result()
+            if backup is not None:
+                snap.backup = backup.result()
         snap.api_calls = self.counter.count - calls
         snap.fetched_at = time.time()
         snap.seconds = time.perf_counter() - start
@@ -440,6 +499,37 @@ def hub_users_reader(transport: Any, token: str | None, url: str = HUB_API) -> C
     return read
 
 
+def backup_reader(site: Site, conns: Connections, every: float = 60.0,
+                  clock: Callable[[], float] = time.monotonic) -> Callable[[], str]:
+    """The backup line from each backup host's status file: one `cat` per host, read again at
+    most every ``every`` seconds (a backup runs nightly; the ages in the line are recomputed
+    on each refresh)."""
+    from hubwizard.actions import backup
+
+    hosts = [h.name for h in backup.backup_hosts(site)] if site.backups.enabled else []
+    cached: dict[str, Any] = {"at": None, "runs": []}
+    lock = threading.Lock()
+
+    def read_one(host: str) -> RunStatus | None | str:
+        try:
+            res = conns.get(host).run(f"cat {backup.STATUS} 2>/dev/null || true", timeout=10)
+            return backup.parse_status(res.stdout)
+        except ValueError:
+            return f"{backup.STATUS} on {host} is not the backup's status file"
+        except Exception as exc:  # noqa: BLE001 - said in the line; the next read tries again
+            return f"{host}: {getattr(exc, 'message', exc)}".splitlines()[0][:120]
+
+    def read() -> str:
+        with lock:
+            if cached["at"] is None or clock() - cached["at"] >= every:
+                cached["runs"] = [(h, read_one(h)) for h in hosts]
+                cached["at"] = clock()
+            runs = cached["runs"]
+        return backup_line(runs, datetime.now(UTC), site.backups.max_age_hours)
+
+    return read
+
+
 def connect(site: Site, secrets: Secrets, *, confirm: Callable[[str, str], bool] | None = None,
             accept_new_host_keys: bool = False) -> tuple[MonitorModel, Connections]:
     """A model on the site's hub (a swarm manager), and the Connections to close afterwards.
@@ -457,7 +547,8 @@ def model_on(conns: Connections, site: Site, secrets: Secrets) -> MonitorModel:
 
     hub = conns.get(site.hub_host.name)
     token = secrets.get("hub_api_token", required=False)
-    return MonitorModel(client_for(hub, timeout=30), hub_users=hub_users_reader(hub, token))
+    return MonitorModel(client_for(hub, timeout=30), hub_users=hub_users_reader(hub, token),
+                        backup=backup_reader(site, conns))
 
 
 def filter_rows(rows: Iterable[tuple[str, ...]], text: str) -> list[tuple[str, ...]]:

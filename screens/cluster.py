@@ -55,10 +55,12 @@ class ClusterPanel(Vertical):
 
     def compose(self) -> ComposeResult:
         yield Static("cluster: shown once the swarm exists (after swarm-init)", id="cluster-status")
+        yield Static("", id="cluster-backup")  # the last backup, once [backups] is on and the swarm is read
         yield DataTable(id="cluster-nodes", cursor_type="none", zebra_stripes=True)
         yield DataTable(id="cluster-services", cursor_type="none", zebra_stripes=True)
 
     def on_mount(self) -> None:
+        self.query_one("#cluster-backup", Static).display = False
         self.query_one("#cluster-nodes", DataTable).add_columns("NODE", "ROLE", "STATE", "AVAIL")
         self.query_one("#cluster-services", DataTable).add_columns("SERVICE", "REPLICAS", "MODE")
 
@@ -115,6 +117,10 @@ class ClusterPanel(Vertical):
             return
         status.update(f"cluster: {_count(len(snap.nodes), 'node')}, {_count(len(snap.services), 'service')} "
                       f"· {snap.api_calls} API calls a refresh")
+        backup = self.query_one("#cluster-backup", Static)
+        backup.display = bool(snap.backup)
+        failed = "failed" in snap.backup.lower() or "not readable" in snap.backup
+        backup.update(Text(snap.backup, style="bold red" if failed else "", no_wrap=True, overflow="ellipsis"))
         self._fill("#cluster-nodes", [(n.id, node_row(n)) for n in snap.nodes])
         self._fill("#cluster-services", [(s.id, service_row(s)) for s in snap.services])
 

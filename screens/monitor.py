@@ -119,6 +119,7 @@ class MonitorScreen(NavScreen):
     def compose(self) -> ComposeResult:
         yield Header()
         yield Static("connecting…", id="status")
+        yield Static("", id="backup", classes="hidden")  # the last backup, when [backups] is on
         yield Input(placeholder="filter: words that must all appear (Esc clears)", id="filter", classes="hidden")
         with TabbedContent(id="tabs", initial="nodes"):
             for name in COLUMNS:
@@ -289,6 +290,15 @@ class MonitorScreen(NavScreen):
                                  f"{len(s.tasks)} tasks, {s.api_calls} API calls every {self.interval:g}s{filt} | "
                                  f"{s.hub_status}")
         self.query_one("#status", Static).update(text)
+        self._backup_line(s.backup)
+
+    def _backup_line(self, line: str) -> None:
+        """The last backup under the status: red when it failed, yellow when never run or late."""
+        widget = self.query_one("#backup", Static)
+        widget.set_class(not line, "hidden")
+        bad = any(w in line for w in ("failed", "FAILED", "not readable"))
+        late = any(w in line for w in ("never run", "older than", "backup: off"))
+        widget.update(Text(line, style="bold red" if bad else "yellow" if late else "", no_wrap=True, overflow="ellipsis"))
 
     @on(TabbedContent.TabActivated)
     def _tab_shown(self) -> None:

@@ -4,7 +4,11 @@ Why restic: encrypted, incremental and deduplicated, speaks SFTP and S3, is pack
 Debian (0.14), and `restic check` proves a repository readable. hubwizard writes a wrapper
 (hubwizard-restic) that reads the repository, the password *file* and any S3 key from a
 root-only env file, so the password never appears in a command line, a unit file, the
-journal or plan output. A systemd timer runs hubwizard-backup nightly on the storage host.
+journal or plan output. A systemd timer runs hubwizard-backup nightly on the storage host
+(the users' storage) and, when the hub is another host, on the hub too (its database volume):
+each host backs up what it holds, into the same repository, under its own site host name
+(`restic --host NAME`), and writes a small world-readable status file after each run that the
+monitor reads instead of asking restic on every refresh. Classic sites back up /home on the hub.
 
 The calls here are the recipe's (160-backups.yaml); the functions below them are what
 `hubwizard backup now` and `hubwizard restore` run, over the same connections.
@@ -20,7 +24,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from hubwizard.actions.hub_service import DATA_VOLUME
-from hubwizard.core.config import Site
+from hubwizard.core.config import Host, Site
 from hubwizard.core.errors import HubwizardError
 from hubwizard.core.secrets import made_once
 from hubwizard.engine.calls import CallResult, StepContext, register
@@ -38,6 +42,9 @@ SERVICE = "hubwizard-backup.service"
 TAG = "hubwizard"
 DB_FILE = "jupyterhub.sqlite"
 VOLUME = DATA_VOLUME  # the hub's data volume (hub_service): its database and cookie secret
+STATUS = "/var/lib/hubwizard/backup-status.json"  # 0644, no secret: the last run, for the monitor
+CLASSIC_HUB = "jupyterhub"  # the classic track's hub container (classic_hub)
+CLASSIC_HOMES = "/home"  # the classic track's users' folders, exported from the hub (classic-nfs-home)
 
 
 class BackupError(HubwizardError):
@@ -47,6 +54,23 @@ class BackupError(HubwizardError):
 
 
 # ------------------------------------------------------------------ pure logic (unit-tested)
+
+
+def storage_host(site: Site) -> Host:
+    """Where the users' folders are: the classic track exports /home from the hub, swarm-mode
+    serves storage.path from the NFS host (storage.server, else the hub)."""
+    return backup_hosts(site)[0]
+
+
+def storage_path(site: Site) -> str:
+    """The users' folders the backups hold: /home on classic sites, storage.path otherwise."""
+    return CLASSIC_HOMES if site.site.track == "classic" else site.storage.path
+
+
+def backup_hosts(site: Site) -> list[Host]:
+    """The hosts that run a backup: the storage host first (it creates the repository and prunes),
+    then the hub when it is another host (its database volume is on its own disk)."""
+    return site.targets("backup")  # the recipe's `targets: backup`
 
 
 def env_text(site: Site, s3_secret: str | None) -> str:
@@ -180,6 +204,38 @@ def age_problem(snapshots: list[Snapshot], now: datetime, max_age_hours: int) ->
     return None
 
 
+@dataclass(frozen=True)
+class RunStatus:
+    """The last run of hubwizard-backup on one host, as its status file says (STATUS)."""
+
+    host: str
+    time: datetime
+    ok: bool
+    exit: int
+    stage: str  # where it stopped: nothing | backup | forget | check | done
+    snapshot: str = ""
+    bytes: int | None = None  # the snapshot's size (restic's total_bytes_processed)
+    added: int | None = None  # new data the run stored
+    checked: str = ""  # ok | failed: `restic check` after the run (the storage host); "" not run here
+
+
+def parse_status(text: str) -> RunStatus | None:
+    """The status file's text; None when it is empty (the backup never ran on that host).
+    Raises ValueError when it is not the file the backup script writes."""
+    if not text.strip():
+        return None
+    raw = json.loads(text)
+    if not isinstance(raw, dict) or "time" not in raw:
+        raise ValueError("not a hubwizard backup status")
+    return RunStatus(str(raw.get("host", "")), parse_time(str(raw["time"])), bool(raw.get("ok")),
+                     int(raw.get("exit") or 0), str(raw.get("stage", "")), str(raw.get("snapshot") or ""),
+                     _count(raw.get("bytes")), _count(raw.get("added")), str(raw.get("checked") or ""))
+
+
+def _count(value: object) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
 # ------------------------------------------------------------------ the recipe's calls
 
 
@@ -204,18 +260,25 @@ FILES = (
 )
 
 
-def rendered_files(context: dict) -> list[tuple[str, str, int]]:
-    """(path, text, mode) of the wrapper, the backup script and the units: no secret in any."""
+def rendered_files(context: dict, host: str | None = None) -> list[tuple[str, str, int]]:
+    """(path, text, mode) of the wrapper, the backup script and the units for one backup host
+    (default: the storage host): no secret in any. Only the storage host backs up the users'
+    folders and prunes the repository (forget applies the keep policy to every host's backups)."""
     from hubwizard.core.templating import render_asset
 
-    extra = {**context, "volume": VOLUME, "stage": STAGE, "db_file": DB_FILE}
+    site: Site = context["cfg"]
+    name = host or storage_host(site).name
+    on_storage = name == storage_host(site).name
+    extra = {**context, "volume": VOLUME, "stage": STAGE, "db_file": DB_FILE, "status_file": STATUS,
+             "backup_host": name, "storage": storage_path(site) if on_storage else "", "prune": on_storage,
+             "hub_here": name == site.hub_host.name}
     return [(path, render_asset(asset, extra), mode) for asset, path, mode in FILES]
 
 
 @register("backup_files")
 def backup_files(ctx: StepContext) -> CallResult:
     """The wrapper, the backup script, the service and the timer, as the site renders them."""
-    files = rendered_files(ctx.template_context)
+    files = rendered_files(ctx.template_context, ctx.host.name)
     stale = [path for path, text, _mode in files if _remote_digest(ctx.transport, path) != digest(text)]
     if not stale:
         return CallResult(True, "backup script, wrapper and units as the site says")
@@ -330,8 +393,10 @@ def _restic(t: Transport, args: str, timeout: float | None = None):
     return t.run(f"{RESTIC} {args}", sudo=True, timeout=timeout)
 
 
-def _snapshots(t: Transport) -> list[Snapshot]:
-    res = _restic(t, f"snapshots --json --tag {TAG}", timeout=300)
+def _snapshots(t: Transport, host: str | None = None) -> list[Snapshot]:
+    """The site's snapshots; ``host``: only those one host of the site made (restic --host)."""
+    only = f" --host {shlex.quote(host)}" if host else ""
+    res = _restic(t, f"snapshots --json --tag {TAG}{only}", timeout=300)
     if not res.ok:
         raise RuntimeError(res.output)
     return parse_snapshots(res.stdout)
@@ -352,7 +417,7 @@ def backup_repository(ctx: StepContext) -> CallResult:
         else:
             return CallResult(False, "; fix: ".join(failure_message(site, ctx.host.name, opened.output)))
     try:
-        snaps = _snapshots(ctx.transport)
+        snaps = _snapshots(ctx.transport, ctx.host.name)
     except RuntimeError as exc:
         return CallResult(False, "; fix: ".join(failure_message(site, ctx.host.name, str(exc))))
     if ctx.phase == "apply" and not snaps:
@@ -371,7 +436,8 @@ def backup_repository(ctx: StepContext) -> CallResult:
     if problem:
         return CallResult(False, problem)
     newest = snaps[-1]
-    return CallResult(True, f"{len(snaps)} backup(s) at {site.backups.target}; newest {newest.short} at {newest.when}")
+    return CallResult(True, f"{len(snaps)} backup(s) of {ctx.host.name} at {site.backups.target}; "
+                            f"newest {newest.short} at {newest.when}")
 
 
 # ------------------------------------------------------------------ backup now / restore
@@ -391,8 +457,9 @@ def run_backup(t: Transport, site: Site, host: str) -> Snapshot:
 
 
 def _list(t: Transport, site: Site, host: str) -> list[Snapshot]:
+    """The snapshots ``host`` made (each backup host has its own, under its site name)."""
     try:
-        return _snapshots(t)
+        return _snapshots(t, host)
     except RuntimeError as exc:
         what, fix = failure_message(site, host, str(exc))
         raise BackupError(f"{host}: {RESTIC} snapshots: {what}", fix=fix) from None
@@ -417,10 +484,10 @@ def _holds(t: Transport, snap: Snapshot, path: str) -> bool:
 def restore_user(t: Transport, site: Site, host: str, user: str, at: datetime | None) -> tuple[Snapshot, str]:
     """The user's folder back from the chosen snapshot, in place; nothing else is written."""
     snap = _choose(t, site, host, at)
-    folder = f"{site.storage.path.rstrip('/')}/{user}"
+    folder = f"{storage_path(site).rstrip('/')}/{user}"
     if not _holds(t, snap, folder):
         raise BackupError(f"backup {snap.short} ({snap.when}) holds no folder {folder}",
-                          fix=f"check the user name, or list it on {host}: {RESTIC} ls {snap.short} {site.storage.path}")
+                          fix=f"check the user name, or list it on {host}: {RESTIC} ls {snap.short} {storage_path(site)}")
     res = _restic(t, f"restore {snap.id} --target / --include {shlex.quote(folder)}", timeout=site.ssh.command_timeout)
     if not res.ok:
         what, fix = failure_message(site, host, res.output)
@@ -428,25 +495,39 @@ def restore_user(t: Transport, site: Site, host: str, user: str, at: datetime | 
     return snap, folder
 
 
-def restore_hub(t: Transport, site: Site, host: str, at: datetime | None, say=print) -> Snapshot:
-    """The hub's database back: stop the hub service, put the backed-up copy in its volume, start it."""
+def _hub_runner(t: Transport, site: Site) -> tuple[str, str, str] | None:
+    """(what, stop command, start command) of the hub: the swarm service, or the classic track's
+    container; None when it does not run (nothing to stop)."""
     from hubwizard.core.render import HUB_SERVICE
 
+    if site.site.track == "classic":
+        if not t.run(f"docker container inspect --format '{{{{.Id}}}}' {CLASSIC_HUB}", sudo=True).ok:
+            return None
+        return (f"docker stop {CLASSIC_HUB}", f"docker stop {CLASSIC_HUB}", f"docker start {CLASSIC_HUB}")
+    if not t.run(f"docker service inspect --format '{{{{.ID}}}}' {HUB_SERVICE}", sudo=True).ok:
+        return None
+    return (f"docker service scale {HUB_SERVICE}=0", f"docker service scale --detach=false {HUB_SERVICE}=0",
+            f"docker service scale --detach=false {HUB_SERVICE}=1")
+
+
+def restore_hub(t: Transport, site: Site, host: str, at: datetime | None, say=print) -> Snapshot:
+    """The hub's database back, on the hub host: stop the hub, put the backed-up copy in its
+    volume, start it."""
     snap = _choose(t, site, host, at)
     if not _holds(t, snap, f"{STAGE}/{DB_FILE}"):
-        raise BackupError(f"backup {snap.short} ({snap.when}) holds no hub database ({STAGE}/{DB_FILE})",
-                          fix="the hub's volume was not on the storage host when it ran; pick a later --at")
+        raise BackupError(f"backup {snap.short} ({snap.when}) of {host} holds no hub database ({STAGE}/{DB_FILE})",
+                          fix="the hub's volume did not exist yet when it ran; pick a later --at")
     fmt = shlex.quote("{{.Mountpoint}}")
     mount = t.run(f"docker volume inspect --format {fmt} {VOLUME}", sudo=True)
     if not mount.ok or not mount.stdout.strip().startswith("/"):
         raise BackupError(f"{host}: docker volume {VOLUME} does not exist: {mount.output.strip()[-200:]}",
                           fix="run `hubwizard apply` (hub-service makes it), then restore --hub again")
     data = mount.stdout.strip()
-    service = t.run(f"docker service inspect --format '{{{{.ID}}}}' {HUB_SERVICE}", sudo=True).ok
+    hub = _hub_runner(t, site)
     work = f"/var/lib/hubwizard/backup/restore-{snap.short}"
-    if service:
-        say(f"{host}: stopping the hub (docker service scale {HUB_SERVICE}=0)")
-        _must(t, f"docker service scale --detach=false {HUB_SERVICE}=0", host, 600)
+    if hub:
+        say(f"{host}: stopping the hub ({hub[0]})")
+        _must(t, hub[1], host, 600)
     try:
         say(f"{host}: restoring {DB_FILE} from backup {snap.short} ({snap.when}) into volume {VOLUME}")
         _must(t, f"rm -rf {work} && {RESTIC} restore {snap.id} --target {work} --include {STAGE}/{DB_FILE}", host, 1800)
@@ -454,9 +535,9 @@ def restore_hub(t: Transport, site: Site, host: str, at: datetime | None, say=pr
                  f"mv {data}/{DB_FILE}.restored {data}/{DB_FILE} && "
                  f"rm -f {data}/{DB_FILE}-journal {data}/{DB_FILE}-wal {data}/{DB_FILE}-shm && rm -rf {work}", host, 600)
     finally:
-        if service:
-            say(f"{host}: starting the hub (docker service scale {HUB_SERVICE}=1)")
-            _must(t, f"docker service scale --detach=false {HUB_SERVICE}=1", host, 600)
+        if hub:
+            say(f"{host}: starting the hub ({hub[2]})")
+            _must(t, hub[2], host, 600)
     return snap
 
 

@@ -1,8 +1,9 @@
 """`hubwizard backup now`, `hubwizard restore --user NAME [--at TIME]` and `restore --hub`.
 
 Why commands of their own and not steps: a restore is a one-off act on the admin's word,
-never part of converging a site. They run on the storage host (where the backups step put
-the timer), over the same checked SSH connections as apply; restic itself runs there through
+never part of converging a site. They run where the backups step put the timers (a user's
+folder on the storage host, the database on the hub; the same host unless storage.server
+names another), over the same checked SSH connections as apply; restic itself runs there through
 the hubwizard-restic wrapper, so the repository password never leaves that host's root-only file.
 Only argparse is imported at start (the CLI's `--help` stays instant).
 """
@@ -44,14 +45,13 @@ def _session(args: argparse.Namespace) -> Any:
     return session
 
 
-def _storage(session: Any, args: argparse.Namespace) -> tuple[Any, Any, str]:
-    """(connections, transport, host name) of the storage host, where the backups run."""
+def _open(session: Any, args: argparse.Namespace, host: str) -> tuple[Any, Any]:
+    """(connections, transport) of one backup host, over the same checked SSH as apply."""
     from hubwizard.remote.connections import Connections
 
-    host = session.site.nfs_host.name
     conns = Connections(session.site, session.secrets, accept_new_host_keys=args.accept_new_host_keys)
     try:
-        return conns, conns.get(host), host
+        return conns, conns.get(host)
     except Exception as exc:
         conns.close()
         if hasattr(exc, "host"):
@@ -60,16 +60,19 @@ def _storage(session: Any, args: argparse.Namespace) -> tuple[Any, Any, str]:
 
 
 def cmd_backup(args: argparse.Namespace) -> int:
+    """The nightly job now, on every backup host (the storage host, then the hub if it is another)."""
     from hubwizard.actions import backup
 
     session = _session(args)
-    conns, t, host = _storage(session, args)
-    try:
-        print(f"{host}: running the nightly backup now (systemctl start {backup.SERVICE}) to {session.site.backups.target}")
-        snap = backup.run_backup(t, session.site, host)
-    finally:
-        conns.close()
-    print(f"backup {snap.short} made at {snap.when} on {host}")
+    for h in backup.backup_hosts(session.site):
+        conns, t = _open(session, args, h.name)
+        try:
+            print(f"{h.name}: running the nightly backup now (systemctl start {backup.SERVICE}) "
+                  f"to {session.site.backups.target}")
+            snap = backup.run_backup(t, session.site, h.name)
+        finally:
+            conns.close()
+        print(f"backup {snap.short} made at {snap.when} on {h.name}")
     return 0
 
 
@@ -92,17 +95,16 @@ def cmd_restore(args: argparse.Namespace) -> int:
     at = _at(args.at)
     session = _session(args)
     site = session.site
-    if args.hub and site.nfs_host.name != site.hub_host.name:
-        raise UsageError(f"restore --hub: the hub database is backed up only when the hub ({site.hub_host.name}) is "
-                         f"also the storage host (here {site.nfs_host.name})")
-    what = f"{site.storage.path}/{args.user}" if args.user else "the hub database (the hub stops meanwhile)"
+    # a user's folder is on the storage host, the database on the hub: each from its own backups
+    host = backup.storage_host(site).name if args.user else site.hub_host.name
+    what = f"{backup.storage_path(site)}/{args.user}" if args.user else "the hub database (the hub stops meanwhile)"
     if not args.yes:
         if not sys.stdin.isatty():
-            raise UsageError(f"restore overwrites {what} on {site.nfs_host.name}: run again with --yes")
-        if input(f"Overwrite {what} on {site.nfs_host.name} from a backup? [y/N] ").strip().lower() not in ("y", "yes"):
+            raise UsageError(f"restore overwrites {what} on {host}: run again with --yes")
+        if input(f"Overwrite {what} on {host} from a backup? [y/N] ").strip().lower() not in ("y", "yes"):
             print("nothing changed")
             return 0
-    conns, t, host = _storage(session, args)
+    conns, t = _open(session, args, host)
     try:
         if args.user:
             snap, folder = backup.restore_user(t, site, host, args.user, at)

@@ -488,6 +488,9 @@ class Site(_Strict):
 
     def targets(self, kind: str) -> list[Host]:
         """The hosts a step aimed at ``kind`` (hub, nodes, nfs, all) runs on."""
+        if kind == "backup":  # where the users' folders are (classic: the hub's /home), then the hub
+            first = self.hub_host if self.site.track == "classic" else self.nfs_host
+            return [first] if first.name == self.hub_host.name else [first, self.hub_host]
         return {"hub": [self.hub_host], "nodes": self.nodes, "nfs": [self.nfs_host], "all": self.active_hosts}.get(
             kind, []
         )

@@ -17,7 +17,7 @@ import yaml
 
 from hubwizard.core.errors import ConfigError
 
-Targets = Literal["hub", "nodes", "nfs", "all", "local"]
+Targets = Literal["hub", "nodes", "nfs", "all", "local", "backup"]  # backup: storage host, then the hub
 
 
 @dataclass(frozen=True)

@@ -55,6 +55,7 @@ def snapshot() -> monitor.Snapshot:
     snap.users = [monitor.HubUser("alice", True, ("default: ready",), "2026-11-22T02:40:00"),
                   monitor.HubUser("bob", False, ("default: spawn",), "2026-11-22T02:41:00")]
     snap.hub_status = "2 users"
+    snap.backup = "backup: 2026-11-22 01:40 UTC (1 h ago), 12.4 MiB, repo ok"
     snap.events = [monitor.EventRow(1795000000.0, "service", "update", "jupyter-bob", True),
                    monitor.EventRow(1794999990.0, "node", "update", "node2", True)]
     snap.api_calls = 4

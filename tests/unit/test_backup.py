@@ -158,3 +158,118 @@ def test_rendered_files_name_the_volume_and_hold_no_secret():
     assert "OnCalendar=*-*-* 03:15:00" in files["/etc/systemd/system/hubwizard-backup.timer"]
     assert "ExecStart=/usr/local/sbin/hubwizard-backup" in files["/etc/systemd/system/hubwizard-backup.service"]
     assert not any("PASSWORD=" in text for text in files.values())
+
+
+# ------------------------------------------------------------------ the status file and the monitor's line
+
+NFS_HOST = BASE.replace('role = "node"\n', 'role = "node"\n\n[[hosts]]\nname = "nfs"\naddress = "10.0.0.20"\nrole = "nfs"\n', 1)
+TARGET = 'enabled = true\ntarget = "sftp:root@10.0.0.11:/srv/backups"'
+CLASSIC = BASE.replace('email = "admin@example.org"', 'email = "admin@example.org"\ntrack = "classic"')
+
+
+def test_status_file_parsed():
+    ok = backup.parse_status('{"host": "hub", "time": "2026-12-02T01:40:12Z", "ok": true, "exit": 0, "stage": "done", '
+                             '"snapshot": "1a2b3c4d", "bytes": 13002342, "added": 4096, "checked": "ok"}\n')
+    assert ok.ok and ok.bytes == 13002342 and ok.checked == "ok" and ok.time == datetime(2026, 12, 2, 1, 40, 12, tzinfo=UTC)
+    failed = backup.parse_status('{"host": "hub", "time": "2026-12-02T02:00:00Z", "ok": false, "exit": 1, '
+                                 '"stage": "backup", "snapshot": "", "bytes": null, "added": null, "checked": ""}')
+    assert not failed.ok and failed.bytes is None and failed.stage == "backup"
+    assert backup.parse_status("") is None
+    with pytest.raises(ValueError):
+        backup.parse_status("hello")
+
+
+def test_monitor_backup_line():
+    from hubwizard import monitor
+
+    now = datetime(2026, 12, 2, 4, 41, tzinfo=UTC)
+    run = backup.RunStatus("hub", datetime(2026, 12, 2, 1, 40, tzinfo=UTC), True, 0, "done", "1a2b3c4d",
+                           13002342, 4096, "ok")
+    assert monitor.backup_line([("hub", run)], now) == "backup: 2026-12-02 01:40 UTC (3 h ago), 12.4 MiB, repo ok"
+    assert monitor.backup_line([("hub", None)], now) == "backup: never run"
+    failed = backup.RunStatus("hub", datetime(2026, 12, 2, 2, 0, tzinfo=UTC), False, 1, "backup")
+    assert monitor.backup_line([("hub", failed)], now) == \
+        "backup: failed 2026-12-02 02:00 UTC (see `journalctl -u hubwizard-backup` on hub)"
+    late = monitor.backup_line([("hub", run)], now + timedelta(days=2))
+    assert "(2 d ago)" in late and "older than 36 h" in late
+    hub = backup.RunStatus("hub", datetime(2026, 12, 2, 1, 41, tzinfo=UTC), True, 0, "done", "9f8e7d6c", 81920)
+    both = monitor.backup_line([("nfs", run), ("hub", hub)], now)
+    assert both == "backup: nfs 2026-12-02 01:40 UTC (3 h ago), 12.4 MiB, repo ok · hub 01:41 (3 h ago), 80.0 KiB"
+    assert monitor.backup_line([], now) == "backup: off ([backups] in the site file)"
+    assert monitor.backup_line([("hub", "hub: timed out")], now) == "backup: not readable (hub: timed out)"
+    assert monitor.ago(30) == "just now" and monitor.ago(720) == "12 min ago"
+
+
+# ------------------------------------------------------------------ which hosts back up what
+
+
+def test_hub_and_storage_on_one_host_back_up_both_and_prune():
+    s = site(TARGET)
+    assert [h.name for h in backup.backup_hosts(s)] == ["hub"]
+    script = _script(s, "hub")
+    assert "STORAGE=/var/nfs" in script and "--host \"$HOST\"" in script and "HOST=hub" in script
+    assert "forget --tag hubwizard --prune" in script and "run check" in script
+    assert backup.STATUS in script and "chmod 0644" in script
+
+
+def test_dedicated_nfs_host_backs_up_storage_there_and_the_database_on_the_hub():
+    s = parse_site(NFS_HOST + '\n[storage]\nserver = "nfs"\n\n[backups]\n' + TARGET)
+    assert [h.name for h in backup.backup_hosts(s)] == ["nfs", "hub"]
+    assert [h.name for h in s.targets("backup")] == ["nfs", "hub"]
+    nfs, hub = _script(s, "nfs"), _script(s, "hub")
+    assert "STORAGE=/var/nfs" in nfs and "forget --tag hubwizard" in nfs  # the storage host prunes every host's
+    assert "STORAGE=''" in hub and "forget" not in hub.split("stage=backup", 1)[1]  # the hub: its database only
+    assert "jupyterhub-data" in hub and "nothing to back up on $HOST" in hub
+    for script in (nfs, hub):  # both render to valid sh
+        import subprocess
+
+        assert subprocess.run(["sh", "-n"], input=script, text=True, capture_output=True).returncode == 0
+
+
+def test_classic_backs_up_home_on_the_hub():
+    s = parse_site(CLASSIC + "\n[backups]\n" + TARGET)
+    assert [h.name for h in backup.backup_hosts(s)] == ["hub"] and backup.storage_path(s) == "/home"
+    assert "STORAGE=/home" in _script(s, "hub")
+
+
+def test_backups_step_planned_on_both_tracks():
+    """Both tracks: the same step (same calls), on classic after its hub and before classic-verify."""
+    from hubwizard.core.steps import load_steps
+
+    swarm = {s.id: s for s in load_steps("swarm-mode")}
+    classic = [s.id for s in load_steps("classic")]
+    step = next(s for s in load_steps("classic") if s.id == "backups")
+    assert step.targets == swarm["backups"].targets == "backup" and not step.parallel
+    assert [i.call for i in step.apply] == [i.call for i in swarm["backups"].apply]
+    assert classic.index("classic-hub") < classic.index("backups") < classic.index("classic-verify")
+
+
+@pytest.mark.parametrize("track", ["classic", "swarm-mode"])
+def test_engine_plans_backups_on_each_backup_host(track):
+    """The engine's own choice of hosts and condition: a classic site backs up on its hub; a
+    swarm site with a dedicated NFS host on that host and on the hub; a site without [backups] nowhere."""
+    from pathlib import Path
+
+    from hubwizard.core.journal import Journal
+    from hubwizard.core.secrets import Secrets
+    from hubwizard.core.steps import load_steps
+    from hubwizard.engine.runner import Engine
+
+    def planned(text: str) -> list[str]:
+        s = parse_site(text)
+        eng = Engine(s, load_steps(track), None, Secrets(), Journal(Path("/nonexistent/j")), lambda e: None,
+                     facts=Facts.offline(s))
+        step = next(st for st in eng.steps if st.id == "backups")
+        return [h.name for h in eng.hosts_for(step) if eng._when(step.when, eng.context(h))]
+
+    if track == "classic":
+        assert planned(CLASSIC + "\n[backups]\n" + TARGET) == ["hub"]
+        assert planned(CLASSIC) == []
+    else:
+        assert planned(NFS_HOST + '\n[storage]\nserver = "nfs"\n\n[backups]\n' + TARGET) == ["nfs", "hub"]
+        assert planned(BASE + "\n[backups]\n" + TARGET) == ["hub"]
+
+
+def _script(s, host: str) -> str:
+    files = {path: text for path, text, _mode in backup.rendered_files(template_context(s, Facts.offline(s)), host)}
+    return files["/usr/local/sbin/hubwizard-backup"]
