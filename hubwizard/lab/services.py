@@ -99,8 +99,10 @@ def _support(client: Any, lab: str, host: str, image: str, network: str, **kwarg
     )
 
 
-def start_registry(client: Any, lab: str, image: str, network: str, password: str, seed: Path | None = None) -> Any:
-    """The lab's registry: :5000 on the lab network, and on a free 127.0.0.1 port for the host.
+def start_registry(client: Any, lab: str, image: str, network: str, password: str, seed: Path | None = None,
+                   bind: str | None = None) -> Any:
+    """The lab's registry: :5000 on the lab network, and on a free 127.0.0.1 port for the host
+    (and on a free port of address ``bind`` too: the VM lab's bridge address, for its VMs).
 
     ``seed``: a tarball of another lab registry's storage holding the same stand-in images;
     unpacking it costs seconds where pushing costs minutes of gzip on a busy machine.
@@ -112,7 +114,7 @@ def start_registry(client: Any, lab: str, image: str, network: str, password: st
         image,
         network,
         command=["docker-registry", "serve", f"{CONF}/registry.yml"],
-        ports={"5000/tcp": ("127.0.0.1", None)},
+        ports={"5000/tcp": [("127.0.0.1", None), *([(bind, None)] if bind else [])]},
     )
     hashed = bcrypt.hashpw(password.encode(), bcrypt.gensalt(rounds=10)).decode()
     files = {f"{CONF}/registry.yml": (REGISTRY_YML, 0o644), f"{CONF}/htpasswd": (f"{REGISTRY_USER}:{hashed}\n", 0o644)}

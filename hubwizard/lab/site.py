@@ -82,8 +82,21 @@ def render_site(record: dict[str, Any]) -> str:
         "grace_period = 10  # a fresh lab has no NFS client to reclaim locks: no 90 s wait after each start",
         "lab_without_nfs_client = true  # lab only: users' files stay in their containers (not on NFS)",
         "",
+        *registry_and_images(registry),
+        "[https]",
+        f"acme_server = {_q(f'https://{acme}:14000/dir')}",
+        f"acme_ca_bundle = {_q(record['pebble_cert'])}",
+        "",
+    ]
+    out += _login(record.get("oidc"))
+    return "\n".join(out)
+
+
+def registry_and_images(registry: str, comment: str = "") -> list[str]:
+    """[registry] and [images]: the lab's plain-HTTP registry holding the stand-in images."""
+    return [
         "[registry]",
-        f"url = {_q(registry)}",
+        f"url = {_q(registry)}{comment}",
         'username = "lab"',
         "insecure = true",
         "",
@@ -92,13 +105,7 @@ def render_site(record: dict[str, Any]) -> str:
         f"hub = {_q(registry + '/lab/hub:latest')}",
         f"singleuser = {_q(registry + '/lab/singleuser:latest')}",
         "",
-        "[https]",
-        f"acme_server = {_q(f'https://{acme}:14000/dir')}",
-        f"acme_ca_bundle = {_q(record['pebble_cert'])}",
-        "",
     ]
-    out += _login(record.get("oidc"))
-    return "\n".join(out)
 
 
 def _login(oidc: dict[str, Any] | None) -> list[str]:

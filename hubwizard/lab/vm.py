@@ -8,8 +8,9 @@ kernel nfsd, NFS volumes, `xfs_quota` and IPVS run as in production. Emulation i
 What a VM lab is: per VM a qcow2 overlay on the shared root disk, a config disk (identity:
 hostname, address, keys, user, data disk) and, for the hub, a raw data disk that becomes XFS
 mounted with pquota at the storage path; a qemu process whose PID is recorded; a tap on the
-lab's bridge (vmnet). `down` kills exactly the recorded PIDs (checked against their command
-line) and removes taps, bridge, rule and files; nothing else is touched.
+lab's bridge (vmnet); the images come from a registry container on this machine (vmregistry).
+`down` kills exactly the recorded PIDs (checked against their command
+line) and removes taps, bridge, rule, the registry and files; nothing else is touched.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from hubwizard.core.secrets import write_secrets
-from hubwizard.lab import vmnet
+from hubwizard.lab import vmnet, vmregistry
 from hubwizard.lab.dockerguard import hold
 from hubwizard.lab.machines import known_hosts_lines, ssh_banner
 from hubwizard.lab.services import ssh_keypair
@@ -125,11 +126,13 @@ def _create(spec: LabSpec, kernel: Kernel, image: Path, site_path: Path, progres
         progress(f"booting {host} ({machine['ip']}, {machine['memory_mb']} MiB, TCG)…")
         machine["pid"] = _boot(kernel, machine)
         machine["booted_at"] = time.time()
+    registry, secret["registry_password"] = vmregistry.start(spec.name, str(subnet[1]), progress)
     record: dict[str, Any] = {
         "name": spec.name, "kind": "vm", "shape": shape(spec), "spec": asdict(spec), "created": time.time(),
         "bridge": bridge, "subnet": str(subnet), "host_ip": str(subnet[1]), "machines": machines,
         "key": str(key), "known_hosts": str(state / "known_hosts"), "site_path": str(site_path.resolve()),
-        "secrets": secret, "kernel": kernel.version, "image": str(image), "storage_path": STORAGE_PATH, "timings": {},
+        "secrets": secret, "registry": registry, "kernel": kernel.version, "image": str(image),
+        "storage_path": STORAGE_PATH, "timings": {},
     }
     save_record(record)  # from here `lab down` finds the PIDs even if the wait below is interrupted
     waits = _wait_all(record, progress)
@@ -352,6 +355,7 @@ def _down_locked(lab: str, progress: Progress) -> dict[str, int]:
     machines = list(record.get("machines", {}).values()) or _machines_from_files(lab)
     killed = sum(_stop(m) for m in machines)
     links = vmnet.remove(lab)
+    links += ["registry"] * vmregistry.remove(lab)
     shutil.rmtree(state_dir(lab), ignore_errors=True)
     progress(f"lab {lab!r} is down ({killed} VMs stopped, {len(links)} links removed)" if killed or links
              else f"lab {lab!r} was not up; nothing to remove")

@@ -1,8 +1,9 @@
 """The site file of a VM lab: the container lab's host entries, with kernel NFS and quotas on.
 
 Why its own renderer: a VM lab has a real kernel (kernel nfsd, XFS project quotas on the hub's
-data disk) but no registry or ACME server of its own, so those sections are left at their
-defaults and HTTPS is off; hosts are written by the container lab's own writer (site._host).
+data disk) and no ACME server, so HTTPS is off; its registry is a container on this machine
+(vmregistry) holding the container lab's stand-in images, named as a site names any plain-HTTP
+registry; hosts are written by the container lab's own writer (site._host).
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from hubwizard.lab.site import _q, site_and_hosts
+from hubwizard.lab.site import _q, registry_and_images, site_and_hosts
 
 QUOTA_DEFAULT = "100M"  # small: the hub's data disk is 4G, and a test fills a user's quota
 
@@ -18,10 +19,15 @@ QUOTA_DEFAULT = "100M"  # small: the hub's data disk is 4G, and a test fills a u
 def render_vm_site(record: dict[str, Any]) -> str:
     out = site_and_hosts(record, f"hubwizard lab up --vm --name {record['name']}", "qemu VMs with Debian's kernel",
                          "sudo passwords")
+    registry = record["registry"]["url"]
     out += [
         "[ssh]",
         f"known_hosts = {_q(record['known_hosts'])}  # host keys made by `lab up --vm`, given to each VM",
         "",
+        "[docker]",
+        f"insecure_registries = [{_q(registry)}]",
+        "",
+        *registry_and_images(registry, "  # a registry container on the lab machine, on the bridge's host address"),
         "[storage]",
         'kind = "nfs"',
         f"path = {_q(record['storage_path'])}  # an XFS disk of the hub, mounted with pquota",

@@ -24,6 +24,7 @@ def _record(tmp_path: Path) -> dict:
     return {
         "name": "vmx", "spec": spec.__dict__, "subnet": "10.213.0.0/24", "key": str(tmp_path / "id"),
         "known_hosts": str(tmp_path / "known_hosts"), "storage_path": "/var/nfs", "secrets": {},
+        "registry": {"url": "10.213.0.1:32768"},
         "machines": {"hub": {"ip": "10.213.0.10", "role": "hub"}, "node1": {"ip": "10.213.0.11", "role": "node"}},
     }
 
@@ -36,6 +37,18 @@ def test_site_file_says_kernel_nfs_and_quotas_and_loads(tmp_path: Path) -> None:
     assert loaded.storage.implementation == "kernel"
     assert loaded.quotas.enabled
     assert [h.address for h in loaded.hosts] == ["10.213.0.10", "10.213.0.11"]
+    assert not loaded.storage.lab_without_nfs_client  # users' homes are real NFS volumes here
+
+
+def test_site_file_names_the_registry_on_the_bridge_for_every_image(tmp_path: Path) -> None:
+    site = tmp_path / "vmx.toml"
+    (tmp_path / "id").write_text("key")
+    write_vm_site(site, _record(tmp_path))
+    loaded = load_site(site)
+    assert loaded.registry.url == "10.213.0.1:32768" and loaded.registry.insecure
+    assert loaded.docker.insecure_registries == ["10.213.0.1:32768"]
+    images = (loaded.images.hub_base, loaded.images.hub, loaded.images.singleuser)
+    assert all(i.startswith("10.213.0.1:32768/lab/") for i in images)
 
 
 def test_setup_script_gives_identity_and_mounts_the_hubs_xfs_with_pquota() -> None:
