@@ -14,6 +14,7 @@ from hubwizard.actions import (  # noqa: F401
     hub_e2e,
     hub_image,
     hub_service,
+    hub_users,
     hub_web,
     nfs_guard,
     probes,

@@ -41,14 +41,25 @@ def api_token(ctx: StepContext, *, create: bool) -> str | None:
     return made_once(ctx.secrets, "hub_api_token", lambda: pysecrets.token_hex(32), create=create)
 
 
+def users_token(ctx: StepContext, *, create: bool) -> str | None:
+    """The hub API token apply changes the user lists with (actions.hub_users): a hub admin,
+    apart from the check's limited token, made once."""
+    import secrets as pysecrets
+
+    return made_once(ctx.secrets, "hub_users_token", lambda: pysecrets.token_hex(32), create=create)
+
+
 def hub_secrets(ctx: StepContext, *, create: bool) -> dict[str, str]:
     """Docker secret target name -> value, for the hub service."""
-    from hubwizard.core.render import API_TOKEN_SECRET_NAME, OAUTH_SECRET_NAME
+    from hubwizard.core.render import API_TOKEN_SECRET_NAME, OAUTH_SECRET_NAME, USERS_TOKEN_SECRET_NAME
 
     out = {}
     token = api_token(ctx, create=create)
     if token:
         out[API_TOKEN_SECRET_NAME] = token
+    users = users_token(ctx, create=create) if ctx.site.site.track != "classic" else None
+    if users:
+        out[USERS_TOKEN_SECRET_NAME] = users
     if ctx.site.oauth.provider != "dummy":
         out[OAUTH_SECRET_NAME] = ctx.secrets.get("oauth_client_secret") or ""
     return out
@@ -178,6 +189,16 @@ def _ensure_secrets(ctx: StepContext, secrets: dict[str, str]) -> None:
                           stdin=value)
             if not res.ok:
                 raise RuntimeError(f"docker secret create {name} failed: {res.output}")
+
+
+def _users_before_restart(ctx: StepContext) -> None:
+    """Before a hub (re)starts: users the site file no longer names are deleted from the running
+    hub (a new hub lets in every user its database knows: allow_existing_users), and the site's
+    lists are written where the new hub reads them at start-up."""
+    from hubwizard.actions.hub_users import sync_users, write_users_file
+
+    sync_users(ctx, quiet=True)
+    write_users_file(ctx)
 
 
 def _remove_service(ctx: StepContext) -> None:
@@ -347,6 +368,7 @@ def hub_service(ctx: StepContext) -> CallResult:
     want = spec_digest(args)
     if _current_spec(ctx) == want:
         return CallResult(True, "service jupyterhub already current", changed=False)
+    _users_before_restart(ctx)
     updated = _update_in_place(ctx, args, want)
     if updated is not None:
         if updated.ok:

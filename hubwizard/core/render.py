@@ -55,6 +55,8 @@ PATHS: MappingProxyType[str, str] = MappingProxyType(
 HUB_SERVICE = "jupyterhub"  # the Swarm service (and DNS name on the overlay network) of the hub
 OAUTH_SECRET_NAME = "oauth_client_secret"  # Docker secret holding the OAuth client secret
 API_TOKEN_SECRET_NAME = "hubwizard_api_token"  # Docker secret for the end-to-end check's token
+USERS_TOKEN_SECRET_NAME = "hubwizard_users_token"  # Docker secret: the token apply changes the user lists with
+USERS_FILE = "hubwizard-users.json"  # in the hub's data volume: the site's user lists, read at start-up
 NB_UID = 1000  # jovyan in the Jupyter docker-stacks images
 NB_GID = 100
 DOCKER_TLS_PORT = 2376
@@ -123,6 +125,8 @@ def template_context(site: Site, facts: Facts) -> dict[str, Any]:
         "hub_service": HUB_SERVICE,
         "oauth_secret_name": OAUTH_SECRET_NAME,
         "api_token_secret_name": API_TOKEN_SECRET_NAME,
+        "users_token_secret_name": USERS_TOKEN_SECRET_NAME,
+        "users_file": USERS_FILE,
         "nb_uid": NB_UID,
         "nb_gid": NB_GID,
         "docker_tls_port": DOCKER_TLS_PORT,
@@ -252,6 +256,9 @@ def generated_files(site: Site, facts: Facts) -> list[GeneratedFile]:
             out.append(_file("classic/auto.home.j2", ctx, "nodes", p["auto_home"], 0o644, "autofs map: /home/USER from the hub"))
         return out
 
+    # beside the build context, not in it: a changed list makes no new image (hub_users copies it)
+    out.append(GeneratedFile("hub", f"/srv/hubwizard/{USERS_FILE}", hub_users_json(site), 0o644,
+                             "who may log in and who is admin (the hub's data volume, not its image)"))
     if site.storage.kind == "nfs":
         if site.storage.implementation == "ganesha":
             out.append(_file("ganesha.conf.j2", ctx, "nfs", p["ganesha_conf"], 0o644, "nfs-ganesha export of the user folders"))
@@ -272,6 +279,21 @@ def generated_files(site: Site, facts: Facts) -> list[GeneratedFile]:
     if site.quotas.enabled:
         out.append(_file("set_quota.sh.j2", ctx, "nfs", p["set_quota"], 0o755, "XFS project quota for one user folder"))
     return out
+
+
+def hub_users_json(site: Site) -> str:
+    """The site file's user lists as the swarm-track hub reads them at start-up.
+
+    Why a file in the hub's data volume and not in jupyterhub_config.py: the config lives in the
+    hub image, so a list there would make a new image and restart the hub; this way a changed
+    list reaches the running hub through its REST API (actions.hub_users) and the same file
+    makes a later restart agree. ``allow_all``: the dummy login with no list lets anyone in."""
+    import json
+
+    hub = site.hub
+    allow_all = site.oauth.provider == "dummy" and not hub.allowed_users
+    return json.dumps({"admin_users": sorted(hub.admin_users), "allowed_users": sorted(hub.allowed_users),
+                       "allow_all": allow_all}, indent=1) + "\n"
 
 
 def render_all(site: Site, facts: Facts, out_dir: Path) -> list[Path]:

@@ -17,7 +17,7 @@ from hubwizard.core.errors import ConfigError
 from hubwizard.core.redact import watch
 
 KNOWN = ("oauth_client_secret", "registry_password", "registry_pull_password", "sudo_password", "hub_api_token",
-         "backup_password", "backup_s3_secret_key")
+         "hub_users_token", "backup_password", "backup_s3_secret_key")
 
 
 def secrets_path(site_path: str | Path) -> Path:

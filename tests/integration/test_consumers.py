@@ -32,7 +32,7 @@ from pathlib import Path
 import pytest
 
 from hubwizard.core.config import parse_site
-from hubwizard.core.render import PATHS, Facts, generated_files, template_context
+from hubwizard.core.render import PATHS, Facts, generated_files, hub_users_json, template_context
 from hubwizard.core.templating import render_asset
 
 DATA = Path(__file__).resolve().parents[1] / "data"
@@ -370,6 +370,8 @@ def _load_in_jupyterhub(hub_python: str, tmp_path: Path, config: str, secret: st
     if secret is not None:
         (tmp_path / "secrets" / "oauth_client_secret").write_text(secret + "\n", encoding="utf-8")
     (tmp_path / "secrets" / "hubwizard_api_token").write_text("check-token-0123456789\n", encoding="utf-8")
+    # the site's user lists where hub_users puts them: the swarm track's hub reads them at start-up
+    (tmp_path / "data" / "hubwizard-users.json").write_text(hub_users_json(parse_site(SITE_TEXT)), encoding="utf-8")
     env = {
         **os.environ,
         "HUBWIZARD_SECRETS_DIR": str(tmp_path / "secrets"),

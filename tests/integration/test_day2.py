@@ -2,7 +2,8 @@
 server and the kernel running in it survive an admin adding a user and changing the culler's
 timeout in the site file and re-applying. The hub is restarted (its config lives in its image),
 the server and the kernel are not: the hub runs with cleanup_servers = False and its Swarm
-service is updated in place.
+service is updated in place. A change of the user lists alone restarts nothing at all: it goes
+through the hub's REST API (actions/hub_users.py).
 
 Brings its own lab (the shared one is 1+2+1 and other modules expect it unchanged):
 pytest -m lab tests/integration/test_day2.py
@@ -173,6 +174,73 @@ def test_a_running_server_and_its_kernel_survive_a_user_list_and_culler_change(l
     print(f"\n[day2] {lab_oidc.OUTSIDER}'s service resources: {resources}")
     assert resources["Reservations"] == {"NanoCPUs": 250_000_000, "MemoryBytes": 256 * 2**20}, resources
     assert resources["Limits"]["MemoryBytes"] == 2 * 2**30, resources
+
+
+_HUB_CONTAINER = ("c=$(docker ps -q --filter label=com.docker.swarm.service.name=jupyterhub); "
+                  "docker inspect --format '{{.Id}} {{.State.StartedAt}}' $c")
+
+
+def _lists(path: Path) -> tuple[list[str], list[str]]:
+    site = load_site(path)
+    return list(site.hub.admin_users), list(site.hub.allowed_users)
+
+
+def _set_lists(path: Path, admins: list[str], allowed: list[str]) -> None:
+    text = path.read_text()
+    for key, names in (("admin_users", admins), ("allowed_users", allowed)):
+        text, n = re.subn(rf"^{key} = \[.*?\]", f"{key} = [{', '.join(json.dumps(x) for x in names)}]", text,
+                          count=1, flags=re.M)
+        assert n == 1, text
+    path.write_text(text)
+
+
+def test_a_user_list_change_goes_through_the_hub_api_without_a_restart(lab_site: Path) -> None:
+    """Add a user and make one admin, re-apply: the plan says the hub API does it with no
+    restart, the hub's container is the very same (id, start time), the student's kernel is
+    still there, the new user logs in and gets a token, the new admin is admin."""
+    hub = LabHub(lab_site, load_site(lab_site))
+    student = Student(hub, STUDENT)
+    student.login()
+    if not student.ready():
+        student.start()
+    where = _container(lab_site, STUDENT)
+    kernels = _kernels(lab_site, where, "GET") or [_kernels(lab_site, where, "POST")]
+    kernel = kernels[0]["id"]
+
+    admins, allowed = _lists(lab_site)
+    newcomer = next(u for u in lab_oidc.USERS if u not in admins and u not in allowed)
+    assert oidc_login(session(hub), hub, newcomer).status_code == 403  # not allowed yet
+    container_before = _on_host(lab_site, "hub", _HUB_CONTAINER)
+    service_before = _on_host(lab_site, "hub", _SERVICE)
+    _set_lists(lab_site, [*admins, STUDENT], [*allowed, newcomer])
+
+    plan = hubwizard("plan", "-c", str(lab_site))
+    print(f"\n[day2] plan:\n{plan.stdout[-3000:]}")
+    assert "users added through the hub API, no restart" in plan.stdout, plan.stdout[-5000:] + plan.stderr[-2000:]
+    assert f"add {newcomer}" in plan.stdout and f"make {STUDENT} admin" in plan.stdout
+    out = _apply(lab_site, "re-apply after adding a user and an admin")
+    assert "users added through the hub API, no restart" in out, out[-5000:]
+
+    # nothing restarted: the same hub container, started at the same time, the same service version
+    container_after = _on_host(lab_site, "hub", _HUB_CONTAINER)
+    print(f"\n[day2] hub container before: {container_before}; after: {container_after}")
+    assert container_after == container_before
+    assert _on_host(lab_site, "hub", _SERVICE) == service_before
+    assert _container(lab_site, STUDENT) == where
+    assert kernel in {k["id"] for k in _kernels(lab_site, where, "GET")}, "the kernel was lost"
+    # the change took effect in the running hub: the newcomer logs in and gets a token ...
+    user = Student(hub, newcomer)
+    user.login()
+    reply = user.api("POST", f"/users/{newcomer}/tokens")
+    assert reply.status_code == 201 and reply.json().get("token"), f"{reply.status_code} {reply.text[:300]}"
+    assert user.api("GET", "/user").json()["name"] == newcomer
+    # ... and the student is now an admin (the hub's own answer about them)
+    me = student.api("GET", "/user").json()
+    assert me["admin"] is True, me
+    # the lists a restart would read are the new ones
+    listed = json.loads(_on_host(lab_site, "hub", "cat $(docker volume inspect --format '{{.Mountpoint}}' "
+                                                  "jupyterhub-data)/hubwizard-users.json"))
+    assert newcomer in listed["allowed_users"] and STUDENT in listed["admin_users"], listed
 
 
 _RESOURCES = ("for s in $(docker service ls -q); do docker service inspect $s --format "

@@ -7,6 +7,7 @@ import json
 import os
 from pathlib import Path
 
+from hubwizard.core.render import hub_users_json
 from tests.integration.test_consumers import hub_python, rendered, run  # noqa: F401 - hub_python is a fixture
 from tests.unit.test_day2_site import PROFILES
 from tests.unit.test_render import make_site
@@ -36,6 +37,7 @@ def test_jupyterhub_reads_reservations_profiles_and_keeps_servers_on_shutdown(hu
     for sub in ("secrets", "data", "nfs"):
         (tmp_path / sub).mkdir()
     (tmp_path / "secrets" / "oauth_client_secret").write_text("s\n")
+    (tmp_path / "data" / "hubwizard-users.json").write_text(hub_users_json(site))  # what hub_users puts there
     env = {**os.environ, "HUBWIZARD_SECRETS_DIR": str(tmp_path / "secrets"), "HUBWIZARD_DATA_DIR": str(tmp_path / "data"),
            "HUBWIZARD_NFS_ROOT": str(tmp_path / "nfs")}
     result = run([hub_python, str(tmp_path / "probe.py"), str(tmp_path / "jupyterhub_config.py")], env=env,
@@ -43,7 +45,7 @@ def test_jupyterhub_reads_reservations_profiles_and_keeps_servers_on_shutdown(hu
     assert result.returncode == 0, result.stderr[-4000:]
     assert "not recognized" not in result.stderr, result.stderr
     found = json.loads(result.stdout.strip().splitlines()[-1])
-    assert found["cleanup_servers"] is False and found["existing"] is False
+    assert found["cleanup_servers"] is False and found["existing"] is True  # hub_users removes the rest
     assert found["cpu_guarantee"] == 0.5 and found["mem_guarantee"] == 2**30
     assert list(found["images"]) == ["Default", "R (tidyverse)", "Data science"]
     assert found["images"]["Default"] == "jupyter/base-notebook:latest"

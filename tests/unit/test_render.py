@@ -82,6 +82,7 @@ def test_swarm_mode_renders_every_file_it_needs():
         "/srv/hubwizard/hub/Dockerfile",
         "/srv/hubwizard/hub/requirements.txt",
         "/srv/hubwizard/hub/jupyterhub_config.py",
+        "/srv/hubwizard/hubwizard-users.json",
         PATHS["daemon_json"],
         PATHS["nginx_site"],
         PATHS["nginx_site_http"],
