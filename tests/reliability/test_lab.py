@@ -61,6 +61,11 @@ class LabRun:
         self.outputs[f"verify {len(self.outputs)}"] = res.stdout + res.stderr
         return res
 
+    def verified(self) -> str:
+        """verify passes; if not, the failing checks (host, step, message, output tail) as the reason."""
+        res = self.verify()
+        return "" if res.returncode == 0 else f"verify exit {res.returncode}: {_failures(res)}"
+
     def sh(self, host: str, command: str, timeout: float = 300) -> subprocess.CompletedProcess:
         """A root shell inside a lab machine (the fault injector's hand, not the product's)."""
         return subprocess.run(["docker", "exec", f"hwlab-{self.name}-{host}", "sh", "-c", command],
@@ -98,7 +103,7 @@ def lab_run(request):
         return _first_apply(run)
     res = run.apply()
     assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-2000:]
-    assert run.verify().returncode == 0, run.outputs
+    assert not (why := run.verified()), why
     return run
 
 
@@ -111,9 +116,22 @@ def _first_apply(run: LabRun) -> LabRun:
     res = run.apply()
     if res.returncode != 0:
         _strict_skip(f"the swarm-mode track does not run end to end in the lab yet:\n{res.stdout[-3000:]}")
-    assert run.verify().returncode == 0, run.outputs
+    assert not (why := run.verified()), why
     run.first_kill = (delay, killed, count)
     return run
+
+
+def _failures(res: subprocess.CompletedProcess) -> str:
+    """Every failed or unreachable entry of a --json run, one line each; else the output's tail."""
+    try:
+        doc = json.loads(res.stdout)
+        lines = [f"{step['id']} on {entry.get('host')}: {entry['status']}: {entry.get('message')} | "
+                 f"{(entry.get('output_tail') or '')[-600:]} | fix: {entry.get('fix')}"
+                 for step in doc["steps"] for entry in step["hosts"].values()
+                 if entry["status"] in ("failed", "unreachable")]
+    except (ValueError, KeyError, TypeError):
+        lines = []
+    return "\n".join(lines) or (res.stdout[-3000:] + res.stderr[-1500:])
 
 
 def _failure(doc: dict) -> tuple[str, dict]:
@@ -153,7 +171,7 @@ def test_kill_points_during_reconvergence(lab_run):
         time.sleep(SETTLE)
         res = lab_run.apply()
         assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-2000:]
-        assert lab_run.verify().returncode == 0
+        assert not (why := lab_run.verified()), why
         survived += 1
     print(f"\nlab kill points during re-convergence survived: {survived} (killed at {delays} s)")
 
@@ -184,7 +202,7 @@ def test_fault_node_dockerd_stopped(lab_run):
     finally:
         res = lab_run.apply()  # the docker step's check fails on node1, its apply starts dockerd
     assert res.returncode == 0, res.stdout[-3000:]
-    assert lab_run.verify().returncode == 0
+    assert not (why := lab_run.verified()), why
 
 
 def test_fault_node_in_another_swarm(lab_run):
@@ -196,7 +214,9 @@ def test_fault_node_in_another_swarm(lab_run):
         print(f"\nnode in another swarm: {_named_or_healed(res, 'node1', {'swarm-join'})}")
     finally:
         lab_run.sh("node1", "docker swarm leave --force")
-    assert lab_run.apply().returncode == 0 and lab_run.verify().returncode == 0
+    res = lab_run.apply()
+    assert res.returncode == 0, _failures(res)
+    assert not (why := lab_run.verified()), why
 
 
 def test_fault_registry_down(lab_run):
@@ -209,7 +229,9 @@ def test_fault_registry_down(lab_run):
     finally:
         subprocess.run(["docker", "start", registry], capture_output=True, timeout=120)
         time.sleep(2)
-    assert lab_run.apply().returncode == 0 and lab_run.verify().returncode == 0
+    res = lab_run.apply()
+    assert res.returncode == 0, _failures(res)
+    assert not (why := lab_run.verified()), why
 
 
 def test_fault_nfs_disk_full(lab_run):
@@ -233,7 +255,7 @@ def test_fault_nfs_disk_full(lab_run):
         assert any(w in (c["detail"] or "").lower() for c in bad for w in ("space", "disk", "free")), bad
     finally:
         lab_run.sh(nfs, f"umount {path}")
-    assert lab_run.verify().returncode == 0
+    assert not (why := lab_run.verified()), why
 
 
 def test_secrets_nowhere_after_all_runs(lab_run):
