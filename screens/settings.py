@@ -1,4 +1,4 @@
-"""Settings: domain, e-mail, login provider, storage, quotas, images, registry.
+"""Settings: domain, e-mail, login provider, storage, quotas, images, registry, backups.
 
 The questions are hubwizard.core.sitefile.QUESTIONS (the very list `hubwizard init` asks), and each
 answer is checked as it is typed by the site file's own pydantic models; Save writes the
@@ -114,9 +114,12 @@ class SettingsScreen(NavScreen):
         if error:
             verdict.update(Text(f"not saved: {error}", style="red"))
             return
-        if self.secrets:
+        made = sitefile.generated_secrets(self.app.site_path, self.app.draft())
+        if self.secrets or made:
             from hubwizard.core.secrets import write_secrets
 
-            write_secrets(self.app.site_path, self.secrets)
-        verdict.update(Text(f"saved {self.app.site_path}", style="green"))
-        self.notify(f"saved {self.app.site_path}", markup=False)
+            write_secrets(self.app.site_path, self.secrets | made)
+        said = f"saved {self.app.site_path}" + ("; made backup_password in the secrets file: keep a copy of it"
+                                                if made else "")
+        verdict.update(Text(said, style="green"))
+        self.notify(said, markup=False)

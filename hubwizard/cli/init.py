@@ -202,9 +202,14 @@ def main(args: argparse.Namespace) -> int:
     sitefile.write(path, draft)
     print(f"wrote {path}")
     _callback_hint(path)
+    made = sitefile.generated_secrets(path, draft)
+    secrets |= made
     if secrets:
         from hubwizard.core.secrets import write_secrets
 
         print(f"wrote {write_secrets(path, secrets)} (mode 0600)")
+    if "backup_password" in made:
+        print("init: made backup_password there (the backups' repository password): keep a copy of that file "
+              "elsewhere, without it the backups cannot be read")
     print(f"next: hubwizard plan -c {path}")
     return 0

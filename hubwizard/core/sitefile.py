@@ -32,7 +32,8 @@ SECTIONS: dict[str, type[BaseModel]] = {
     for name, info in Site.model_fields.items()
     if name != "hosts"
 }
-SECTION_ORDER = ("site", "ssh", "docker", "storage", "quotas", "registry", "images", "hub", "https", "oauth", "classic")
+SECTION_ORDER = ("site", "ssh", "docker", "storage", "quotas", "registry", "images", "hub", "https", "oauth", "classic",
+                 "backups")
 
 
 HEADER = "written by hubwizard; edit freely: comments, layout and values you set are kept when it saves"
@@ -259,6 +260,13 @@ QUESTIONS: tuple[Question, ...] = (
     # asked after the registry: its default is derived from it (derived_default)
     Question("images", "hub", "Hub image hubwizard builds and pushes (Docker Hub: USER/NAME:TAG, USER being an "
              "account you can push to; another registry: REGISTRY/NAME:TAG)", required=True),
+    Question("backups", "enabled", "Nightly encrypted backups of the users' folders and the hub database (restic)",
+             "bool"),
+    Question("backups", "target", "Backup target: sftp:USER@HOST:/path (another host over SSH) or "
+             "s3:https://HOST/bucket/prefix (an S3-compatible bucket)", when=("backups", "enabled", ("True",))),
+    Question("backups", "s3_access_key_id", "S3 access key id (S3 targets only)", when=("backups", "enabled", ("True",))),
+    Question("secrets", "backup_s3_secret_key", "S3 secret key (S3 targets only; kept in the 0600 secrets file)",
+             "secret", when=("backups", "enabled", ("True",))),
 )
 
 
@@ -328,11 +336,40 @@ def answer_error(q: Question, value: Any, draft: dict[str, Any]) -> str | None:
         if error or value == default_of(q):  # the untouched default is never written and load_site leaves
             return error                      # it alone; init, which offers a pushable one, refuses it itself
         return hub_image_error(str(value))
+    if q.section == "backups" and q.key in ("enabled", "target"):
+        return _backup_answer_error(q.key, value, draft)
     if q.kind == "list":
         if not names(value) and (q.section, q.key) == ("hub", "admin_users"):
             return "name at least one admin (your own login at the provider): nobody could run the hub otherwise"
         return field_error(q.section, q.key, names(value), current)
     return field_error(q.section, q.key, value, current, required=(q.key,) if q.required else ())
+
+
+def _backup_answer_error(key: str, value: Any, draft: dict[str, Any]) -> str | None:
+    """Backups switched on, and their target, each on its own: the section's cross-checks (a
+    target once enabled, a key id for an S3 target) need answers asked after them; the whole
+    site's check at the end (init, Save) has them all."""
+    if key == "enabled":
+        return None
+    if value in ("", None):
+        enabled = bool(draft.get("backups", {}).get("enabled"))
+        return 'name one: "sftp:USER@HOST:/path" or "s3:https://HOST/bucket/prefix"' if enabled else None
+    return field_error("backups", "target", value, {"enabled": False})
+
+
+def generated_secrets(site_path: str | Path, draft: dict[str, Any]) -> dict[str, str]:
+    """Secrets the answers call for that hubwizard makes itself: the backup repository's password
+    when backups are on, once (an existing one is kept: the backups made with it need it)."""
+    import secrets as pysecrets
+    import tomllib
+
+    from hubwizard.core.secrets import secrets_path
+
+    if not draft.get("backups", {}).get("enabled"):
+        return {}
+    path = secrets_path(site_path)
+    current = tomllib.loads(path.read_text(encoding="utf-8")) if path.exists() else {}
+    return {} if current.get("backup_password") else {"backup_password": pysecrets.token_urlsafe(32)}
 
 
 def set_answer(draft: dict[str, Any], q: Question, value: Any, secrets: dict[str, str] | None = None) -> None:

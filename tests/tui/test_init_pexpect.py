@@ -70,6 +70,16 @@ def test_init_writes_a_site_that_plan_accepts(tmp_path):
         c.send(CLEAR + "jupyterhub-hub:latest\r")
         c.expect("Docker Hub needs USER/NAME")  # the site file's default is that too: refused typed back
         c.send(CLEAR + "alice/workshop-hub:latest\r")
+        c.expect("Nightly encrypted backups")
+        c.send("y")
+        c.expect("Backup target")
+        c.send("ftp://store/x\r")
+        c.expect("not a backup target")  # refused as typed
+        c.send(CLEAR + "sftp:backup@10.0.0.99:/srv/backups\r")
+        c.expect("S3 access key id")
+        c.send("\r")  # an sftp target needs none
+        c.expect("S3 secret key")
+        c.send("\r")
         c.expect("hub: address")
         c.send("999.1.1.1\r")
         c.expect("not an IPv4 address")  # refused as typed, with the reason, and asked again
@@ -93,6 +103,7 @@ def test_init_writes_a_site_that_plan_accepts(tmp_path):
         c.expect("Add a node")
         c.send("n")
         c.expect(r"OAuth callback URL \(register it with github\): https://hub.example.org/hub/oauth_callback")
+        c.expect("made backup_password there")
         c.expect(pexpect.EOF)
     finally:
         c.close()
@@ -106,6 +117,8 @@ def test_init_writes_a_site_that_plan_accepts(tmp_path):
     assert "s3cret-value" not in site.read_text()
     secrets = site.with_name("workshop.secrets.toml")
     assert "s3cret-value" in secrets.read_text() and (secrets.stat().st_mode & 0o777) == 0o600
+    assert loaded.backups.enabled and loaded.backups.target == "sftp:backup@10.0.0.99:/srv/backups"
+    assert 'backup_password = "' in secrets.read_text()  # made by init, kept in the 0600 file
     plan = subprocess.run([sys.executable, "-m", "hubwizard.cli.main", "plan", "-c", str(site), "--recipes",
                            str(BASIC_RECIPES)], capture_output=True, text=True, timeout=60,
                           stdin=subprocess.DEVNULL, env={"HUBWIZARD_OAUTH_CLIENT_SECRET": "x", "PATH": "/usr/bin:/bin"})

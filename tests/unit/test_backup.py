@@ -273,3 +273,59 @@ def test_engine_plans_backups_on_each_backup_host(track):
 def _script(s, host: str) -> str:
     files = {path: text for path, text, _mode in backup.rendered_files(template_context(s, Facts.offline(s)), host)}
     return files["/usr/local/sbin/hubwizard-backup"]
+
+
+# ------------------------------------------------------------------ init and the settings form offer backups
+
+
+def _question(key: str):
+    from hubwizard.core import sitefile
+
+    return next(q for q in sitefile.QUESTIONS if (q.section, q.key) == ("backups", key) or q.key == key)
+
+
+def test_forms_ask_target_key_and_secret_only_once_backups_are_on():
+    from hubwizard.core import sitefile
+
+    asked = [q.key for q in sitefile.QUESTIONS if q.section in ("backups", "secrets") and "backup" in q.key + q.section]
+    assert asked == ["enabled", "target", "s3_access_key_id", "backup_s3_secret_key"]
+    off, on = {}, {"backups": {"enabled": True}}
+    for key in ("target", "s3_access_key_id", "backup_s3_secret_key"):
+        assert not sitefile.asked(_question(key), off) and sitefile.asked(_question(key), on)
+
+
+def test_forms_validate_the_target_as_typed():
+    from hubwizard.core import sitefile
+
+    draft = {"backups": {"enabled": True}}
+    assert sitefile.answer_error(_question("enabled"), True, {}) is None  # the target comes next
+    assert "not a backup target" in sitefile.answer_error(_question("target"), "ftp://store/x", draft)
+    assert "name one" in sitefile.answer_error(_question("target"), "", draft)
+    assert sitefile.answer_error(_question("target"), "sftp:backup@10.0.0.99:/srv/backups", draft) is None
+    assert sitefile.answer_error(_question("target"), "s3:https://minio.example.org:9000/bk", draft) is None
+    s3 = {"backups": {"enabled": True, "target": "s3:https://minio.example.org:9000/bk"}}
+    assert "s3_access_key_id" in sitefile.answer_error(_question("s3_access_key_id"), "", s3)
+    assert sitefile.answer_error(_question("s3_access_key_id"), "AKIA1", s3) is None
+    sftp = {"backups": {"enabled": True, "target": "sftp:backup@10.0.0.99:/srv/backups"}}
+    assert sitefile.answer_error(_question("s3_access_key_id"), "", sftp) is None
+
+
+def test_saved_site_holds_backups_and_the_password_is_made_once(tmp_path):
+    from hubwizard.core import sitefile
+    from hubwizard.core.config import load_site
+    from hubwizard.core.secrets import load_secrets, write_secrets
+
+    path = tmp_path / "ws.toml"
+    draft = {"site": {"name": "ws", "domain": "hub.example.org", "email": "a@example.org"},
+             "hosts": [{"name": "hub", "address": "10.0.0.10", "role": "hub"}],
+             "oauth": {"provider": "dummy", "i_understand_anyone_can_log_in": True},
+             "backups": {"enabled": True, "target": "sftp:backup@10.0.0.99:/srv/backups"}}
+    assert sitefile.site_error(draft) is None
+    sitefile.write(path, draft)
+    assert load_site(path).backups.target == "sftp:backup@10.0.0.99:/srv/backups"
+    made = sitefile.generated_secrets(path, draft)
+    assert len(made["backup_password"]) >= 32
+    write_secrets(path, made)
+    assert sitefile.generated_secrets(path, draft) == {}  # kept: the backups made with it need it
+    assert load_secrets(path).get("backup_password") == made["backup_password"]
+    assert sitefile.generated_secrets(path, {**draft, "backups": {}}) == {}
