@@ -50,6 +50,7 @@ FRESH_FIRST = "test_swarm_core.py"
 OWN_LAB_MODULES = frozenset({
     "test_classic.py", "test_classic_hub.py", "test_doctor.py",  # the session's classic lab
     "test_nfs_isolation.py", "test_backup.py", "test_day2.py", "test_nfs_host.py",
+    "test_classic_ha.py",  # hub + node1 + spare1 of its own (a replica manager, a clone)
 })
 
 

@@ -10,6 +10,7 @@ from hubwizard.actions import (  # noqa: F401
     backup,
     classic,
     classic_guard,
+    classic_ha,
     classic_hub,
     hub_e2e,
     hub_image,

@@ -16,7 +16,7 @@ import shlex
 import threading
 from pathlib import Path
 
-from hubwizard.actions import tls
+from hubwizard.actions import classic_clone, tls
 from hubwizard.core.config import Host, Site
 from hubwizard.core.events import CommandStarted, OutputLine
 from hubwizard.core.render import PATHS, SWARM_MANAGER_PORT
@@ -89,19 +89,24 @@ def host_files(ctx: StepContext) -> dict[str, tuple[bytes, int]]:
     ca = tls.site_ca(state_dir, ctx.site.site.name)
     ips, names = _sans(ctx.host, ctx.template_context.get("host_ip") or ctx.host.address)
     is_hub = ctx.host.name == ctx.site.hub_host.name
+    is_manager = ctx.host.name in [h.name for h in ctx.site.manager_hosts]
     with _CA_LOCK:
         ca.ensure()
         server = tls.leaf(ca, ctx.host.name, ips=ips, dns=names, role=tls.SERVER)
         client = tls.leaf(ca, "client", role=tls.CLIENT) if is_hub else None
-        manager = tls.leaf(ca, "manager", ips=ips, dns=names, role=tls.MANAGER) if is_hub else None
+        # the replica's own: its names are the node's, so "manager" is the hub's file name only
+        label = "manager" if is_hub else f"manager-{ctx.host.name}"
+        manager = tls.leaf(ca, label, ips=ips, dns=names, role=tls.MANAGER) if is_manager else None
     files = {f"{TLS_DIR}/ca.pem": (server.ca, 0o644), f"{TLS_DIR}/server-cert.pem": (server.cert, 0o644),
              f"{TLS_DIR}/server-key.pem": (server.key, 0o600)}
-    if client is not None and manager is not None:
-        # only the hub holds certificates that act as a client (issue 12 item 5): the CLI's and
-        # JupyterHub's, and the one `swarm manage` serves :4000 with and presents to the nodes
+    if client is not None:
+        # only the hub and a replica manager's node hold certificates that act as a client (issue
+        # 12 item 5): the CLI's and JupyterHub's (hub only), and the one `swarm manage` serves
+        # :4000 with and presents to the nodes
         files |= {f"{CLIENT_DIR}/ca.pem": (client.ca, 0o644), f"{CLIENT_DIR}/cert.pem": (client.cert, 0o644),
-                  f"{CLIENT_DIR}/key.pem": (client.key, 0o600),
-                  f"{TLS_DIR}/{MANAGER_CERT}": (manager.cert, 0o644), f"{TLS_DIR}/{MANAGER_KEY}": (manager.key, 0o600)}
+                  f"{CLIENT_DIR}/key.pem": (client.key, 0o600)}
+    if manager is not None:
+        files |= {f"{TLS_DIR}/{MANAGER_CERT}": (manager.cert, 0o644), f"{TLS_DIR}/{MANAGER_KEY}": (manager.key, 0o600)}
     return files
 
 
@@ -162,8 +167,9 @@ def classic_tls_verify(ctx: StepContext) -> CallResult:
 # ----------------------------------------------------------------------- lab stand-ins
 
 _CONSUL_STAND_IN = (
-    "mkdir -p /srv/v1/status && printf '\"%s:8300\"' \"$HUB_IP\" > /srv/v1/status/leader && "
-    "exec python3 -m http.server 8500 --bind \"$HUB_IP\" --directory /srv"
+    "mkdir -p /srv/v1/status && printf '\"%s:8300\"' \"$LEADER_IP\" > /srv/v1/status/leader && "
+    "printf '%s' \"$PEERS\" > /srv/v1/status/peers && "
+    "exec python3 -m http.server 8500 --bind \"$BIND_IP\" --directory /srv"
 )
 STAND_IN_PROGRAM = Path(__file__).with_name("swarm_stand_in.py")  # the lab's `swarm manage`
 STAND_IN_ON_HUB = "/srv/hubwizard/swarm-stand-in.py"
@@ -177,22 +183,55 @@ def stand_in_nodes(site: Site, ips: dict[str, str]) -> str:
     return ",".join(f"{h.name}={ips.get(h.name, h.address)}:{port}" for h in hosts)
 
 
-def stand_in_command(site: Site, role: str, hub_ip: str, nodes: str = "") -> str:
-    """The `docker run` of a lab stand-in (role: consul | manager), from the hub base image.
+def stand_in_peers(site: Site, ips: dict[str, str]) -> str:
+    """PEERS for the manager stand-in: every manager's :4000, the hub first (empty: no replica)."""
+    managers = site.manager_hosts
+    if len(managers) < 2:
+        return ""
+    return ",".join(f"{h.name}={ips.get(h.name, h.address)}:{SWARM_MANAGER_PORT}" for h in managers)
 
-    The manager stand-in runs hubwizard's swarm_stand_in.py (uploaded to the hub) with the
-    manager's certificate: it places containers on the nodes' engines as `swarm manage` does."""
+
+def consul_peers(site: Site, ips: dict[str, str]) -> list[str]:
+    """Every Consul server's raft address (IP:8300), the hub first, as /v1/status/peers lists them."""
+    return [f"{ips.get(h.name, h.address)}:8300" for h in site.consul_hosts]
+
+
+def stand_in_command(site: Site, role: str, bind_ip: str, nodes: str = "", *, peers: str = "",
+                     self_name: str = "") -> str:
+    """The `docker run` of a lab stand-in (role: consul | manager), from the hub base image,
+    serving on ``bind_ip`` (the hub's, or a node's for a second Consul server or the replica).
+
+    consul: ``peers`` is the JSON list of every server, the first one the (static) leader.
+    manager: hubwizard's swarm_stand_in.py (uploaded to the host) with the manager's certificate:
+    it places containers on the nodes' engines as `swarm manage` does; ``peers`` lists every
+    manager for its replication (`--replication`), ``self_name`` is this one."""
     name = CONSUL if role == "consul" else MANAGER
     if role == "consul":
+        server_list = peers or f'["{bind_ip}:8300"]'
+        leader = server_list.split('"')[1].rsplit(":", 1)[0]
+        env = f"-e LEADER_IP={shlex.quote(leader)} -e PEERS={shlex.quote(server_list)} "
         extra, script = "", _CONSUL_STAND_IN
     else:
+        env = f"-e PEERS={shlex.quote(peers)} -e SELF={shlex.quote(self_name)} " if peers else ""
         extra = (f"-v {TLS_DIR}:/certs:ro -v {STAND_IN_ON_HUB}:/stand-in.py:ro "
                  f"-e NODES={shlex.quote(nodes)} -e PORT={SWARM_MANAGER_PORT} ")
         script = "exec python3 /stand-in.py"
-    spec = _sha((extra + script + (STAND_IN_PROGRAM.read_text() if role == "manager" else "")).encode())[:12]
+    spec = _sha((env + extra + script + (STAND_IN_PROGRAM.read_text() if role == "manager" else "")).encode())[:12]
     return (f"docker run -d --name {name} --restart always --network host --label {STAND_IN_LABEL}={role} "
-            f"--label {STAND_IN_SPEC}={spec} -e HUB_IP={shlex.quote(hub_ip)} -e DOCKER_PORT={docker_port(site)} "
-            f"{extra}{shlex.quote(site.images.hub_base)} sh -c {shlex.quote(script)}")
+            f"--label {STAND_IN_SPEC}={spec} -e BIND_IP={shlex.quote(bind_ip)} -e DOCKER_PORT={docker_port(site)} "
+            f"{env}{extra}{shlex.quote(site.images.hub_base)} sh -c {shlex.quote(script)}")
+
+
+def wanted_stand_in(ctx: StepContext, role: str) -> str:
+    """The stand-in command for this host: its own address; the site's servers and managers."""
+    ips = ctx.facts.ips
+    bind = ips.get(ctx.host.name) or (ctx.facts.hub_ip if ctx.host.name == ctx.site.hub_host.name
+                                      else ctx.host.address)
+    if role == "consul":
+        servers = consul_peers(ctx.site, ips)
+        return stand_in_command(ctx.site, role, bind, peers="[" + ",".join(f'"{s}"' for s in servers) + "]")
+    return stand_in_command(ctx.site, role, bind, stand_in_nodes(ctx.site, ips),
+                            peers=stand_in_peers(ctx.site, ips), self_name=ctx.host.name)
 
 
 def registry_login(ctx: StepContext) -> CallResult | None:
@@ -221,7 +260,7 @@ def classic_stand_in(ctx: StepContext, role: str, check: bool = False) -> CallRe
         return CallResult(False, "the lab's stand-in manager needs [classic] docker_tls = true (it uses the "
                           "manager's certificate to reach the nodes)")
     name = CONSUL if role == "consul" else MANAGER
-    want = stand_in_command(ctx.site, role, ctx.facts.hub_ip, stand_in_nodes(ctx.site, ctx.facts.ips))
+    want = wanted_stand_in(ctx, role)
     spec = want.split(f"{STAND_IN_SPEC}=", 1)[1].split()[0]
     fmt = " ".join(["{{.State.Running}}", *(f'{{{{index .Config.Labels "{k}"}}}}' for k in (STAND_IN_LABEL, STAND_IN_SPEC))])
     state = ctx.run(f"docker inspect -f {shlex.quote(fmt)} {name} 2>/dev/null")
@@ -427,27 +466,29 @@ def clone_problems(transport) -> list[str]:
 
 
 def engine_id(transport) -> str:
-    return transport.run("docker info --format '{{.ID}}' 2>/dev/null", sudo=True, timeout=30).stdout.strip()
+    return classic_clone.engine_id(transport)
 
 
 @register("classic_engine_id")
 def classic_engine_id(ctx: StepContext, check: bool = False) -> CallResult:
-    """This engine's ID differs from every other host's; else (a clone that kept
-    /etc/docker/key.json) give it a new one: stop dockerd, remove the key, start dockerd."""
-    mine = engine_id(ctx.transport)
-    others = {h.name: engine_id(ctx.reach(h.name)) for h in ctx.site.active_hosts
-              if h.name != ctx.host.name}
-    same = sorted(name for name, other in others.items() if mine and other == mine)
-    if not same:
-        return CallResult(True, f"engine ID {mine or '(dockerd not answering)'} is unique")
+    """This engine's ID differs from every other host's; else (a clone that kept its source's
+    engine key and containers) the clone recipe: remove the copied containers, stop dockerd,
+    remove the key, start dockerd, which makes a new ID (hubwizard.actions.classic_clone)."""
+    found = classic_clone.find_clone(ctx.connections, ctx.site, ctx.host.name) if ctx.connections else None
+    if found is None:
+        return CallResult(True, f"engine ID {engine_id(ctx.transport) or '(dockerd not answering)'} is unique")
     if check:
-        return CallResult(False, f"same engine ID as {', '.join(same)}: a clone that kept /etc/docker/key.json")
-    cmd = ("systemctl stop docker.socket docker.service && rm -f /etc/docker/key.json && "
-           "{ systemctl reset-failed docker.service docker.socket 2>/dev/null || true; } && systemctl start docker")
-    ctx.emit(CommandStarted(ctx.step, ctx.host.name, "apply", cmd))
-    res = ctx.run(cmd, timeout=120)
-    return CallResult(res.ok, res.output if not res.ok else f"new engine ID {engine_id(ctx.transport)}",
-                      changed=res.ok)
+        return CallResult(False, f"same engine ID as {', '.join(found.same_as)}: a clone that kept "
+                          f"/etc/docker/key.json ({len(found.containers)} container(s) came with it)")
+    for cmd in found.recipe():
+        ctx.emit(CommandStarted(ctx.step, ctx.host.name, "apply", cmd))
+        res = ctx.run(cmd, timeout=120)
+        if not res.ok:
+            return CallResult(False, f"{ctx.host.name}: the clone recipe stopped at `{cmd}`: {res.output[-400:]}")
+    new = engine_id(ctx.transport)
+    removed = ", ".join(name for _, name in found.containers) or "none"
+    return CallResult(True, f"new engine ID {new} (was {found.same_as[0]}'s); cloned containers removed: {removed}",
+                      changed=True)
 
 
 @register("classic_clone_ready")
@@ -474,6 +515,10 @@ def classic_stand_ins_report(ctx: StepContext) -> CallResult:
     mounted (no NFS client in the nodes' kernels), so a green lab run is read for what it proves.
     Reported as "cannot check here" (skipped): the real thing was not checked."""
     lines = list(STOOD_IN)
+    if ctx.site.classic.consul_servers > 1 or ctx.site.classic.replica_manager:
+        lines.append("classic-consul-servers, classic-replica-manager, classic-ha: the other Consul servers are "
+                     "static pages (no Raft), and the managers elect their primary by polling each other, not "
+                     "through a Consul lock")
     if not kernel_has(ctx.run, "nfsd"):
         lines.append("classic-nfs-home: /home not exported (no NFS server in the hub's kernel)")
     nodes = ctx.site.nodes or [ctx.site.hub_host]

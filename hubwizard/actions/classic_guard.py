@@ -20,7 +20,9 @@ Two chains, refilled whole each time:
       connects (the swarm agent and manager run as root on their host's network); a user with
       a shell on a node does not.
 The guarded ports: Consul's 8500, and the manager's 4000 when it is not behind TLS client
-certificates ([classic] docker_tls = false).
+certificates ([classic] docker_tls = false); with more Consul servers ([classic] consul_servers)
+also their server ports 8300-8302 (tcp), on every server's address, and the INPUT chain runs on
+every host that serves Consul or a manager (the hub, and the nodes named for them).
 """
 
 from __future__ import annotations
@@ -41,9 +43,19 @@ OUT_CHAIN = "HUBWIZARD-CONSUL-OUT"
 NEW = "-m conntrack --ctstate NEW"
 
 
-def guarded_ports(docker_tls: bool) -> tuple[int, ...]:
-    """8500 always; 4000 too when the manager does not verify client certificates."""
-    return (CONSUL_PORT,) if docker_tls else (CONSUL_PORT, SWARM_MANAGER_PORT)
+CONSUL_SERVER_PORTS = (8300, 8301, 8302)  # server RPC, Serf LAN, Serf WAN: between servers
+
+
+def guarded_ports(docker_tls: bool, consul_servers: int = 1) -> tuple[int, ...]:
+    """8500 always; 4000 too when the manager does not verify client certificates; the
+    servers' own ports when there are several Consul servers."""
+    ports = (CONSUL_PORT,) if docker_tls else (CONSUL_PORT, SWARM_MANAGER_PORT)
+    return ports + (CONSUL_SERVER_PORTS if consul_servers > 1 else ())
+
+
+def serving_hosts(site) -> list[str]:
+    """The hosts that serve Consul or a manager: they get the INPUT chain."""
+    return list(dict.fromkeys(h.name for h in [*site.consul_hosts, *site.manager_hosts]))
 
 
 def _reject(port: int) -> str:
@@ -112,8 +124,10 @@ def _sorted(addresses: set[str]) -> list[str]:
 
 
 def hub_addresses(ctx: StepContext) -> list[str]:
-    """The hub's internal address and every other global IPv4 address of its own interfaces."""
+    """The hub's internal address and every other global IPv4 address of its own interfaces;
+    with more Consul servers or a replica manager, their nodes' internal addresses too."""
     found = {ctx.facts.hub_ip, *guard_unit.own_addresses(ctx, ctx.site.hub_host.name)}
+    found |= {ctx.facts.ips.get(name, "") for name in serving_hosts(ctx.site)[1:]}
     return _sorted({a for a in found if _is_ipv4(a)})
 
 
@@ -135,7 +149,8 @@ def _read(ctx: StepContext, target: guard_unit.Target) -> guard_unit.Target:
     """Fill ``target`` with its wanted unit and what its firewall lacks now (guard_unit's shared flow)."""
     hub = hub_addresses(ctx)
     allowed = cluster_hosts(ctx, hub)
-    ports, on_hub = guarded_ports(ctx.site.classic.docker_tls), target.name == ctx.site.hub_host.name
+    ports = guarded_ports(ctx.site.classic.docker_tls, ctx.site.classic.consul_servers)
+    on_hub = target.name in serving_hosts(ctx.site)
     rules = [*all_rules(hub, allowed, ports, on_hub), *(f"{src} -j {dst}" for src, dst in jumps(on_hub))]
     where = f"tcp {'/'.join(map(str, ports))} of {', '.join(hub)}"
     target.what = (f"{target.name}: only {', '.join(allowed)} reach {where}" if on_hub
@@ -147,7 +162,7 @@ def _targets(ctx: StepContext) -> list[guard_unit.Target]:
     """This host; for a node also the hub, whose allowlist must name it (a node added later)."""
     names = [ctx.host.name]
     if ctx.host.name != ctx.site.hub_host.name and ctx.connections is not None:
-        names.append(ctx.site.hub_host.name)
+        names += [n for n in serving_hosts(ctx.site) if n != ctx.host.name]
     return [_read(ctx, guard_unit.target(ctx, name, UNIT_PATH)) for name in names]
 
 

@@ -17,6 +17,12 @@ manager) and does the part of `swarm manage` that JupyterHub's DockerSpawner and
 
 Everything else answers 501 saying the stand-in does not serve it. Discovery is a static list
 (NODES=name=ip:port,...), like `swarm manage nodes://...`: no Consul, no `swarm join`.
+
+Replication (`swarm manage --replication`, PEERS=hub=ip:4000,node1=ip:4000 and SELF=name): the
+real managers elect their primary with a lock in Consul; the stand-ins cannot (the lab's Consul
+is a static page), so each polls the others' ``/_role`` every 2 s instead: a live primary stays
+primary; with none alive, the first live manager of the list takes over. A replica serves the
+API itself (the real one proxies to the primary) and says ``Role: replica, Primary: ADDR``.
 Standard library only: it runs in the hub's base image, and this file is also imported by
 hubwizard's unit tests for its pure parts.
 """
@@ -36,6 +42,8 @@ from typing import Any
 PASS_HEADERS = ("content-type", "api-version", "docker-experimental", "ostype", "server")
 _LOCK = threading.Lock()
 _PLACED: dict[str, str] = {}  # container id -> node, for containers created here
+_ROLE: dict[str, str] = {"role": "primary", "primary": ""}  # this manager's replication state
+NO_PRIMARY = "No elected primary cluster manager"
 
 
 # ----------------------------------------------------------------------- pure parts
@@ -76,9 +84,28 @@ def split_ref(ref: str, nodes: dict[str, str]) -> tuple[str | None, str]:
     return (node, rest) if sep and node in nodes else (None, ref)
 
 
-def system_status(nodes: dict[str, str], healthy: dict[str, bool], containers: dict[str, int]) -> list[list[str]]:
-    """What `docker info` shows of a Swarm manager: role, strategy, and each node's state."""
-    out = [["Role", "primary"], ["Strategy", "spread"], ["Filters", "constraint"], ["Nodes", str(len(nodes))]]
+def elect(me: str, peers: dict[str, str], seen: dict[str, str | None], current: dict[str, str]) -> dict[str, str]:
+    """This manager's next role from what the other managers said of themselves (``seen``: name ->
+    "primary" | "replica", None when it did not answer): a live primary keeps it (the earliest
+    listed, should two claim it); with none alive the first live manager of ``peers`` takes over."""
+    live = [n for n in peers if n == me or seen.get(n)]
+    claims = [n for n in live if n != me and seen.get(n) == "primary"]
+    if current["role"] == "primary" and not [n for n in claims if live.index(n) < live.index(me)]:
+        return {"role": "primary", "primary": peers[me]}
+    if claims:
+        return {"role": "replica", "primary": peers[claims[0]]}
+    if live[0] == me:
+        return {"role": "primary", "primary": peers[me]}
+    return {"role": "replica", "primary": ""}
+
+
+def system_status(nodes: dict[str, str], healthy: dict[str, bool], containers: dict[str, int],
+                  role: dict[str, str] | None = None) -> list[list[str]]:
+    """What `docker info` shows of a Swarm manager: role (and its primary when a replica),
+    strategy, and each node's state."""
+    role = role or {"role": "primary", "primary": ""}
+    out = [["Role", role["role"]]] + ([["Primary", role["primary"]]] if role["role"] == "replica" else [])
+    out += [["Strategy", "spread"], ["Filters", "constraint"], ["Nodes", str(len(nodes))]]
     for name, addr in nodes.items():
         out += [[f" {name}", addr], ["  └ Status", "Healthy" if healthy.get(name) else "Unhealthy"],
                 ["  └ Containers", str(containers.get(name, 0))]]
@@ -185,7 +212,13 @@ class Handler(BaseHTTPRequestHandler):
 
     def dispatch(self, path: str, url: urllib.parse.SplitResult, body: bytes) -> None:
         first = next(iter(self.nodes.nodes))
-        if path in ("/_ping", "/version"):
+        with _LOCK:
+            role = dict(_ROLE)
+        if path == "/_role":
+            self.reply_json(200, role)
+        elif role["role"] == "replica" and not role["primary"]:
+            self.reply_json(500, {"message": NO_PRIMARY})
+        elif path in ("/_ping", "/version"):
             self.forward(first, self.path, body)
         elif path == "/info":
             self.info()
@@ -215,7 +248,7 @@ class Handler(BaseHTTPRequestHandler):
         self.reply_json(200, {"ID": "hubwizard-lab-swarm-stand-in", "Name": os.uname().nodename,
                               "ServerVersion": "swarm/stand-in", "OperatingSystem": "hubwizard lab stand-in",
                               "Containers": sum(counts.values()), "ContainersRunning": sum(counts.values()),
-                              "SystemStatus": system_status(self.nodes.nodes, healthy, counts)})
+                              "SystemStatus": system_status(self.nodes.nodes, healthy, counts, dict(_ROLE))})
 
     def create(self, url: urllib.parse.SplitResult, body: bytes) -> None:
         spec = json.loads(body or b"{}")
@@ -264,10 +297,42 @@ class Handler(BaseHTTPRequestHandler):
         self.reply(worst, out)
 
 
+def peer_role(tls: ssl.SSLContext, addr: str) -> str | None:
+    """What another manager says it is ("primary" | "replica"); None when it does not answer."""
+    host, _, port = addr.rpartition(":")
+    conn = http.client.HTTPSConnection(host, int(port), context=tls, timeout=3)
+    try:
+        conn.request("GET", "/_role")
+        resp = conn.getresponse()
+        return json.loads(resp.read()).get("role") if resp.status == 200 else None
+    except (OSError, ValueError, http.client.HTTPException):
+        return None
+    finally:
+        conn.close()
+
+
+def replicate(me: str, peers: dict[str, str], tls: ssl.SSLContext) -> None:
+    """The stand-in's election loop (the real manager's is a Consul lock): every 2 s."""
+    with _LOCK:
+        _ROLE.update({"role": "replica", "primary": ""})
+    while True:
+        seen = {name: peer_role(tls, addr) for name, addr in peers.items() if name != me}
+        with _LOCK:
+            before = dict(_ROLE)
+            _ROLE.update(elect(me, peers, seen, before))
+            if before != _ROLE:
+                print(f"replication: {before} -> {_ROLE} (others: {seen})", flush=True)
+        threading.Event().wait(2)
+
+
 def serve() -> None:
     certs = os.environ.get("CERTS", "/certs")
     Handler.nodes = Nodes(parse_nodes(os.environ["NODES"]), certs)
-    server = ThreadingHTTPServer((os.environ["HUB_IP"], int(os.environ.get("PORT", "4000"))), Handler)
+    bind = os.environ.get("BIND_IP") or os.environ["HUB_IP"]
+    peers, me = parse_nodes(os.environ.get("PEERS", "")), os.environ.get("SELF", "")
+    if me in peers and len(peers) > 1:
+        threading.Thread(target=replicate, args=(me, peers, Handler.nodes.tls), daemon=True).start()
+    server = ThreadingHTTPServer((bind, int(os.environ.get("PORT", "4000"))), Handler)
     tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     tls.load_cert_chain(f"{certs}/manager-cert.pem", f"{certs}/manager-key.pem")
     tls.load_verify_locations(f"{certs}/ca.pem")

@@ -75,7 +75,11 @@ def add_node(session: Any, args: Any) -> int:
     from hubwizard.session import open_site
 
     host = session.site.host(args.host)
-    code = _confirm(args, f"add {host.name} ({host.address}) to site {session.site.site.name}?")
+    clone = _classic_clone(session, host, args)
+    for line in clone.plan_lines() if clone else []:
+        print(line, file=sys.stderr if getattr(args, "json", False) else sys.stdout)
+    what = "repair the clone as above and add" if clone else "add"
+    code = _confirm(args, f"{what} {host.name} ({host.address}) to site {session.site.site.name}?")
     if code is not None:
         return code
     if host.spare:
@@ -101,6 +105,22 @@ def add_node(session: Any, args: Any) -> int:
     elif summary.exit_code == 0:
         print(f"\nadd-node: {host.name} is part of the cluster; `hubwizard verify -c {session.path}` lists it")
     return summary.exit_code
+
+
+def _classic_clone(session: Any, host: Host, args: Any) -> Any:
+    """Classic sites: whether the new node is a clone of another host's disk (same engine ID);
+    None when not, or when a host cannot be reached (the steps then say so)."""
+    if session.site.site.track != "classic":
+        return None
+    from hubwizard.actions import classic_clone
+
+    conns = session.engine(lambda _e: None, accept_new_host_keys=args.accept_new_host_keys).conns
+    try:
+        return classic_clone.find_clone(conns, session.site, host.name)
+    except UnreachableError:
+        return None
+    finally:
+        conns.close()
 
 
 # --------------------------------------------------------------------------- teardown

@@ -367,6 +367,18 @@ class ClassicSection(_Strict):
     # lab only: where the consul/swarm images cannot be pulled (no Docker Hub), run stand-ins:
     # a Consul status endpoint on :8500, and :4000 relayed to the hub's own dockerd TLS port
     lab_stand_ins: bool = False
+    # high availability (seed 000): Consul servers (the hub, then the replica's node, then the
+    # other nodes in order) and a second `swarm manage --replication` on that node
+    consul_servers: int = 1
+    replica_manager: Name | None = None
+
+    @field_validator("consul_servers")
+    @classmethod
+    def _consul_servers(cls, value: int) -> int:
+        if value not in (1, 2, 3):
+            raise ValueError("must be 1, 2 or 3 Consul servers (the hub, then nodes); 3 survive losing one, "
+                             "2 do not (both are needed for a leader)")
+        return value
 
 
 _SFTP_TARGET = re.compile(r"sftp:([a-z_][a-z0-9_-]{0,31})@([A-Za-z0-9.-]{1,253}):(/[A-Za-z0-9._/-]*)\Z")
@@ -460,12 +472,35 @@ class Site(_Strict):
                 raise ValueError(f"host {host.name!r} cannot jump through itself")
         if self.storage.server is not None and self.storage.server not in names:
             raise ValueError(f"storage.server = {self.storage.server!r} is not a host of this site")
+        self._classic_ha()
         if self.oauth.provider != "dummy" and not self.hub.admin_users:
             raise ValueError(f"hub.admin_users = []: with provider {self.oauth.provider!r} nobody could run the hub; "
                              'name your own login there, e.g. admin_users = ["your-github-login"]')
         return self
 
+    def _classic_ha(self) -> None:
+        """[classic] replica_manager names an active node; consul_servers fit on the hub and nodes."""
+        replica, nodes = self.classic.replica_manager, [h.name for h in self.nodes]
+        if replica is not None and replica not in nodes:
+            raise ValueError(f"classic.replica_manager = {replica!r} is not an active node of this site "
+                             f"(nodes: {', '.join(nodes) or 'none'}); the second manager runs on a node")
+        if self.classic.consul_servers - 1 > len(nodes):
+            raise ValueError(f"classic.consul_servers = {self.classic.consul_servers}: the hub and "
+                             f"{len(nodes)} node(s) can hold at most {len(nodes) + 1}")
+
     # -- views the recipes use -------------------------------------------------
+    @property
+    def consul_hosts(self) -> list[Host]:
+        """Where Consul servers run (classic): the hub, the replica manager's node, other nodes."""
+        order = sorted(self.nodes, key=lambda h: h.name != self.classic.replica_manager)
+        return [self.hub_host, *order][: self.classic.consul_servers]
+
+    @property
+    def manager_hosts(self) -> list[Host]:
+        """Where `swarm manage` runs (classic): the hub, and the replica's node when there is one."""
+        replica = [h for h in self.nodes if h.name == self.classic.replica_manager]
+        return [self.hub_host, *replica]
+
     @property
     def hub_host(self) -> Host:
         return next(h for h in self.hosts if h.role == "hub" and not h.spare)

@@ -133,11 +133,18 @@ def template_context(site: Site, facts: Facts) -> dict[str, Any]:
         "docker_plain_port": DOCKER_PLAIN_PORT,
         "swarm_manager_port": SWARM_MANAGER_PORT,
         "consul_port": CONSUL_PORT,
+        # classic: the discovery URL managers and agents meet at (every Consul server)
+        "consul_url": consul_url(site, facts),
         # who may mount the exports: the cluster subnet, or each host when it is unknown
         "nfs_clients": clients,
         # pip packages of the hub image (requirements.txt)
         "hub_requirements": hub_requirements(site),
     }
+
+
+def consul_url(site: Site, facts: Facts) -> str:
+    """consul://HUB:8500 (plus each other Consul server, comma-separated, as libkv reads it)."""
+    return "consul://" + ",".join(f"{facts.ips.get(h.name, h.address)}:{CONSUL_PORT}" for h in site.consul_hosts)
 
 
 def nfs_clients(site: Site, facts: Facts) -> list[str]:
