@@ -7,6 +7,7 @@ widgets (the app's ``ask`` bridges a thread to a modal)."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Generic, TypeVar
 
 from rich.text import Text
 from textual.app import ComposeResult
@@ -16,12 +17,32 @@ from textual.screen import ModalScreen
 from textual.widgets import Button, DataTable, Input, Label, Static
 
 CSS = Path(__file__).with_suffix(".tcss")
+T = TypeVar("T")
 
 
-class HostKeyModal(ModalScreen[bool]):
-    """An unknown SSH host key: trust it only when the admin compared the fingerprint."""
+class _ButtonsModal(ModalScreen[T], Generic[T]):
+    """A dialog answered by a button or its key: the safe button has focus, its id is the answer."""
 
     CSS_PATH = CSS
+    FOCUS = "no"
+
+    def answer_for(self, button_id: str | None) -> T:
+        """The value a button stands for (yes/no dialogs: True for "yes")."""
+        return button_id == "yes"  # type: ignore[return-value]
+
+    def on_mount(self) -> None:
+        self.query_one(f"#{self.FOCUS}", Button).focus()
+
+    def on_button_pressed(self, event: Button.Pressed) -> None:
+        self.dismiss(self.answer_for(event.button.id))
+
+    def action_answer(self, value: T) -> None:
+        self.dismiss(value)
+
+
+class HostKeyModal(_ButtonsModal[bool]):
+    """An unknown SSH host key: trust it only when the admin compared the fingerprint."""
+
     BINDINGS = [Binding("y", "answer(True)", "Trust"), Binding("n,escape", "answer(False)", "Refuse")]
 
     def __init__(self, host: str, fingerprint: str) -> None:
@@ -39,20 +60,11 @@ class HostKeyModal(ModalScreen[bool]):
                 yield Button("Trust (y)", id="yes", variant="warning")
                 yield Button("Refuse (n)", id="no", variant="primary")
 
-    def on_mount(self) -> None:
-        self.query_one("#no", Button).focus()
 
-    def on_button_pressed(self, event: Button.Pressed) -> None:
-        self.dismiss(event.button.id == "yes")
-
-    def action_answer(self, value: bool) -> None:
-        self.dismiss(value)
-
-
-class FailureModal(ModalScreen[str]):
+class FailureModal(_ButtonsModal[str]):
     """A step failed on a host: what, where, the output tail and the fix; Retry / Skip / Abort."""
 
-    CSS_PATH = CSS
+    FOCUS = "retry"
     BINDINGS = [Binding("r", "answer('retry')", "Retry"), Binding("s", "answer('skip')", "Skip"),
                 Binding("a,escape", "answer('abort')", "Abort")]
 
@@ -78,20 +90,13 @@ class FailureModal(ModalScreen[str]):
                 yield Button("Skip (s)", id="skip")
                 yield Button("Abort (a)", id="abort", variant="error")
 
-    def on_mount(self) -> None:
-        self.query_one("#retry", Button).focus()
-
-    def on_button_pressed(self, event: Button.Pressed) -> None:
-        self.dismiss(event.button.id or "abort")
-
-    def action_answer(self, value: str) -> None:
-        self.dismiss(value)
+    def answer_for(self, button_id: str | None) -> str:
+        return button_id or "abort"
 
 
-class ConfirmModal(ModalScreen[bool]):
+class ConfirmModal(_ButtonsModal[bool]):
     """Yes/no before anything changes the cluster (drain, remove, a doctor fix)."""
 
-    CSS_PATH = CSS
     BINDINGS = [Binding("y", "answer(True)", "Yes"), Binding("n,escape", "answer(False)", "No")]
 
     def __init__(self, title: str, body: str = "") -> None:
@@ -107,15 +112,6 @@ class ConfirmModal(ModalScreen[bool]):
             with Horizontal(classes="buttons"):
                 yield Button("Yes (y)", id="yes", variant="warning")
                 yield Button("No (n)", id="no", variant="primary")
-
-    def on_mount(self) -> None:
-        self.query_one("#no", Button).focus()
-
-    def on_button_pressed(self, event: Button.Pressed) -> None:
-        self.dismiss(event.button.id == "yes")
-
-    def action_answer(self, value: bool) -> None:
-        self.dismiss(value)
 
 
 class AskModal(ModalScreen[str | None]):

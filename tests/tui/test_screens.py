@@ -312,18 +312,19 @@ async def test_doctor_fix_runs_only_after_confirmation(tmp_path, ssh_env, monkey
 
 
 async def test_run_screen_stays_responsive_under_an_output_flood(tmp_path, ssh_env):
+    release = tmp_path / "release"  # the step waits for it (not a fixed sleep: a loaded machine is slow)
     recipes = tmp_path / "flood"
     recipes.mkdir()
     (recipes / "10-flood.yaml").write_text(
         "- id: flood\n  title: Lots of output\n  description: Prints 20000 lines, then waits.\n  order: 10\n"
         "  targets: hub\n  check:\n    - test -f /nonexistent/flood\n"
-        "  apply:\n    - seq 1 20000; sleep 8\n")
+        f"  apply:\n    - seq 1 20000; for i in $(seq 600); do test -f {release} && break; sleep 0.2; done\n")
     site = write_site(tmp_path, ssh_env)
     app = make_app(site, start="run", recipes=recipes)
     async with app.run_test(size=SIZE) as pilot:
         await pilot.press("y")
         run = app.screen
-        for _ in range(200):
+        for _ in range(1200):
             await pilot.pause(0.05)
             if run.lines_written >= 20000 or not run.running:
                 break
@@ -333,7 +334,8 @@ async def test_run_screen_stays_responsive_under_an_output_flood(tmp_path, ssh_e
         await pilot.pause()
         assert run.query_one("#right").has_class("wide")
         assert run.flushes < run.lines_written / 50  # lines were merged into few UI updates
-        for _ in range(100):
+        release.touch()
+        for _ in range(300):
             await pilot.pause(0.2)
             if not run.running:
                 break
