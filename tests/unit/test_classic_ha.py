@@ -214,3 +214,22 @@ def test_add_nodes_plan_says_whose_clone_and_what_runs():
     text = "\n".join(clone.plan_lines())
     assert "cloned from node1's disk" in text and "cloned-from-node1" in text
     assert "  rm -f /etc/docker/key.json /var/lib/docker/engine-id" in text
+
+
+def test_plan_shows_the_tutorials_commands_for_the_second_server_and_the_replica():
+    """What `hubwizard plan` lists for a real site (no stand-ins): 1 hub + node1, both extra roles on node1."""
+    from tests.unit.test_doctor_parse import SITE, _rendered
+
+    cmds = {k: " ".join(v) for k, v in _rendered(SITE + HA.format(n=2, replica="node1")).items()}
+    url = "consul://10.0.0.10:8500,10.0.0.11:8500"
+    assert "--network host -h hub progrium/consul -server -advertise 10.0.0.10 -client 10.0.0.10 " \
+           "-bootstrap-expect 2" in cmds["classic-consul@hub"]
+    assert "-server -advertise 10.0.0.11 -client 10.0.0.11 -bootstrap-expect 2 -join 10.0.0.10" in \
+        cmds["classic-consul-servers@node1"]
+    assert f"--replication --advertise 10.0.0.10:4000 {url}" in cmds["classic-manager@hub"]
+    assert "manage -H tcp://10.0.0.11:4000" in cmds["classic-replica-manager@node1"]
+    assert f"--replication --advertise 10.0.0.11:4000 {url}" in cmds["classic-replica-manager@node1"]
+    assert f"join --advertise=10.0.0.11:2376 {url}" in cmds["classic-join@node1"]
+    # the tutorial's single server as before
+    one = {k: " ".join(v) for k, v in _rendered(SITE).items()}
+    assert "-p 10.0.0.10:8500:8500 -h consul progrium/consul -server -bootstrap" in one["classic-consul@hub"]
