@@ -18,6 +18,7 @@ from pathlib import Path
 
 from hubwizard.actions.hub_image import local_repo_digests
 from hubwizard.actions.swarm import api_call
+from hubwizard.actions.swarm_managers import HUB_LABEL, pin_hub_node
 from hubwizard.core.config import Site
 from hubwizard.core.secrets import made_once
 from hubwizard.engine.calls import CallResult, StepContext, register
@@ -88,6 +89,8 @@ def service_args(site: Site, image_ref: str, secrets: dict[str, str], nfs_volume
         "--mount", "type=bind,source=/var/run/docker.sock,target=/var/run/docker.sock",
         "--mount", f"type=volume,source={DATA_VOLUME},target=/srv/jupyterhub/data",
     ]
+    if site.swarm.managers > 1:  # other managers exist: the hub and its database volume stay on the hub
+        args[6:6] = ["--constraint", f"node.labels.{HUB_LABEL}==true"]
     if site.storage.kind == "nfs":
         path = site.storage.path
         if site.nfs_host.name == site.hub_host.name:
@@ -369,6 +372,8 @@ def hub_service(ctx: StepContext) -> CallResult:
     if _current_spec(ctx) == want:
         return CallResult(True, "service jupyterhub already current", changed=False)
     _users_before_restart(ctx)
+    if ctx.site.swarm.managers > 1:
+        pin_hub_node(ctx)
     updated = _update_in_place(ctx, args, want)
     if updated is not None:
         if updated.ok:

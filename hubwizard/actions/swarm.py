@@ -27,6 +27,7 @@ from hubwizard.actions import (
     swarm_guard,  # noqa: F401 - registers the swarm guard's calls
 )
 from hubwizard.actions.quota import parse_report, project_name
+from hubwizard.actions.swarm_managers import set_role, wanted_role
 from hubwizard.engine.calls import CallResult, StepContext, register
 from hubwizard.remote import dockerapi
 
@@ -139,11 +140,11 @@ def swarm_init(ctx: StepContext) -> CallResult:
                           changed=True)
 
 
-def manager_view(ctx: StepContext) -> tuple[SwarmInfo, str]:
-    """The swarm and its worker token: from this run's state, or asked of the hub now."""
+def manager_view(ctx: StepContext, role: str = "worker") -> tuple[SwarmInfo, str]:
+    """The swarm and its join token for ``role``: from this run's state, or asked of the hub now."""
     with ctx.state.lock:
         swarm = ctx.state.data.get("swarm")
-        token = (ctx.state.data.get("swarm_tokens") or {}).get("worker")
+        token = (ctx.state.data.get("swarm_tokens") or {}).get(role)
     if swarm and token:
         return swarm, token
     hub_ctx = _on_host(ctx, ctx.site.hub_host.name)
@@ -152,7 +153,7 @@ def manager_view(ctx: StepContext) -> tuple[SwarmInfo, str]:
         raise SwarmError(f"the hub {ctx.site.hub_host.name} is not a swarm manager ({res.message}): "
                          "run the swarm-init step first")
     with ctx.state.lock:
-        return ctx.state.data["swarm"], ctx.state.data["swarm_tokens"]["worker"]
+        return ctx.state.data["swarm"], ctx.state.data["swarm_tokens"][role]
 
 
 class SwarmError(Exception):
@@ -223,6 +224,10 @@ def swarm_member(ctx: StepContext) -> CallResult:
         if ghosts:
             return CallResult(False, f"in this swarm, but the manager still lists {len(ghosts)} earlier "
                                      f"{node['hostname']} entr{'y' if len(ghosts) == 1 else 'ies'} as down")
+        want = wanted_role(ctx.site, ctx.host.name)
+        if node["role"] != want:
+            return CallResult(False, f"in this swarm as {node['role']}; swarm.managers = {ctx.site.swarm.managers} "
+                                     f"wants it a {want} (apply {'promotes' if want == 'manager' else 'demotes'} it)")
         return CallResult(True, f"in this swarm as {node['role']} ({node['state']})")
     return CallResult(False, detail)
 
@@ -269,11 +274,13 @@ def _drop_ghosts(ctx: StepContext, node_id: str, nodes: dict[str, dict[str, Any]
 
 @api_call("swarm_join")
 def swarm_join(ctx: StepContext, role: str = "worker") -> CallResult:
-    """Apply: join the hub's swarm as a worker, through the node's Docker API."""
+    """Apply: join the hub's swarm as a worker (as a manager, or promoted to one, for the first
+    nodes when [swarm] managers = 3), through the Docker API: no join token is ever printed."""
     if role != "worker":
-        return CallResult(False, f"role {role!r}: only workers join here (managers are promoted, not joined)")
+        return CallResult(False, f"role {role!r}: the recipe joins workers; [swarm] managers names the managers")
+    role = wanted_role(ctx.site, ctx.host.name)
     try:
-        swarm, token = manager_view(ctx)
+        swarm, token = manager_view(ctx, role)
     except SwarmError as exc:
         return CallResult(False, str(exc))
     nodes = manager_nodes(ctx)
@@ -283,6 +290,10 @@ def swarm_join(ctx: StepContext, role: str = "worker") -> CallResult:
         if status == "joined":
             _count_joined(ctx)
             dropped = _drop_ghosts(ctx, detail, nodes)
+            if nodes[detail]["role"] != role:
+                set_role(ctx, detail, role)
+                return CallResult(True, f"{'promoted to' if role == 'manager' else 'demoted to'} {role} "
+                                  f"([swarm] managers = {ctx.site.swarm.managers})" + _dropped(dropped), changed=True)
             return CallResult(True, "already in this swarm" + _dropped(dropped), changed=bool(dropped))
         if status in ("foreign", "broken"):
             return CallResult(False, f"{ctx.host.name} is {detail}: leave it first")
@@ -294,13 +305,15 @@ def swarm_join(ctx: StepContext, role: str = "worker") -> CallResult:
         new_id = _swarm_info(client).get("NodeID", "")
     _count_joined(ctx)
     dropped = _drop_ghosts(ctx, new_id, _listed(ctx, new_id, GHOST_WAIT_S)) if new_id else 0
-    return CallResult(True, f"joined swarm {swarm.cluster_id[:12]} as worker via {swarm.manager_addr}"
+    return CallResult(True, f"joined swarm {swarm.cluster_id[:12]} as {role} via {swarm.manager_addr}"
                       + _dropped(dropped), changed=True)
 
 
 @api_call("swarm_node_ready")
 def swarm_node_ready(ctx: StepContext, role: str = "worker", timeout: float = READY_TIMEOUT_S) -> CallResult:
-    """Verify: the manager lists this node Ready with the expected role (waits while it comes up)."""
+    """Verify: the manager lists this node Ready with the expected role (waits while it comes up);
+    a node [swarm] managers makes a manager is expected as one."""
+    role = wanted_role(ctx.site, ctx.host.name) if role == "worker" else role
     try:
         manager_view(ctx)
     except SwarmError as exc:

@@ -386,6 +386,23 @@ _S3_TARGET = re.compile(r"s3:(https?://)?[A-Za-z0-9.-]{1,253}(:[0-9]{1,5})?/[a-z
 _CALENDAR = re.compile(r"[A-Za-z0-9*][A-Za-z0-9*:,./~ -]{0,99}\Z")  # a systemd OnCalendar expression
 
 
+class SwarmSection(_Strict):
+    """[swarm] (swarm-mode track): how many managers hold the swarm's state (Raft)."""
+
+    # 1: the hub alone. 3: the hub and the first two nodes in the site file's order, so the
+    # swarm keeps answering when one manager machine is lost (the hub's database still lives on
+    # the hub: README "Three managers: the limits").
+    managers: int = 1
+
+    @field_validator("managers")
+    @classmethod
+    def _managers(cls, value: int) -> int:
+        if value not in (1, 3):
+            raise ValueError("must be 1 (the hub) or 3 (the hub and the first two nodes): Raft needs a majority, "
+                             "so 2 managers stop when either is lost and 4 survive no more than 3")
+        return value
+
+
 class BackupsSection(_Strict):
     """[backups]: nightly encrypted, incremental backups (restic) of the users' storage and the hub's
     database to another host over SFTP or an S3 bucket. Off unless the admin names a target."""
@@ -447,6 +464,7 @@ class Site(_Strict):
     oauth: OAuthSection  # no default: see _WHO_LOGS_IN
     classic: ClassicSection = ClassicSection()
     backups: BackupsSection = BackupsSection()
+    swarm: SwarmSection = SwarmSection()
 
     @model_validator(mode="after")
     def _pushable(self) -> Site:
@@ -473,6 +491,7 @@ class Site(_Strict):
         if self.storage.server is not None and self.storage.server not in names:
             raise ValueError(f"storage.server = {self.storage.server!r} is not a host of this site")
         self._classic_ha()
+        self._swarm_managers()
         if self.oauth.provider != "dummy" and not self.hub.admin_users:
             raise ValueError(f"hub.admin_users = []: with provider {self.oauth.provider!r} nobody could run the hub; "
                              'name your own login there, e.g. admin_users = ["your-github-login"]')
@@ -500,6 +519,21 @@ class Site(_Strict):
         """Where `swarm manage` runs (classic): the hub, and the replica's node when there is one."""
         replica = [h for h in self.nodes if h.name == self.classic.replica_manager]
         return [self.hub_host, *replica]
+
+    def _swarm_managers(self) -> None:
+        """[swarm] managers = 3 needs two nodes beside the hub (they become its fellow managers)."""
+        extra = self.swarm.managers - 1
+        if extra and self.site.track == "classic":
+            raise ValueError("swarm.managers is for the swarm-mode track; the classic track's second manager is "
+                             "[classic] replica_manager")
+        if extra > len(self.nodes):
+            raise ValueError(f"swarm.managers = {self.swarm.managers} needs the hub and {extra} nodes (the first "
+                             f"{extra} in the site file become managers); this site has {len(self.nodes)} node(s)")
+
+    @property
+    def swarm_manager_nodes(self) -> list[Host]:
+        """The nodes that are Swarm managers beside the hub: the first ``managers - 1`` nodes."""
+        return self.nodes[: self.swarm.managers - 1]
 
     @property
     def hub_host(self) -> Host:
