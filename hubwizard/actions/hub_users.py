@@ -26,6 +26,7 @@ from hubwizard.actions.hub_service import DATA_VOLUME, HUB_PORT, users_token
 from hubwizard.actions.swarm import api_call
 from hubwizard.core.config import Site
 from hubwizard.engine.calls import CallResult, StepContext
+from hubwizard.engine.diff import SpecView, spec_view
 
 # The hub API on the hub host, token on stdin: prints the HTTP status, then the body.
 _API = (
@@ -230,10 +231,32 @@ def sync_users(ctx: StepContext, *, quiet: bool = False) -> UserChanges:
     return changes
 
 
+def user_lines(admins: frozenset[str] | set[str], names: frozenset[str] | set[str]) -> str:
+    """The hub's users one per line, for plan --diff: ``name`` or ``name (admin)``."""
+    return "".join(f"{n} (admin)\n" if n in admins else f"{n}\n" for n in sorted(names))
+
+
+@spec_view("hub_users", "hub users (changed through the hub API, no restart)")
+def hub_users_view(ctx: StepContext) -> SpecView:
+    """plan --diff: the running hub's users now, and as the site file lists them."""
+    token = users_token(ctx, create=False)
+    if token is None:
+        return SpecView(note="(not shown: no hub_users_token yet; the hub-service step makes it)")
+    try:
+        now = {n: a for n, a in hub_users(ctx, token).items() if n != E2E_USER}
+    except HubApiError as exc:
+        return SpecView(note=f"(not shown: {exc})")
+    wanted = Wanted.of(ctx.site)
+    listed = set(now) if wanted.allow_all else set()
+    return SpecView(user_lines({n for n, a in now.items() if a}, set(now)),
+                    user_lines(wanted.admins, wanted.admins | wanted.allowed | listed))
+
+
 @api_call("hub_users")
-def hub_users_apply(ctx: StepContext) -> CallResult:
+def hub_users_apply(ctx: StepContext, how: str = "") -> CallResult:
     """Apply: the lists file, then the running hub's users through its API; a restart only when
-    the dummy login's allow-anyone setting changed (it cannot change in a running hub)."""
+    the dummy login's allow-anyone setting changed (it cannot change in a running hub).
+    ``how``: the recipe's words for the plan, nothing to do here."""
     token = users_token(ctx, create=False)
     if token is None:
         return CallResult(False, "no hub_users_token in the secrets file: run the hub-service step first")
