@@ -3,11 +3,16 @@
 hub's database deleted, each restored: the file is back, another user's newer file untouched,
 the hub's users are back. An unreachable target makes verify fail naming the target and the
 fix. The repository password appears in no output, journal or file but its own.
+The monitor's backup line (read from the status file each run leaves) says the last backup's
+time and size, and "failed" after a run against the unreachable target.
+Layout "nfs-host" (`lab up --nfs-host`: storage.server = "nfs", a third machine) proves the same
+when the users' storage is not on the hub: the NFS host backs up the folders, the hub its database.
 Wall times are printed (pytest -s shows them)."""
 
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 import time
@@ -31,13 +36,13 @@ def hubwizard(*args: str, timeout: float = 2400) -> subprocess.CompletedProcess:
                           timeout=timeout, cwd=ROOT, stdin=subprocess.DEVNULL)
 
 
-def backups_result(res: subprocess.CompletedProcess) -> dict:
-    """The backups step's result on the hub in a --json document."""
+def backups_result(res: subprocess.CompletedProcess, host: str = "hub") -> dict:
+    """The backups step's result on one host (the hub by default) in a --json document."""
     try:
         doc = json.loads(res.stdout)
     except ValueError:
         raise AssertionError(f"not one JSON document on stdout:\n{res.stdout[-2000:]}\n{res.stderr[-2000:]}") from None
-    result = dict(next(s for s in doc["steps"] if s["id"] == "backups")["hosts"]["hub"])
+    result = dict(next(s for s in doc["steps"] if s["id"] == "backups")["hosts"][host])
     result["checks"] = [c for c in doc.get("checks", []) if c["step"] == "backups"]
     return result
 
@@ -89,9 +94,24 @@ def db_file(lab) -> str:
         + "/jupyterhub.sqlite"
 
 
-def test_backup_and_restore(tmp_path):
+def monitor_backup_line(site_path: Path) -> str:
+    """The backup line of one monitor refresh, as the TUI shows it."""
+    from hubwizard import monitor
+    from hubwizard.core.config import load_site
+    from hubwizard.core.secrets import load_secrets
+
+    model, conns = monitor.connect(load_site(site_path), load_secrets(site_path))
+    try:
+        return model.fetch().backup
+    finally:
+        conns.close()
+
+
+@pytest.mark.parametrize("layout", ["hub", "nfs-host"])
+def test_backup_and_restore(tmp_path, layout):
     started = time.monotonic()
-    with running_lab(tmp_path, nodes=1) as lab:
+    store = "nfs" if layout == "nfs-host" else "hub"  # the machine holding /var/nfs
+    with running_lab(tmp_path, nodes=1, nfs_host=layout == "nfs-host") as lab:
         node1 = lab.site().host("node1").address
         with lab.site_path.open("a") as fh:
             fh.write(f'\n[backups]\nenabled = true\ntarget = "sftp:root@{node1}:/srv/backups/{lab.name}"\n')
@@ -106,10 +126,12 @@ def test_backup_and_restore(tmp_path):
         # the backups step's own verify (the rest of the track is other tests' business: other
         # engineers' edits to the hub's build context make its check fail while this runs)
         verified = hubwizard("verify", "-c", site, "--json")
-        assert backups_result(verified)["status"] == "ok", verified.stdout[-3000:]
-        on(lab.name, "hub", "systemctl is-active hubwizard-backup.timer && systemctl is-enabled hubwizard-backup.timer")
-        assert on(lab.name, "hub", "stat -c %a /etc/hubwizard/restic.password /etc/hubwizard/restic.env").stdout.split() \
-            == ["600", "600"]
+        for machine in {store, "hub"}:
+            assert backups_result(verified, machine)["status"] == "ok", verified.stdout[-3000:]
+        for machine in {store, "hub"}:  # each backup host has its own timer and root-only settings
+            on(lab.name, machine, "systemctl is-active hubwizard-backup.timer && systemctl is-enabled hubwizard-backup.timer")
+            assert on(lab.name, machine, "stat -c %a /etc/hubwizard/restic.password /etc/hubwizard/restic.env"
+                      ).stdout.split() == ["600", "600"]
         # node1 accepts the hub's backup key for SFTP only
         assert 'restrict,command="' in on(lab.name, "node1", "cat /root/.ssh/authorized_keys").stdout
 
@@ -117,16 +139,23 @@ def test_backup_and_restore(tmp_path):
         hub_answers(lab)
         before = db_users(lab)
         assert before, "the hub's database holds no user"
-        on(lab.name, "hub", "mkdir -p /var/nfs/student1 /var/nfs/student2 && echo 'semester work' > /var/nfs/student1/notes.txt"
+        on(lab.name, store, "mkdir -p /var/nfs/student1 /var/nfs/student2 && echo 'semester work' > /var/nfs/student1/notes.txt"
                             " && echo 'before' > /var/nfs/student2/keep.txt")
         t0 = time.monotonic()
         now = hubwizard("backup", "now", "-c", site)
         print(f"backup now: {time.monotonic() - t0:.0f} s")
         assert now.returncode == 0, now.stdout + now.stderr
         assert "backup " in now.stdout and "made at" in now.stdout
+        assert now.stdout.count("made at") == len({store, "hub"}), now.stdout  # the NFS host's, then the hub's
+        line = monitor_backup_line(lab.site_path)
+        print(f"monitor: {line}")
+        shown = r"backup: .*20\d\d-\d\d-\d\d \d\d:\d\d UTC \((just now|\d+ min ago)\), [\d.]+ (B|KiB|MiB), repo ok"
+        assert re.match(shown, line), line
+        if layout == "nfs-host":
+            assert line.startswith("backup: nfs ") and " · hub " in line, line
 
         # the loss: a user's file, and the hub's database (the hub restarts on an empty one)
-        on(lab.name, "hub", "rm /var/nfs/student1/notes.txt && echo 'after' > /var/nfs/student2/keep.txt")
+        on(lab.name, store, "rm /var/nfs/student1/notes.txt && echo 'after' > /var/nfs/student2/keep.txt")
         on(lab.name, "hub", f"docker service scale --detach=false jupyterhub=0 >/dev/null && rm {db_file(lab)} && "
                             "docker service scale --detach=false jupyterhub=1 >/dev/null")
         hub_answers(lab)  # again, on a new database
@@ -136,8 +165,8 @@ def test_backup_and_restore(tmp_path):
         restored = hubwizard("restore", "--user", "student1", "-c", site, "--yes")
         print(f"restore --user: {time.monotonic() - t0:.0f} s")
         assert restored.returncode == 0, restored.stdout + restored.stderr
-        assert on(lab.name, "hub", "cat /var/nfs/student1/notes.txt").stdout == "semester work\n"
-        assert on(lab.name, "hub", "cat /var/nfs/student2/keep.txt").stdout == "after\n", "another user was touched"
+        assert on(lab.name, store, "cat /var/nfs/student1/notes.txt").stdout == "semester work\n"
+        assert on(lab.name, store, "cat /var/nfs/student2/keep.txt").stdout == "after\n", "another user was touched"
 
         t0 = time.monotonic()
         restored = hubwizard("restore", "--hub", "-c", site, "--yes")
@@ -151,23 +180,30 @@ def test_backup_and_restore(tmp_path):
         assert bad.returncode == 1 and "no backup at or before 2001-01-01" in bad.stderr, bad.stderr
 
         # the target stops answering: verify fails naming the target and the fix
-        hub_ip = lab.site().host("hub").address  # the lab network's address (hostname -I starts with docker0)
-        rule = f"INPUT -s {hub_ip} -p tcp --dport 22 -j REJECT --reject-with tcp-reset"
+        store_ip = lab.site().host(store).address  # the lab network's address (hostname -I starts with docker0)
+        rule = f"INPUT -s {store_ip} -p tcp --dport 22 -j REJECT --reject-with tcp-reset"
         on(lab.name, "node1", f"iptables -I {rule}")
         try:
-            down = hubwizard("verify", "-c", site, "--limit", "hub", "--json")
+            down = hubwizard("verify", "-c", site, "--limit", store, "--json")
+            failed_now = hubwizard("backup", "now", "-c", site)
         finally:
             on(lab.name, "node1", f"iptables -D {rule}")
+        assert failed_now.returncode == 1 and "cannot be reached" in failed_now.stderr, failed_now.stderr[-2000:]
+        line = monitor_backup_line(lab.site_path)
+        print(f"monitor after a failed run: {line}")
+        assert "failed 20" in line and f"journalctl -u hubwizard-backup` on {store}" in line, line
         assert down.returncode == 1, down.stdout[-3000:]
-        result = json.dumps(backups_result(down))
-        assert f"backup target sftp:root@{node1}:/srv/backups/{lab.name} cannot be reached from hub" in result, result
-        assert f"check that {node1} is up and accepts SSH on port 22 from hub" in result, result
+        result = json.dumps(backups_result(down, store))
+        assert f"backup target sftp:root@{node1}:/srv/backups/{lab.name} cannot be reached from {store}" in result, result
+        assert f"check that {node1} is up and accepts SSH on port 22 from {store}" in result, result
 
         # the password is in its own file and nowhere else
-        outputs = [applied, verified, now, restored, bad, down]
+        outputs = [applied, verified, now, restored, bad, down, failed_now]
         assert not any(password in r.stdout + r.stderr for r in outputs)
         journal = "".join(p.read_text() for p in lab.site_path.parent.rglob("journal.jsonl"))
         assert password not in journal
-        seen = on(lab.name, "hub", f"grep -rlF -- '{password}' /etc /usr/local/sbin /var/log 2>/dev/null; true").stdout
-        assert seen.split() == ["/etc/hubwizard/restic.password"]
-    print(f"test_backup_and_restore: {time.monotonic() - started:.0f} s in all (lab up and down included)")
+        for machine in {store, "hub"}:
+            seen = on(lab.name, machine, f"grep -rlF -- '{password}' /etc /usr/local/sbin /var/log /var/lib/hubwizard "
+                                         "2>/dev/null; true").stdout
+            assert seen.split() == ["/etc/hubwizard/restic.password"], (machine, seen)
+    print(f"test_backup_and_restore[{layout}]: {time.monotonic() - started:.0f} s in all (lab up and down included)")
