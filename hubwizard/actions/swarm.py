@@ -27,7 +27,7 @@ from hubwizard.actions import (
     swarm_guard,  # noqa: F401 - registers the swarm guard's calls
 )
 from hubwizard.actions.quota import parse_report, project_name
-from hubwizard.actions.swarm_managers import set_role, wanted_role
+from hubwizard.actions.swarm_managers import manager_turn, set_role, wait_reachable, wanted_role
 from hubwizard.engine.calls import CallResult, StepContext, register
 from hubwizard.remote import dockerapi
 
@@ -276,9 +276,9 @@ def _drop_ghosts(ctx: StepContext, node_id: str, nodes: dict[str, dict[str, Any]
 def swarm_join(ctx: StepContext, role: str = "worker") -> CallResult:
     """Apply: join the hub's swarm as a worker (as a manager, or promoted to one, for the first
     nodes when [swarm] managers = 3), through the Docker API: no join token is ever printed."""
-    if role != "worker":
-        return CallResult(False, f"role {role!r}: the recipe joins workers; [swarm] managers names the managers")
-    role = wanted_role(ctx.site, ctx.host.name)
+    if role != wanted_role(ctx.site, ctx.host.name):
+        return CallResult(False, f"role {role!r}: {ctx.host.name} is a {wanted_role(ctx.site, ctx.host.name)} "
+                                 "by [swarm] managers (the recipe's condition and the site disagree)")
     try:
         swarm, token = manager_view(ctx, role)
     except SwarmError as exc:
@@ -291,18 +291,24 @@ def swarm_join(ctx: StepContext, role: str = "worker") -> CallResult:
             _count_joined(ctx)
             dropped = _drop_ghosts(ctx, detail, nodes)
             if nodes[detail]["role"] != role:
-                set_role(ctx, detail, role)
+                with manager_turn("manager"):
+                    set_role(ctx, detail, role)
+                    if role == "manager":
+                        wait_reachable(ctx, detail)
                 return CallResult(True, f"{'promoted to' if role == 'manager' else 'demoted to'} {role} "
                                   f"([swarm] managers = {ctx.site.swarm.managers})" + _dropped(dropped), changed=True)
             return CallResult(True, "already in this swarm" + _dropped(dropped), changed=bool(dropped))
         if status in ("foreign", "broken"):
             return CallResult(False, f"{ctx.host.name} is {detail}: leave it first")
-        try:
-            client.swarm.join(remote_addrs=[swarm.manager_addr], join_token=token,
-                              advertise_addr=my_ip, listen_addr=f"0.0.0.0:{SWARM_PORT}")
-        except docker.errors.APIError as exc:
-            return CallResult(False, f"swarm join to {swarm.manager_addr} failed: {exc.explanation or exc}")
-        new_id = _swarm_info(client).get("NodeID", "")
+        with manager_turn(role):
+            try:
+                client.swarm.join(remote_addrs=[swarm.manager_addr], join_token=token,
+                                  advertise_addr=my_ip, listen_addr=f"0.0.0.0:{SWARM_PORT}")
+            except docker.errors.APIError as exc:
+                return CallResult(False, f"swarm join to {swarm.manager_addr} failed: {exc.explanation or exc}")
+            new_id = _swarm_info(client).get("NodeID", "")
+            if role == "manager" and new_id:
+                wait_reachable(ctx, new_id)
     _count_joined(ctx)
     dropped = _drop_ghosts(ctx, new_id, _listed(ctx, new_id, GHOST_WAIT_S)) if new_id else 0
     return CallResult(True, f"joined swarm {swarm.cluster_id[:12]} as {role} via {swarm.manager_addr}"
@@ -312,8 +318,7 @@ def swarm_join(ctx: StepContext, role: str = "worker") -> CallResult:
 @api_call("swarm_node_ready")
 def swarm_node_ready(ctx: StepContext, role: str = "worker", timeout: float = READY_TIMEOUT_S) -> CallResult:
     """Verify: the manager lists this node Ready with the expected role (waits while it comes up);
-    a node [swarm] managers makes a manager is expected as one."""
-    role = wanted_role(ctx.site, ctx.host.name) if role == "worker" else role
+    the recipe asks for the role [swarm] managers gives the node."""
     try:
         manager_view(ctx)
     except SwarmError as exc:

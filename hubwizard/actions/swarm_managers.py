@@ -13,6 +13,10 @@ pins them), so the swarm survives the loss of another manager, not of the hub's 
 
 from __future__ import annotations
 
+import contextlib
+import threading
+import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -28,6 +32,34 @@ HUB_LABEL = "org.hubwizard.hub"  # on the hub's Swarm node: where the hub servic
 def wanted_role(site: Site, host: str) -> str:
     """The Swarm role a node of this site should have: manager for the first managers-1 nodes."""
     return "manager" if host in {h.name for h in site.swarm_manager_nodes} else "worker"
+
+
+_ONE_AT_A_TIME = threading.Lock()
+
+
+@contextlib.contextmanager
+def manager_turn(role: str) -> Iterator[None]:
+    """Managers join or are promoted one at a time (the nodes' steps run in parallel): Raft adds
+    one member at a time, and a second manager joining while the first still catches up can
+    find no quorum. Workers go on at once."""
+    if role != "manager":
+        yield
+        return
+    with _ONE_AT_A_TIME:
+        yield
+
+
+def wait_reachable(ctx: StepContext, node_id: str, timeout: float = 90.0) -> bool:
+    """Until the hub lists ``node_id`` as a reachable manager (True), or ``timeout`` passes."""
+    deadline = time.monotonic() + timeout
+    with dockerapi.client_for(ctx.reach(ctx.site.hub_host.name)) as hub:
+        while True:
+            status = hub.nodes.get(node_id).attrs.get("ManagerStatus") or {}
+            if status.get("Reachability") == "reachable":
+                return True
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(2)
 
 
 def set_role(ctx: StepContext, node_id: str, role: str) -> None:

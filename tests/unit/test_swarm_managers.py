@@ -94,3 +94,19 @@ def test_two_down_managers_is_a_lost_quorum() -> None:
 def test_a_missing_manager_says_apply_promotes() -> None:
     result = quorum([Manager("hub", True, True)], 3, "hub")
     assert not result.ok and "--only swarm-join" in result.message
+
+
+@pytest.mark.parametrize("extra", ["", THREE])
+def test_the_join_recipe_asks_each_node_for_its_role(extra: str) -> None:
+    """plan shows `swarm_join({"role": "manager"})` on the nodes that become managers, and the
+    unchanged worker item (the same digest as before) on the others."""
+    import jinja2
+
+    site = make_site(extra=extra)
+    step = next(s for s in load_steps("swarm-mode") if s.id == "swarm-join")
+    env = jinja2.Environment(undefined=jinja2.StrictUndefined)
+    for host in site.nodes:
+        for phase in (step.apply, step.verify):
+            roles = [i.args["role"] for i in phase if i.args.get("role")
+                     and (not i.when or env.compile_expression(i.when)(cfg=site, host=host))]
+            assert roles == [wanted_role(site, host.name)], (host.name, roles)
