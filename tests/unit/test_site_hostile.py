@@ -161,6 +161,7 @@ SAMPLES: dict[str, Any] = {
     "oauth.userdata_url": "https://id.example.org/me",
     "backups.target": "sftp:backup@10.0.0.20:/srv/backup",
     "backups.s3_access_key_id": "AKIA0123",
+    "classic.replica_manager": "node1",
     # required fields without a default
     "site.name": "ws",
     "site.domain": "hub.example.org",
