@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
-# The VM-lab tests (tests/vm, marker `vm`): `lab up --vm` (hub + 1 node as qemu TCG VMs with
-# Debian's cloud kernel), the swarm-mode steps preflight..quotas applied for real (kernel nfsd,
-# XFS project quotas), verify, the persistence proof over an NFS volume, then `lab down`.
+# The VM-lab tests (tests/vm, marker `vm`): `lab up --vm` (hub + 2 nodes as qemu TCG VMs with
+# Debian's cloud kernel, images from a registry container on this machine), the swarm-mode steps
+# preflight..hub-service applied for real (kernel nfsd, XFS project quotas, per-user NFS volumes),
+# verify, the persistence proofs (an NFS volume; a Jupyter server writing a file, stopped, its
+# node drained, started on the other node, reading it back), then `lab down`.
 # Not part of scripts/test.sh: TCG emulation on 2 cores takes too long for the main CI run
 # (figures in RELIABILITY.md, "VM lab"). Installs what it needs from Debian first.
 set -euo pipefail
@@ -19,4 +21,4 @@ if [ ${#need[@]} -gt 0 ]; then
 fi
 export HUBWIZARD_VM_TESTS=1
 # The fixture brings its lab down whatever happens; timeout -k leaves time for that.
-exec timeout -k 120 60m python3 -m pytest -q -p no:cacheprovider -s -m vm tests/vm "$@"
+exec timeout -k 120 100m python3 -m pytest -q -p no:cacheprovider -s -m vm tests/vm "$@"

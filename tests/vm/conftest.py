@@ -1,4 +1,4 @@
-"""The VM lab for the `vm` tests: one `lab up --vm` (hub + 1 node, qemu TCG), always brought down.
+"""The VM lab for the `vm` tests: one `lab up --vm` (hub + 2 nodes, qemu TCG), always brought down.
 
 Why opt-in ($HUBWIZARD_VM_TESTS=1, set by scripts/vm-lab-test.sh): TCG emulation on a 2-core
 machine takes minutes per boot and per step, more than the main CI run can give; the script
@@ -34,13 +34,21 @@ def vm_enabled() -> None:
 
 @pytest.fixture(scope="session")
 def vm_lab(vm_enabled: None, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
+    """A fresh 1+2 VM lab, always brought down; or, with $HUBWIZARD_VM_LAB=NAME, that running VM
+    lab (its own site file), left up: to rerun some tests (-k) without minutes of boot."""
+    from hubwizard.lab.spec import load_record
+
+    reuse = os.environ.get("HUBWIZARD_VM_LAB")
+    if reuse:
+        record = load_record(reuse)
+        assert record is not None and record.get("kind") == "vm", f"no VM lab named {reuse!r}"
+        yield {"name": reuse, "site": Path(record["site_path"]), "record": record, "up_output": ""}
+        return
     name = unique_name("vm")
     site = tmp_path_factory.mktemp("vm") / f"{name}.toml"
     try:
-        up = hubwizard("lab", "up", "--vm", "--name", name, "--nodes", "1", "-o", str(site))
+        up = hubwizard("lab", "up", "--vm", "--name", name, "--nodes", "2", "-o", str(site))
         assert up.returncode == 0, f"lab up --vm failed:\n{up.stdout}\n{up.stderr}"
-        from hubwizard.lab.spec import load_record
-
         record = load_record(name)
         assert record is not None
         print(up.stdout)
