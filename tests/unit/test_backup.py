@@ -12,27 +12,9 @@ from hubwizard.actions import backup
 from hubwizard.core.config import parse_site
 from hubwizard.core.errors import ConfigError
 from hubwizard.core.render import Facts, template_context
+from tests.unit.sitetext import LAB_LOGIN, site_text
 
-BASE = """
-[site]
-name = "demo"
-domain = "hub.example.org"
-email = "admin@example.org"
-
-[[hosts]]
-name = "hub"
-address = "10.0.0.10"
-role = "hub"
-
-[[hosts]]
-name = "node1"
-address = "10.0.0.11"
-role = "node"
-
-[oauth]
-provider = "dummy"
-i_understand_anyone_can_log_in = true
-"""
+BASE = site_text() + LAB_LOGIN
 
 
 def site(backups: str = ""):

@@ -12,6 +12,7 @@ from hubwizard.actions import classic
 from hubwizard.core.config import parse_site
 from hubwizard.doctor import checks
 from hubwizard.doctor.model import Diagnosis, exit_code, format_diagnosis
+from tests.unit.sitetext import LAB_LOGIN, site_text
 
 DATA = Path(__file__).resolve().parent.parent / "data"
 
@@ -154,25 +155,7 @@ def test_every_check_has_a_fix_or_says_why_not():
 
 # ---------------------------------------------------------------- recipes of the classic track
 
-SITE = """
-[site]
-name = "old"
-track = "classic"
-domain = "hub.example.org"
-email = "a@example.org"
-[[hosts]]
-name = "hub"
-address = "10.0.0.10"
-role = "hub"
-[[hosts]]
-name = "node1"
-address = "10.0.0.11"
-role = "node"
-
-[oauth]
-provider = "dummy"  # a test site: anyone may log in
-i_understand_anyone_can_log_in = true
-"""
+SITE = site_text("old", track="classic") + LAB_LOGIN
 
 
 def _rendered(site_text: str) -> dict[str, list[str]]:

@@ -14,40 +14,11 @@ from hubwizard.actions import hub_e2e, hub_image, hub_service, hub_web
 from hubwizard.cli import scale
 from hubwizard.core.config import parse_site
 from hubwizard.core.render import Facts
+from tests.unit.sitetext import LAB_LOGIN, host, site_text
 
-SITE = """
-[site]
-name = "demo"
-domain = "hub.example.org"
-email = "admin@example.org"
-
-[[hosts]]
-name = "hub"
-address = "10.0.0.10"
-role = "hub"
-
-[[hosts]]
-name = "node1"
-address = "10.0.0.11"
-role = "node"
-
-[[hosts]]
-name = "spare1"
-address = "10.0.0.12"
-role = "node"
-spare = true  # rehearse add-node
-
-[registry]
-url = "registry.example.org:5000"
-username = "ci"
-
-[images]
-hub = "registry.example.org:5000/demo/hub:1"
-
-[oauth]
-provider = "dummy"  # a test site: anyone may log in
-i_understand_anyone_can_log_in = true
-"""
+SITE = (site_text(more_hosts=host("spare1", "10.0.0.12", "node", "spare = true  # rehearse add-node\n"))
+        + '\n[registry]\nurl = "registry.example.org:5000"\nusername = "ci"\n'
+        + '\n[images]\nhub = "registry.example.org:5000/demo/hub:1"\n' + LAB_LOGIN)
 
 
 def site(extra: str = ""):

@@ -23,26 +23,11 @@ from pydantic import BaseModel
 from hubwizard.core.config import Site, load_site, oauth_callback_url, parse_site, site_warnings
 from hubwizard.core.errors import ConfigError
 from hubwizard.core.render import Facts, derive_subnet, generated_files, nfs_clients
+from tests.unit.sitetext import LAB_LOGIN, site_text
 
-BASE = """
-[site]
-name = "ws"
-domain = "hub.example.org"
-email = "admin@example.org"
-
-[[hosts]]
-name = "hub"
-address = "10.0.0.10"
-role = "hub"
-
-[[hosts]]
-name = "node1"
-address = "10.0.0.11"
-role = "node"
-"""
+BASE = site_text("ws")
 GITHUB = '\n[oauth]\nprovider = "github"\nclient_id = "Iv1.abc"\n'
 ADMINS = '\n[hub]\nadmin_users = ["alice"]\n'
-LAB_LOGIN = '\n[oauth]\nprovider = "dummy"\ni_understand_anyone_can_log_in = true\n'
 
 
 def plan(tmp_path: Path, text: str) -> subprocess.CompletedProcess:
