@@ -13,6 +13,7 @@ import dataclasses
 import hashlib
 import json
 import threading
+import traceback
 import uuid
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
@@ -250,7 +251,8 @@ class Engine:
         except Exception as exc:  # noqa: BLE001 - a host's failure is reported, never a traceback
             if mode == "apply":
                 self.journal.record(self.run_id, step.id, host.name, "failed", message=self.redactor(str(exc)))
-            return HostResult(step.id, host.name, "failed", self.redactor(f"{type(exc).__name__}: {exc}"))
+            return HostResult(step.id, host.name, "failed",
+                              self.redactor(f"{type(exc).__name__}: {exc}{_where(exc)}"))
 
     def _host_inner(self, step: Step, host: Host, mode: Mode) -> HostResult:
         ctx = self.context(host)
@@ -737,3 +739,13 @@ def _q(path: str | None) -> str:
     import shlex
 
     return shlex.quote(path or "")
+
+
+def _where(exc: BaseException) -> str:
+    """Where an unexpected exception came from (our last frame and the innermost one), one line:
+    a report a developer can act on without a traceback on the admin's screen."""
+    frames = traceback.extract_tb(exc.__traceback__)
+    ours = [f for f in frames if "/hubwizard/" in f.filename]
+    picked = [f for f in (ours[-1] if ours else None, frames[-1] if frames else None) if f is not None]
+    places = dict.fromkeys(f"{f.filename.rsplit('/', 1)[-1]}:{f.lineno} in {f.name}" for f in picked)
+    return f" (at {', '.join(places)})" if places else ""

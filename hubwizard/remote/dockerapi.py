@@ -33,9 +33,8 @@ class _ChannelConnection(urllib3.connection.HTTPConnection):
         self.ssh, self.command, self._timeout, self._password = ssh, command, timeout, password
 
     def connect(self) -> None:
-        chan = self.ssh.open_session("the Docker API")
+        chan = self.ssh.exec_session("the Docker API", self.command)
         chan.settimeout(self._timeout)
-        chan.exec_command(self.command)
         if self._password is not None:
             # the sudo wrapper's shell reads this line before dial-stdio starts relaying HTTP.
             chan.sendall((self._password + "\n").encode())

@@ -38,6 +38,7 @@ logging.getLogger("paramiko").addHandler(logging.NullHandler())
 
 EOF_GRACE_S = 2.0  # after the exit status, how long to wait for the rest of the output
 BANNER_RETRIES = 2  # a server that closes before its banner (sshd's MaxStartups) is tried again
+EXEC_TRIES = 4  # exec requests the server refused ("Channel closed."), tried again with back-off
 OnLine = Callable[[str, str], None]  # (stream "out"|"err", line without newline)
 
 
@@ -583,6 +584,28 @@ class SshTransport:
 
         return self.budget.open(opener, what, (_Refused,))
 
+    def exec_session(self, what: str, command: str):
+        """A session running ``command``. The server may refuse the exec request itself (paramiko
+        then says "Channel closed." or repeats an older error; seen in the lab): the command did not start, so a
+        new session is tried, a few times with back-off, while the connection stays up."""
+        import paramiko
+
+        for attempt in range(EXEC_TRIES):
+            chan = self.open_session(what)
+            try:
+                chan.exec_command(command)
+                return chan
+            except (paramiko.SSHException, EOFError) as exc:
+                # paramiko raises the connection's saved error for a refused request when it has
+                # one (an EOFError of an earlier channel), else "Channel closed."
+                chan.close()
+                transport = self.connect().get_transport()
+                refused = isinstance(exc, EOFError) or "Channel closed" in str(exc)
+                if not refused or not transport.is_active() or attempt == EXEC_TRIES - 1:
+                    raise
+                time.sleep(0.5 * 2**attempt)
+        raise AssertionError("unreachable")
+
     def open_tunnel(self, name: str, hostname: str, port: int, timeout: float):
         """A direct-tcpip channel to ``hostname:port`` as seen from this host (for a jumped host)."""
         import paramiko
@@ -622,7 +645,7 @@ class SshTransport:
             return refused
         wrapped, prefix = _sudo_wrap(command, self.user, sudo, self.sudo_password)
         try:
-            chan = self.open_session(f"the command `{_short(command)}`")
+            chan = self.exec_session(f"the command `{_short(command)}`", wrapped)
         except UnreachableError:
             raise
         except Exception as exc:
@@ -631,7 +654,6 @@ class SshTransport:
                 fix="check the host is up and the network, then run again: finished steps are kept",
             ) from None
         chan.settimeout(1.0)
-        chan.exec_command(wrapped)
         data = (prefix or "") + (stdin or "")
         if data:
             chan.sendall(data.encode())
