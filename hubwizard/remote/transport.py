@@ -598,8 +598,8 @@ class SshTransport:
             except (paramiko.SSHException, EOFError) as exc:
                 # paramiko raises the connection's saved error for a refused request when it has
                 # one (an EOFError of an earlier channel), else "Channel closed."
+                transport = chan.get_transport()  # this connection: never a new one made here
                 chan.close()
-                transport = self.connect().get_transport()
                 refused = isinstance(exc, EOFError) or "Channel closed" in str(exc)
                 if not refused or not transport.is_active() or attempt == EXEC_TRIES - 1:
                     raise
