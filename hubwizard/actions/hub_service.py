@@ -20,6 +20,7 @@ from hubwizard.actions.hub_image import local_repo_digests
 from hubwizard.actions.swarm import api_call
 from hubwizard.actions.swarm_managers import HUB_LABEL, pin_hub_node
 from hubwizard.core.config import Site
+from hubwizard.core.endpoint import Choice, choose
 from hubwizard.core.secrets import made_once
 from hubwizard.engine.calls import CallResult, StepContext, register
 from hubwizard.remote.dockerapi import client_for
@@ -73,15 +74,16 @@ def nodes_mount_nfs(ctx: StepContext) -> bool:
     return not ctx.site.storage.lab_without_nfs_client
 
 
-def service_args(site: Site, image_ref: str, secrets: dict[str, str], nfs_volumes: bool) -> list[str]:
+def service_args(site: Site, image_ref: str, secrets: dict[str, str], nfs_volumes: bool,
+                 endpoint_mode: str = "dnsrr") -> list[str]:
     """The `docker service create` arguments of the hub (without the spec label)."""
     from hubwizard.core.render import HUB_SERVICE
 
     args = [
         "--name", HUB_SERVICE, "--detach", "--with-registry-auth",
         "--constraint", "node.role==manager",
-        # the name "jupyterhub" resolves to the task itself, no virtual IP (needs no IPVS)
-        "--endpoint-mode", "dnsrr",
+        # vip: the name "jupyterhub" resolves to a virtual IP (IPVS); dnsrr: to the task itself
+        "--endpoint-mode", endpoint_mode,
         "--network", site.hub.network,
         # host mode: port 8000 exists on the hub only; the DOCKER-USER rule keeps it off the
         # public interfaces, nginx on the hub reaches it on 127.0.0.1
@@ -122,17 +124,32 @@ def _current_spec(ctx: StepContext) -> str | None:
     return res.stdout.strip() if res.ok else None
 
 
+def endpoint(ctx: StepContext) -> Choice:
+    """The endpoint mode of the hub and users' servers, from [swarm] endpoint_mode and each
+    swarm host's IPVS (engine.facts)."""
+    return choose(ctx.site, ctx.facts.ipvs)
+
+
 def _wanted(ctx: StepContext, create: bool) -> tuple[list[str], dict[str, str]] | None:
     image = _image_ref(ctx)
     if image is None:
         return None
     secrets = hub_secrets(ctx, create=create)
-    return service_args(ctx.site, image, secrets, nodes_mount_nfs(ctx)), secrets
+    return service_args(ctx.site, image, secrets, nodes_mount_nfs(ctx), endpoint(ctx).mode), secrets
 
 
 @api_call("hub_service_current")  # no Docker yet: a failed check that says so
 def hub_service_current(ctx: StepContext) -> CallResult:
-    """Check: the service runs the current image, secrets, mounts; port guard in place."""
+    """Check: the service runs the current image, secrets, mounts, endpoint mode; port guard in
+    place. Its message ends with the endpoint mode and why (plan shows it)."""
+    checked = _service_current(ctx)
+    return CallResult(checked.ok, f"{checked.message}; {endpoint(ctx).line}")
+
+
+def _service_current(ctx: StepContext) -> CallResult:
+    choice = endpoint(ctx)
+    if choice.blocked:
+        return CallResult(False, choice.refusal())
     wanted = _wanted(ctx, create=False)
     if wanted is None:
         return CallResult(False, f"{ctx.site.images.hub} is not on the hub: run the hub-image step")
@@ -142,7 +159,8 @@ def hub_service_current(ctx: StepContext) -> CallResult:
     if have is None:
         return CallResult(False, "service jupyterhub does not exist")
     if have != want:
-        return CallResult(False, f"service jupyterhub has spec {have}, wanted {want} (image, secrets or mounts changed)")
+        return CallResult(False, f"service jupyterhub has spec {have}, wanted {want} (image, secrets, mounts or "
+                          "endpoint mode changed)")
     if not ctx.run(_GUARD_CHECK, sudo=True).ok:
         return CallResult(False, "the rules guarding port 8000 (DOCKER-USER, ip6tables INPUT) are missing")
     return CallResult(True, f"service jupyterhub spec {want}")
@@ -236,11 +254,17 @@ def _key(flag: str, value: str) -> str:
 
 def update_flags(have: Iterable[str], want: Iterable[str]) -> list[str] | None:
     """`docker service update` flags that turn the running spec's lines (hub_spec.lines_from_*)
-    into the wanted ones; None when only a new service can (its name changed).
+    into the wanted ones; None when only a new service can (its name changed, or its endpoint
+    mode goes from vip to dnsrr).
+
+    dnsrr -> vip is an update: Swarm allocates the virtual IP and rolls the task (seen with
+    Docker 20.10: UpdateStatus goes updating -> completed; stop-first frees the host port).
 
     Why update and not re-create: the service keeps its identity, Swarm stops the old task and
     starts the new one, and with cleanup_servers = False users' servers never notice."""
     have_set, want_set = set(have), set(want)
+    if "endpoint-mode: vip" in have_set and "endpoint-mode: dnsrr" in want_set:
+        return None  # vip -> dnsrr in place leaves the old VIP in Swarm's DNS (moby#38575): a new service
     flags: list[str] = []
     for line in sorted(have_set - want_set):
         flag, _, value = line.partition(": ")
@@ -358,6 +382,9 @@ def _update_in_place(ctx: StepContext, args: list[str], want: str) -> CallResult
 def hub_service(ctx: StepContext) -> CallResult:
     """Apply: secrets, the port guard, and the service: updated in place when it exists (users'
     servers keep running), created when it does not."""
+    choice = endpoint(ctx)
+    if choice.blocked:  # before anything changes
+        return CallResult(False, choice.refusal())
     wanted = _wanted(ctx, create=True)
     if wanted is None:
         return CallResult(False, f"{ctx.site.images.hub} is not on the hub: run the hub-image step first")
@@ -370,7 +397,7 @@ def hub_service(ctx: StepContext) -> CallResult:
     _ensure_secrets(ctx, secrets)
     want = spec_digest(args)
     if _current_spec(ctx) == want:
-        return CallResult(True, "service jupyterhub already current", changed=False)
+        return CallResult(True, f"service jupyterhub already current; {choice.line}", changed=False)
     _users_before_restart(ctx)
     if ctx.site.swarm.managers > 1:
         pin_hub_node(ctx)
@@ -385,12 +412,13 @@ def hub_service(ctx: StepContext) -> CallResult:
     if not res.ok:
         return CallResult(False, f"docker service create failed: {res.output}")
     _prune_secrets(ctx, (secret_name(t, v) for t, v in secrets.items()))
-    return CallResult(True, f"service jupyterhub created (spec {want})", changed=True)
+    return CallResult(True, f"service jupyterhub created (spec {want}; {choice.line})", changed=True)
 
 
 @register("hub_service_running")
 def hub_service_running(ctx: StepContext, timeout: float = 240) -> CallResult:
-    """Verify: `docker service ls` shows jupyterhub 1/1 and the hub answers on 127.0.0.1:8000."""
+    """Verify: `docker service ls` shows jupyterhub 1/1, the hub answers on 127.0.0.1:8000, and
+    the service runs with the endpoint mode the site and the hosts' kernels call for."""
     from hubwizard.core.render import HUB_SERVICE
 
     fmt = shlex.quote("{{.Replicas}}")
@@ -407,12 +435,28 @@ def hub_service_running(ctx: StepContext, timeout: float = 240) -> CallResult:
             if res.ok and '"version"' in res.stdout:
                 answer = res.stdout.strip()
                 ctx.progress("hub answering", 1, 1)
-                return CallResult(True, f"jupyterhub {replicas}, /hub/api says {answer[:60]}")
+                return _endpoint_as_chosen(ctx, f"jupyterhub {replicas}, /hub/api says {answer[:60]}")
         ctx.progress("waiting for jupyterhub 1/1", time.monotonic() - deadline + timeout, timeout)
         time.sleep(3)
     logs = ctx.transport.run(f"docker service ps --no-trunc {HUB_SERVICE} | head -5; "
                              f"docker service logs --tail 20 {HUB_SERVICE} 2>&1", sudo=True).output
     return CallResult(False, f"jupyterhub is {replicas or 'absent'} after {timeout:.0f}s\n{logs}")
+
+
+def _endpoint_as_chosen(ctx: StepContext, running: str) -> CallResult:
+    """The running service's endpoint mode is the chosen one (a site or kernel change since the
+    last apply shows here, with the fix)."""
+    from hubwizard.core.render import HUB_SERVICE
+
+    choice = endpoint(ctx)
+    fmt = shlex.quote("{{.Spec.EndpointSpec.Mode}}")
+    have = ctx.transport.run(f"docker service inspect --format {fmt} {HUB_SERVICE}", sudo=True).stdout.strip()
+    if choice.blocked:
+        return CallResult(False, f"{running}; but {choice.refusal()}")
+    if have != choice.mode:
+        return CallResult(False, f"{running}; but it runs with endpoint mode {have or 'unknown'}, wanted {choice.mode} "
+                          f"({choice.line}): run `hubwizard apply --from hub-image`")
+    return CallResult(True, f"{running}; {choice.line}")
 
 
 @register("hub_port_private")

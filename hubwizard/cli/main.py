@@ -232,6 +232,8 @@ def _run(args, mode: Mode, **kw) -> int:
     finally:
         engine.conns.close()
     code = summary.exit_code
+    if collector is None and mode in ("plan", "verify"):
+        _endpoint_note(session.site, engine)
     if collector is not None:
         print(collector.document(mode, code, diffs=diffs))
     elif mode == "plan":
@@ -243,6 +245,16 @@ def _run(args, mode: Mode, **kw) -> int:
     else:
         _summary_line(summary, mode)
     return code
+
+
+def _endpoint_note(site, engine) -> None:
+    """plan and verify, swarm-mode: the endpoint mode apply uses and why, in one line (from the
+    facts this run probed; none when no host answered)."""
+    from hubwizard.core.endpoint import choose
+
+    facts = getattr(engine, "_facts", None)
+    if site.site.track == "swarm-mode" and facts is not None:
+        print(f"\n{choose(site, facts.ipvs).line}")
 
 
 def _limited(site, limit: str | None) -> set[str] | None:

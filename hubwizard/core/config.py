@@ -387,12 +387,25 @@ _CALENDAR = re.compile(r"[A-Za-z0-9*][A-Za-z0-9*:,./~ -]{0,99}\Z")  # a systemd 
 
 
 class SwarmSection(_Strict):
-    """[swarm] (swarm-mode track): how many managers hold the swarm's state (Raft)."""
+    """[swarm] (swarm-mode track): how many managers hold the swarm's state (Raft), and the
+    services' endpoint mode."""
 
     # 1: the hub alone. 3: the hub and the first two nodes in the site file's order, so the
     # swarm keeps answering when one manager machine is lost (the hub's database still lives on
     # the hub: README "Three managers: the limits").
     managers: int = 1
+    # how the hub and users' servers are reached on the overlay network: "vip" (a virtual IP,
+    # needs the kernel's IPVS on every swarm host), "dnsrr" (DNS round robin), or "auto": vip
+    # when every swarm host has IPVS, else dnsrr (hubwizard/core/endpoint.py)
+    endpoint_mode: str = "auto"
+
+    @field_validator("endpoint_mode")
+    @classmethod
+    def _endpoint_mode(cls, value: str) -> str:
+        if value not in ("auto", "vip", "dnsrr"):
+            raise ValueError('must be "auto" (vip where every swarm host has IPVS, else dnsrr), "vip" (a virtual '
+                             'IP per service, needs IPVS in every host\'s kernel) or "dnsrr" (DNS round robin)')
+        return value
 
     @field_validator("managers")
     @classmethod

@@ -15,6 +15,7 @@ from types import MappingProxyType
 from typing import Any
 
 from hubwizard.core.config import Site
+from hubwizard.core.endpoint import Ipvs, choose
 from hubwizard.core.templating import render_asset
 
 # Where things live on the hosts. Recipes use these through ``paths`` in the context, so a
@@ -73,6 +74,8 @@ class Facts:
     subnet: str = ""  # cluster CIDR such as 10.0.0.0/24; "" = unknown, files list each host
     ips: dict[str, str] = field(default_factory=dict)  # host name -> internal IP
     nfs_ip: str = "127.0.0.1"
+    # swarm host name -> its kernel's IPVS (core.endpoint); empty offline: auto means dnsrr
+    ipvs: dict[str, Ipvs] = field(default_factory=dict)
 
     @classmethod
     def offline(cls, site: Site) -> Facts:
@@ -139,6 +142,8 @@ def template_context(site: Site, facts: Facts) -> dict[str, Any]:
         "nfs_clients": clients,
         # pip packages of the hub image (requirements.txt)
         "hub_requirements": hub_requirements(site),
+        # the Swarm endpoint mode (vip or dnsrr) of the hub and users' servers, and why
+        "endpoint": choose(site, facts.ipvs),
     }
 
 

@@ -1,5 +1,6 @@
 """Facts every step needs and no site file should have to spell out: which internal IP
-each host uses to reach the hub, and the cluster subnet. Read-only probes, once per run."""
+each host uses to reach the hub, the cluster subnet, and whether each swarm host's kernel has
+IPVS (the endpoint mode, core.endpoint). Read-only probes, once per run."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import shlex
 from concurrent.futures import ThreadPoolExecutor
 
 from hubwizard.core.config import Site
+from hubwizard.core.endpoint import IPVS_PROBE, Ipvs, parse_probe, swarm_hosts
 from hubwizard.core.errors import HubwizardError
 from hubwizard.remote.connections import Connections
 
@@ -45,6 +47,12 @@ def _hub_ip(site: Site, conns: Connections) -> str:
     return res.stdout.split()[0]
 
 
+def _ipvs(conns: Connections, host: str) -> tuple[str, Ipvs]:
+    """Does HOST's kernel have IPVS (loaded or loadable)? Unknown when the probe cannot say."""
+    res = conns.get(host).run(IPVS_PROBE, sudo=False)
+    return host, parse_probe(res.stdout)
+
+
 def _subnet(site: Site, ips: dict[str, str]) -> str:
     """The configured subnet, else the narrowest one holding the hosts' internal addresses
     (/24 at the widest, "" = one export line per host). Never the hub's interface network:
@@ -68,7 +76,10 @@ def gather(site: Site, conns: Connections):
         return host.name, host.internal_address or _route_src(conns, host.name, hub_ip) or host.address
 
     hosts = site.active_hosts
+    swarm = swarm_hosts(site) if site.site.track == "swarm-mode" else []
     with ThreadPoolExecutor(max_workers=max(1, len(hosts))) as pool:
+        ipvs = pool.map(lambda name: _ipvs(conns, name), swarm)
         ips = dict(pool.map(ip_of, hosts))
+        ipvs_of = dict(ipvs)
     nfs = site.nfs_host
-    return Facts(hub_ip=hub_ip, subnet=_subnet(site, ips), ips=ips, nfs_ip=ips.get(nfs.name, hub_ip))
+    return Facts(hub_ip=hub_ip, subnet=_subnet(site, ips), ips=ips, nfs_ip=ips.get(nfs.name, hub_ip), ipvs=ipvs_of)
