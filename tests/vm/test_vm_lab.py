@@ -67,6 +67,46 @@ def test_swarm_mode_step_applies_on_real_kernels(vm_lab: dict, step: str) -> Non
     assert done.returncode == 0, f"apply --only {step}:\n{done.stdout[-3000:]}\n{done.stderr[-2000:]}"
 
 
+def _hub_endpoint_mode(lab: dict) -> str:
+    done = on(lab, "hub", "docker service inspect jupyterhub --format '{{.Spec.EndpointSpec.Mode}}'")
+    assert done.returncode == 0, done.stdout + done.stderr
+    return done.stdout.strip()
+
+
+def _apply(lab: dict, step: str) -> str:
+    done = hubwizard("apply", "-c", str(lab["site"]), "--yes", "--only", step, timeout=1800)
+    assert done.returncode == 0, f"apply --only {step}:\n{done.stdout[-3000:]}\n{done.stderr[-2000:]}"
+    return done.stdout
+
+
+def test_the_hub_service_has_a_virtual_ip_where_every_kernel_has_ipvs(vm_lab: dict) -> None:
+    """Issue 13 item 6: the VM lab's kernel has IPVS on every host, so [swarm] endpoint_mode
+    "auto" gives the hub (and users' servers) a virtual IP; plan says so in one line."""
+    assert _hub_endpoint_mode(vm_lab) == "vip"
+    plan = hubwizard("plan", "-c", str(vm_lab["site"]), "--only", "hub-service", timeout=900)
+    assert "endpoint mode: vip (every host has IPVS)" in plan.stdout, plan.stdout[-2000:] + plan.stderr[-1000:]
+
+
+def test_a_dnsrr_hub_converges_to_vip_in_place_and_then_stays(vm_lab: dict) -> None:
+    """A hub created with dnsrr (an older hubwizard, or endpoint_mode = "dnsrr") becomes vip on
+    re-apply by `docker service update`, and the apply after that changes nothing."""
+    site = Path(vm_lab["site"])
+    text = site.read_text()
+    try:
+        site.write_text(text + '\n[swarm]\nendpoint_mode = "dnsrr"\n')
+        for step in ("hub-image", "hub-service"):
+            _apply(vm_lab, step)
+        assert _hub_endpoint_mode(vm_lab) == "dnsrr"
+    finally:
+        site.write_text(text)
+    _apply(vm_lab, "hub-image")
+    converged = _apply(vm_lab, "hub-service")
+    assert "updated in place" in converged and "endpoint-mode" in converged, converged[-2000:]
+    assert _hub_endpoint_mode(vm_lab) == "vip"
+    again = _apply(vm_lab, "hub-service")
+    assert "already" in again and "updated in place" not in again, again[-2000:]
+
+
 def test_kernel_nfsd_exports_the_storage_path(vm_lab: dict) -> None:
     done = on(vm_lab, "hub", "systemctl is-active nfs-kernel-server && exportfs -v")
     assert done.returncode == 0, done.stdout + done.stderr
@@ -80,6 +120,7 @@ def test_verify_passes_the_storage_steps_and_quotas(vm_lab: dict) -> None:
     for step in ("storage", "nfs-guard", "storage-clients", "quotas"):
         assert step in steps, done.stdout[-3000:]
         assert steps[step]["status"] == "ok", json.dumps(steps[step], indent=1)[-3000:]
+    assert "endpoint mode: vip (every host has IPVS)" in done.stdout  # the hub service's check, issue 13 item 6
 
 
 USER, QUOTA = "alice", "20M"
