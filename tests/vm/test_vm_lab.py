@@ -68,9 +68,14 @@ def test_swarm_mode_step_applies_on_real_kernels(vm_lab: dict, step: str) -> Non
 
 
 def _hub_endpoint_mode(lab: dict) -> str:
-    done = on(lab, "hub", "docker service inspect jupyterhub --format '{{.Spec.EndpointSpec.Mode}}'")
+    return _hub_service(lab)[0]
+
+
+def _hub_service(lab: dict) -> list[str]:
+    """The hub service's endpoint mode, ID and spec version (a new version: the spec was changed)."""
+    done = on(lab, "hub", "docker service inspect jupyterhub --format '{{.Spec.EndpointSpec.Mode}} {{.ID}} {{.Version.Index}}'")
     assert done.returncode == 0, done.stdout + done.stderr
-    return done.stdout.strip()
+    return done.stdout.split()
 
 
 def _apply(lab: dict, step: str) -> str:
@@ -99,12 +104,14 @@ def test_a_dnsrr_hub_converges_to_vip_in_place_and_then_stays(vm_lab: dict) -> N
         assert _hub_endpoint_mode(vm_lab) == "dnsrr"
     finally:
         site.write_text(text)
+    _, dnsrr_id, _ = _hub_service(vm_lab)
     _apply(vm_lab, "hub-image")
-    converged = _apply(vm_lab, "hub-service")
-    assert "updated in place" in converged and "endpoint-mode" in converged, converged[-2000:]
-    assert _hub_endpoint_mode(vm_lab) == "vip"
+    _apply(vm_lab, "hub-service")
+    mode, vip_id, version = _hub_service(vm_lab)
+    assert (mode, vip_id) == ("vip", dnsrr_id)  # the same service, updated in place
     again = _apply(vm_lab, "hub-service")
-    assert "already" in again and "updated in place" not in again, again[-2000:]
+    assert "unchanged  hub" in again, again[-2000:]
+    assert _hub_service(vm_lab) == ["vip", vip_id, version]
 
 
 def test_kernel_nfsd_exports_the_storage_path(vm_lab: dict) -> None:
