@@ -21,6 +21,7 @@ MODES = ("auto", "vip", "dnsrr")
 
 # Read-only, no sudo: "STATE KERNEL". loaded: /sys/module/ip_vs (loaded or built in);
 # loadable: modprobe finds it (dry run), or the module file is under /lib/modules/KERNEL.
+# Loadable is enough: dockerd's IPVS library (moby/ipvs setup()) runs `modprobe -va ip_vs` itself.
 IPVS_PROBE = (
     'k=$(uname -r); if [ -d /sys/module/ip_vs ]; then s=loaded; '
     'elif PATH="$PATH:/sbin:/usr/sbin" modprobe -n -q ip_vs 2>/dev/null; then s=loadable; '
