@@ -369,10 +369,13 @@ def classic_exportfs(ctx: StepContext, check: bool = False) -> CallResult:
         return CallResult(False, "cannot export here: the kernel has no NFS server (nfsd); the export file is "
                           "written and takes effect on a host whose kernel has one", skipped=True)
     if check:
-        res = ctx.run("exportfs -v | grep -q '^/home'")
-        return CallResult(res.ok, "/home is exported" if res.ok else "/home is not exported")
+        # exportfs lists /etc/exports.d even while nfsd is stopped: the server must also run
+        res = ctx.run("systemctl is-active --quiet nfs-kernel-server && exportfs -v | grep -q '^/home'")
+        return CallResult(res.ok, "/home is exported (nfs-kernel-server runs)" if res.ok else
+                          "/home is not exported, or nfs-kernel-server is not running")
     res = ctx.run("command -v exportfs >/dev/null || DEBIAN_FRONTEND=noninteractive apt-get install -y -q "
-                  "nfs-kernel-server; exportfs -ra && exportfs -v", timeout=600)
+                  "nfs-kernel-server; systemctl enable --now nfs-kernel-server && exportfs -ra && exportfs -v",
+                  timeout=600)
     return CallResult(res.ok, res.output, changed=res.ok)
 
 
@@ -387,10 +390,11 @@ def classic_home_mount(ctx: StepContext) -> CallResult:
         return CallResult(False, "no user folder in the hub's /home to compare", skipped=True)
     user = shlex.quote(users[0])
     want = hub.run(f"ls -A /home/{user}", sudo=True).stdout.split()
-    have = ctx.run(f"ls -A /home/{user}", timeout=60)
+    # as the user: the export squashes root, so root on a node cannot read a 0700 home
+    have = ctx.run(f"runuser -u {user} -- ls -A /home/{user}", timeout=60)
     ok = have.ok and sorted(have.stdout.split()) == sorted(want)
     return CallResult(ok, f"/home/{users[0]} on {ctx.host.name}: " + ("same files as on the hub" if ok else
-                      f"differs from the hub (hub: {want[:5]}, here: {have.output[:200]})"))
+                      f"differs from the hub (hub: {want[:5]}, here as {users[0]}: {have.output[:200]})"))
 
 
 # ----------------------------------------------------------------------- users, clones

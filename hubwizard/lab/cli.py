@@ -51,6 +51,8 @@ def register(subparsers: Any) -> None:
     p_up.add_argument("--nfs-host", action="store_true",
                       help="one more machine, \"nfs\", serves users' folders (storage.server) instead of the hub")
     p_up.add_argument("--vm", action="store_true", help="machines as qemu VMs with a real kernel (kernel NFS, XFS quotas)")
+    p_up.add_argument("--track", choices=("swarm-mode", "classic"), default="swarm-mode",
+                      help="with --vm: the site file's track; classic exports the hub's /home, autofs on the nodes")
     p_up.add_argument("-o", "--output", metavar="SITE", help="site file to write (default ./NAME.toml)")
     p_up.add_argument("--name", default="lab", help="lab name; labs of different names run side by side")
     p_up.add_argument("--user", default="root", help="admin user (non-root gets sudo)")
@@ -163,10 +165,13 @@ def _up(args: argparse.Namespace) -> int:
     if args.vm and args.nfs_host:
         raise ConfigError("lab up --vm --nfs-host: a dedicated NFS host is not built for the VM lab yet; "
                           "use --nfs-host without --vm (container lab)")
+    if args.track != "swarm-mode" and not args.vm:
+        raise ConfigError(f"lab up --track {args.track} is built for the VM lab: add --vm (the container lab "
+                          "writes a swarm-mode site; its kernel has no NFS for the classic /home)")
     if args.vm:  # real kernels: kernel nfsd, NFS volumes, XFS project quotas (slower: TCG emulation)
         from hubwizard.lab import vm as lab_vm
 
-        record = lab_vm.up(spec, site, progress=_say)
+        record = lab_vm.up(spec, site, progress=_say, track=args.track)
     else:
         record = lab.up(spec, site, progress=_say)
     load_site(site)  # what we hand over must be what the rest of hubwizard accepts

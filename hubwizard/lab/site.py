@@ -43,7 +43,8 @@ def _host(name: str, role: str, machine: dict[str, Any], spec: dict[str, Any], k
     return [*lines, ""]
 
 
-def site_and_hosts(record: dict[str, Any], command: str, what: str, secrets: str) -> list[str]:
+def site_and_hosts(record: dict[str, Any], command: str, what: str, secrets: str,
+                   track: str = "swarm-mode") -> list[str]:
     """The lines every lab site starts with: who wrote it, where its secrets are, [site], the hosts."""
     out = [
         f"# Written by `{command}`: {what}.",
@@ -51,7 +52,7 @@ def site_and_hosts(record: dict[str, Any], command: str, what: str, secrets: str
         "",
         "[site]",
         f"name = {_q(record['name'])}",
-        'track = "swarm-mode"',
+        f"track = {_q(track)}",
         f"domain = {_q(DOMAIN)}",
         f"email = {_q(EMAIL)}",
         f"subnet = {_q(record['subnet'])}",

@@ -60,20 +60,21 @@ def check_spec(spec: LabSpec) -> None:
         raise LabError("lab up --vm does not take --jump or --base-image (yet)", fix="omit them")
 
 
-def up(spec: LabSpec, site_path: Path, progress: Progress = print) -> dict[str, Any]:
-    """Bring a VM lab up (or reuse a whole one of the same shape); return its record."""
+def up(spec: LabSpec, site_path: Path, progress: Progress = print, track: str = "swarm-mode") -> dict[str, Any]:
+    """Bring a VM lab up (or reuse a whole one of the same shape); return its record. ``track``
+    is the site file's (vmsite.TRACKS); a reused lab's site is rewritten for the one asked now."""
     check_spec(spec)
     check_tools()
     kernel = find_kernel()
     with _name_lock(spec.name):
         record = load_record(spec.name)
         if present(spec.name):
-            return _reuse(spec, site_path, record, progress)
+            return _reuse(spec, site_path, record, progress, track)
         started = time.monotonic()
         image = ensure_image(kernel, progress)
         built = time.monotonic() - started
         try:
-            record = _create(spec, kernel, image, site_path, progress)
+            record = _create(spec, kernel, image, site_path, progress, track)
         except BaseException:
             progress(f"lab up --vm failed: removing what it made for lab {spec.name!r}…")
             _down_locked(spec.name, lambda _m: None)
@@ -90,19 +91,20 @@ def _name_lock(lab: str) -> Any:
     return hold(locks / f".{lab}.lock", f"work on lab {lab}", fix="wait for it, or stop it and run `lab down` again")
 
 
-def _reuse(spec: LabSpec, site_path: Path, record: dict | None, progress: Progress) -> dict[str, Any]:
+def _reuse(spec: LabSpec, site_path: Path, record: dict | None, progress: Progress, track: str) -> dict[str, Any]:
     if not record or record.get("shape") != shape(spec) or not all(_alive(m) for m in record["machines"].values()):
         raise LabError(f"a lab named {spec.name!r} already exists with another shape or is not fully running",
                        fix=f"remove it first with `hubwizard lab down --name {spec.name}` (or pick another --name)")
     progress(f"already up: lab {spec.name!r} (VMs)")
-    record["site_path"] = str(site_path.resolve())
+    record["site_path"], record["track"] = str(site_path.resolve()), track
     write_vm_site(site_path, record)
     write_secrets(site_path, record["secrets"])
     save_record(record)
     return record
 
 
-def _create(spec: LabSpec, kernel: Kernel, image: Path, site_path: Path, progress: Progress) -> dict[str, Any]:
+def _create(spec: LabSpec, kernel: Kernel, image: Path, site_path: Path, progress: Progress,
+            track: str) -> dict[str, Any]:
     import secrets
 
     state = state_dir(spec.name)
@@ -132,7 +134,7 @@ def _create(spec: LabSpec, kernel: Kernel, image: Path, site_path: Path, progres
         "bridge": bridge, "subnet": str(subnet), "host_ip": str(subnet[1]), "machines": machines,
         "key": str(key), "known_hosts": str(state / "known_hosts"), "site_path": str(site_path.resolve()),
         "secrets": secret, "registry": registry, "kernel": kernel.version, "image": str(image),
-        "storage_path": STORAGE_PATH, "timings": {},
+        "storage_path": STORAGE_PATH, "track": track, "timings": {},
     }
     save_record(record)  # from here `lab down` finds the PIDs even if the wait below is interrupted
     waits = _wait_all(record, progress)

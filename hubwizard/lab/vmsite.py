@@ -4,6 +4,11 @@ Why its own renderer: a VM lab has a real kernel (kernel nfsd, XFS project quota
 data disk) and no ACME server, so HTTPS is off; its registry is a container on this machine
 (vmregistry) holding the container lab's stand-in images, named as a site names any plain-HTTP
 registry; hosts are written by the container lab's own writer (site._host).
+
+The classic (2016) track (`lab up --vm --track classic`): the hub's /home exported by kernel
+nfsd and mounted by autofs on the nodes, for real; only Consul and the standalone Swarm
+manager stay lab stand-ins ([classic] lab_stand_ins: their images are on Docker Hub, which a
+lab cannot reach), and classic-verify says so.
 """
 
 from __future__ import annotations
@@ -14,11 +19,15 @@ from typing import Any
 from hubwizard.lab.site import _q, registry_and_images, site_and_hosts
 
 QUOTA_DEFAULT = "100M"  # small: the hub's data disk is 4G, and a test fills a user's quota
+TRACKS = ("swarm-mode", "classic")
+CLASSIC_USERS = ("student1", "student2")  # the tutorial's accounts: same uid on every VM (classic-uids)
 
 
 def render_vm_site(record: dict[str, Any]) -> str:
-    out = site_and_hosts(record, f"hubwizard lab up --vm --name {record['name']}", "qemu VMs with Debian's kernel",
-                         "sudo passwords")
+    track = record.get("track", "swarm-mode")
+    flag = "" if track == "swarm-mode" else f" --track {track}"
+    out = site_and_hosts(record, f"hubwizard lab up --vm{flag} --name {record['name']}",
+                         "qemu VMs with Debian's kernel", "sudo passwords", track=track)
     registry = record["registry"]["url"]
     out += [
         "[ssh]",
@@ -28,15 +37,9 @@ def render_vm_site(record: dict[str, Any]) -> str:
         f"insecure_registries = [{_q(registry)}]",
         "",
         *registry_and_images(registry, "  # a registry container on the lab machine, on the bridge's host address"),
-        "[storage]",
-        'kind = "nfs"',
-        f"path = {_q(record['storage_path'])}  # an XFS disk of the hub, mounted with pquota",
-        'implementation = "kernel"  # a real kernel: kernel nfsd',
-        "",
-        "[quotas]",
-        "enabled = true",
-        f"default = {_q(QUOTA_DEFAULT)}",
-        "",
+    ]
+    out += _classic() if track == "classic" else _swarm_mode_storage(record)
+    out += [
         "[https]",
         "enabled = false  # no ACME server in a VM lab",
         "",
@@ -46,6 +49,37 @@ def render_vm_site(record: dict[str, Any]) -> str:
         "",
     ]
     return "\n".join(out)
+
+
+def _classic() -> list[str]:
+    """Homes in the hub's /home, exported by kernel nfsd, automounted on the nodes: all real."""
+    users = ", ".join(_q(u) for u in CLASSIC_USERS)
+    return [
+        "[hub]",
+        f"allowed_users = [{users}]  # create each with one uid on every VM (`useradd -u`): classic-uids checks",
+        "",
+        "[storage]",
+        'kind = "autofs"  # the hub exports /home (kernel nfsd); autofs mounts /home/USER on the nodes',
+        'implementation = "kernel"',
+        "",
+        "[classic]",
+        "lab_stand_ins = true  # lab only: Consul and `swarm manage` images are on Docker Hub; NFS and autofs are real",
+        "",
+    ]
+
+
+def _swarm_mode_storage(record: dict[str, Any]) -> list[str]:
+    return [
+        "[storage]",
+        'kind = "nfs"',
+        f"path = {_q(record['storage_path'])}  # an XFS disk of the hub, mounted with pquota",
+        'implementation = "kernel"  # a real kernel: kernel nfsd',
+        "",
+        "[quotas]",
+        "enabled = true",
+        f"default = {_q(QUOTA_DEFAULT)}",
+        "",
+    ]
 
 
 def write_vm_site(path: Path, record: dict[str, Any]) -> None:
