@@ -3,7 +3,8 @@
 # Debian's cloud kernel, images from a registry container on this machine), the swarm-mode steps
 # preflight..hub-service applied for real (kernel nfsd, XFS project quotas, per-user NFS volumes),
 # verify, the persistence proofs (an NFS volume; a Jupyter server writing a file, stopped, its
-# node drained, started on the other node, reading it back), then `lab down`.
+# node drained, started on the other node, reading it back), then `lab down`; and, on a 1+1 VM
+# lab of its own, the classic track's /home: kernel NFS export, autofs on the node (test_vm_classic).
 # Not part of scripts/test.sh: TCG emulation on 2 cores takes too long for the main CI run
 # (figures in RELIABILITY.md, "VM lab"). Installs what it needs from Debian first.
 set -euo pipefail

@@ -177,6 +177,10 @@ def _up(args: argparse.Namespace) -> int:
     load_site(site)  # what we hand over must be what the rest of hubwizard accepts
     print(f"site file: {site}  (secrets: {site.with_name(site.stem + '.secrets.toml')}, 0600)")
     print(f"next: hubwizard plan -c {site}")
+    if args.track == "classic":  # the tutorial's admin makes the accounts; classic-uids checks them
+        print("classic: first create the users of [hub] allowed_users with one uid:gid everywhere, e.g. "
+              "`groupadd -g 2001 student1 && useradd -m -u 2001 -g 2001 student1` on the hub, the same with "
+              "-M (no home: autofs mounts the hub's) on each node")
     if record.get("oidc"):
         from hubwizard.lab import oidc
 
