@@ -30,6 +30,7 @@ from typing import Any
 
 import pytest
 
+from hubwizard.core.render import HUB_SERVICE
 from tests.lab_web import LabHub, lab_hub
 
 pytestmark = [pytest.mark.lab, pytest.mark.timeout(1800)]
@@ -78,10 +79,11 @@ def chromium(hub: LabHub, profile: Path) -> Iterator[Any]:
 
 
 class Steps:
-    """Each step named; a failing one leaves a screenshot and the HTML beside the test."""
+    """Each step named; a failing one leaves a screenshot and the HTML beside the test, and its
+    message carries what the page said and the hub's log tail (CI keeps only the message)."""
 
-    def __init__(self, driver: Any, out: Path) -> None:
-        self.driver, self.out = driver, out
+    def __init__(self, driver: Any, out: Path, hub_log: Callable[[], str] = lambda: "") -> None:
+        self.driver, self.out, self.hub_log = driver, out, hub_log
 
     def __call__(self, name: str, action: Callable[[], Any]) -> Any:
         try:
@@ -93,7 +95,17 @@ class Steps:
                 html.write_text(self.driver.page_source)
             url = getattr(self.driver, "current_url", "?")
             raise AssertionError(f"browser step {name!r} failed at {url}: {type(exc).__name__}: {exc}\n"
-                                 f"screenshot: {shot}\npage: {html}") from exc
+                                 f"screenshot: {shot}\npage: {html}\n"
+                                 f"the page says: {self.page_text()}\n"
+                                 f"the hub's log, last lines:\n{self.hub_log()}") from exc
+
+    def page_text(self) -> str:
+        from selenium.webdriver.common.by import By
+
+        try:
+            return " ".join(self.driver.find_element(By.TAG_NAME, "body").text.split())[:800]
+        except Exception as exc:  # noqa: BLE001 - evidence only
+            return f"(unreadable: {type(exc).__name__})"
 
 
 def visit(driver: Any, url: str, tries: int = 4) -> None:
@@ -136,6 +148,42 @@ def wait_url(driver: Any, fragment: str, timeout: float) -> None:
     WebDriverWait(driver, timeout).until(lambda d: fragment in d.current_url)
 
 
+def spawn_outcome(driver: Any) -> str:
+    """"ready" once the browser is at the user's server; "error" when the hub showed an error
+    page instead (the URL stays at /hub/spawn, or the pending page says the spawn failed)."""
+    from selenium.webdriver.common.by import By
+
+    url = driver.current_url
+    if f"/user/{USER}/" in url:
+        return "ready"
+    if "/hub/spawn" not in url:
+        return ""
+    try:
+        text = driver.find_element(By.TAG_NAME, "body").text
+    except Exception:  # noqa: BLE001 - the page is being replaced: not decided yet
+        return ""
+    return "error" if url.rstrip("/").endswith("/hub/spawn") or "Spawn failed" in text else ""
+
+
+def wait_for_server(driver: Any, step: Steps, hub: LabHub, timeout: float = 420) -> None:
+    """The server after login. When the hub answers with an error page instead, a student
+    starts again from the hub's home page; the test does the same once, and says so in a
+    warning carrying the page's text and the hub's log (CI keeps them), then needs the server."""
+    import warnings
+
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    outcome = WebDriverWait(driver, timeout, poll_frequency=2).until(spawn_outcome)
+    if outcome == "ready":
+        return
+    warnings.warn(f"the first spawn of {USER} showed an error page at {driver.current_url}: "
+                  f"{step.page_text()}\nthe hub's log, last lines:\n{step.hub_log()}", stacklevel=1)
+    visit(driver, f"{hub.url}/hub/home")
+    wait_for(driver, "#start", 120).click()
+    outcome = WebDriverWait(driver, timeout, poll_frequency=2).until(spawn_outcome)
+    assert outcome == "ready", f"the second spawn of {USER} showed an error page too"
+
+
 def open_jupyterlab(driver: Any, url: str, tries: int = 3) -> None:
     """JupyterLab with a fresh workspace (?reset) until its launcher shows; reloads like a person
     would when the first load, right after the spawn, stays blank."""
@@ -151,21 +199,38 @@ def open_jupyterlab(driver: Any, url: str, tries: int = 3) -> None:
                 raise
 
 
-def server_node(hub: LabHub, user: str) -> str:
-    """The Swarm node running the user's server (found by the JUPYTERHUB_USER its spawner set)."""
-    site = hub.site
-    script = (
-        "for s in $(docker service ls -q); do "
-        f"docker service inspect $s --format '{{{{json .Spec.TaskTemplate.ContainerSpec.Env}}}}' "
-        f"| grep -q '\"JUPYTERHUB_USER={user}\"' "
-        "&& docker service ps $s --filter desired-state=running --format '{{.Node}}'; done"
-    )
-    host = site.hub_host
+def on_hub(hub: LabHub, script: str) -> str:
+    """A command on the hub machine as the site's SSH user, its output."""
+    host, site = hub.site.hub_host, hub.site
     done = subprocess.run(
         ["ssh", "-i", str(host.key), "-o", "IdentitiesOnly=yes", "-o", "BatchMode=yes", "-p", str(host.port),
          "-o", f"UserKnownHostsFile={site.ssh.known_hosts}", f"{host.user}@{host.address}", script],
         capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL)
     return done.stdout.strip()
+
+
+def server_node(hub: LabHub, user: str) -> str:
+    """The Swarm node running the user's server (found by the JUPYTERHUB_USER its spawner set)."""
+    return on_hub(hub, (
+        "for s in $(docker service ls -q); do "
+        f"docker service inspect $s --format '{{{{json .Spec.TaskTemplate.ContainerSpec.Env}}}}' "
+        f"| grep -q '\"JUPYTERHUB_USER={user}\"' "
+        "&& docker service ps $s --filter desired-state=running --format '{{.Node}}'; done"))
+
+
+def hub_log(hub: LabHub) -> str:
+    """The hub service's last log lines and the state of every service's tasks: evidence of a
+    failed step (sudo -n: the lab's sudo needs no password for the site's user, or says so)."""
+    docker = "docker" if hub.site.hub_host.user == "root" else "sudo -n docker"
+    try:
+        # the hub dumps a failed request's headers, one per line: left out
+        return on_hub(hub, f"{docker} service logs --no-trunc --tail 300 {HUB_SERVICE} 2>&1 "
+                           "| grep -vE '[|] +\"[A-Za-z-]+\": ' | tail -40 | cut -c1-400; "
+                           f"{docker} service ls 2>&1; "
+                           f"{docker} service ps --no-trunc --format '{{{{.Name}}}} {{{{.Node}}}} "
+                           f"{{{{.CurrentState}}}} {{{{.Error}}}}' $({docker} service ls -q) 2>&1 | tail -20")
+    except subprocess.SubprocessError as exc:
+        return f"(could not read it: {exc})"
 
 
 @pytest.fixture(scope="module")
@@ -181,7 +246,7 @@ def test_a_student_logs_in_works_in_jupyterlab_on_a_worker_and_logs_out(hub: Lab
     from selenium.webdriver.common.keys import Keys
 
     with chromium(hub, tmp_path / "profile") as driver:
-        step = Steps(driver, tmp_path)
+        step = Steps(driver, tmp_path, lambda: hub_log(hub))
         step("open-site", lambda: visit(driver, hub.url + "/"))
         step("login-page", lambda: wait_url(driver, "/hub/login", 60))
         step("sign-in-button", lambda: wait_for(driver, 'a[href*="oauth_login"]').click())
@@ -190,7 +255,7 @@ def test_a_student_logs_in_works_in_jupyterlab_on_a_worker_and_logs_out(hub: Lab
         field.send_keys(USER)
         step("authorize", lambda: field.submit())
         # The hub spawns the server right after login (image pre-pulled on the workers).
-        step("server-started", lambda: wait_url(driver, f"/user/{USER}/", 420))
+        step("server-started", lambda: wait_for_server(driver, step, hub))
         step("jupyterlab-launcher", lambda: open_jupyterlab(driver, f"{hub.url}/user/{USER}/lab?reset"))
 
         node = server_node(hub, USER)
