@@ -350,9 +350,14 @@ async def main():
 
         spawner.docker = manager
     if hook:
-        out = hook(spawner)
-        if inspect.isawaitable(out):
-            await out
+        try:
+            out = hook(spawner)
+            if inspect.isawaitable(out):
+                await out
+        except Exception as exc:  # what the hub would show the student: an HTTPError's text
+            result["hook_error"] = [type(exc).__name__, getattr(exc, "status_code", None), getattr(exc, "log_message", "")]
+            print(json.dumps(result))
+            return
         spec = getattr(spawner, "extra_container_spec", {}) or spawner.extra_host_config
         result["mounts"] = [dict(m) for m in spec.get("mounts", [])]
         result["placed"] = [spawner.environment.get("constraint:node"), getattr(spawner, "host_ip", None)]
@@ -362,11 +367,16 @@ asyncio.run(main())
 """
 
 
-def _load_in_jupyterhub(hub_python: str, tmp_path: Path, config: str, secret: str | None, **extra_env: str) -> tuple[dict, str]:
+def _load_in_jupyterhub(hub_python: str, tmp_path: Path, config: str, secret: str | None, squatter: str = "",
+                        **extra_env: str) -> tuple[dict, str]:
+    """JupyterHub loads the config and runs the spawn hook for alice; `squatter` names a plain
+    file put in the NFS root first (where a user's folder would go)."""
     (tmp_path / "jupyterhub_config.py").write_text(config, encoding="utf-8")
     (tmp_path / "probe.py").write_text(PROBE, encoding="utf-8")
     for sub in ("secrets", "data", "nfs", "home"):
         (tmp_path / sub).mkdir()
+    if squatter:
+        (tmp_path / "nfs" / squatter).write_text("not a folder\n", encoding="utf-8")
     if secret is not None:
         (tmp_path / "secrets" / "oauth_client_secret").write_text(secret + "\n", encoding="utf-8")
     (tmp_path / "secrets" / "hubwizard_api_token").write_text("check-token-0123456789\n", encoding="utf-8")
@@ -436,6 +446,20 @@ def test_jupyterhub_loads_the_swarm_mode_config(hub_python, tmp_path, provider):
     assert driver["Options"] == {"type": "nfs", "o": "addr=10.0.0.10,rw,nfsvers=4", "device": ":/var/nfs/alice"}
     # no Docker engine here: the quota helper fails, the spawn goes on, the log says why
     assert "quota '5G'" in log or "quota 5G" in log
+
+
+def test_a_student_whose_folder_cannot_be_made_reads_a_clear_page(hub_python, tmp_path):
+    """A file where alice's folder goes: the spawn stops with the hub's 500 page saying what to
+    do (tornado shows an HTTPError's text, not other exceptions'); the log has path and fix."""
+    site = make_site("swarm-mode", "github")
+    config = rendered(site, "/srv/hubwizard/hub/jupyterhub_config.py")
+    found, log = _load_in_jupyterhub(hub_python, tmp_path, config, secret="s", squatter="alice")
+
+    kind, status, message = found["hook_error"]
+    assert (kind, status) == ("HTTPError", 500)
+    assert "home folder could not be prepared" in message and "tell your instructor" in message
+    assert "10.0.0.10" not in message and "/var/nfs" not in message  # no storage addresses for students
+    assert "/var/nfs/alice on the NFS server could not be made a folder" in log and "move it away" in log
 
 
 def _build_time_check(dockerfile: str, python: str, config: Path, scratch: Path) -> str:

@@ -412,6 +412,8 @@ def test_swarm_config_spawner_volume_and_quota_hook():
     other = make_site(extra='\n[[hosts]]\nname = "store"\naddress = "10.0.0.20"\nrole = "nfs"\n[storage]\nserver = "store"\n')
     config = files_by_path(other)["/srv/hubwizard/hub/jupyterhub_config.py"].content
     assert "NFS_IP = '10.0.0.20'" in config and "set_quota" not in config
+    compile(config, "jupyterhub_config.py", "exec")  # JupyterHub loads the hub-is-NFS-host variant in test_consumers
+    assert "raise folder_failed(spawner.user.name, f\"could not be made on the NFS host" in config
 
 
 def test_nginx_has_acme_redirect_websockets_and_the_cert_paths():
