@@ -130,27 +130,27 @@ def endpoint(ctx: StepContext) -> Choice:
     return choose(ctx.site, ctx.facts.ipvs)
 
 
-def _wanted(ctx: StepContext, create: bool) -> tuple[list[str], dict[str, str]] | None:
+def _wanted(ctx: StepContext, create: bool, mode: str) -> tuple[list[str], dict[str, str]] | None:
     image = _image_ref(ctx)
     if image is None:
         return None
     secrets = hub_secrets(ctx, create=create)
-    return service_args(ctx.site, image, secrets, nodes_mount_nfs(ctx), endpoint(ctx).mode), secrets
+    return service_args(ctx.site, image, secrets, nodes_mount_nfs(ctx), mode), secrets
 
 
 @api_call("hub_service_current")  # no Docker yet: a failed check that says so
 def hub_service_current(ctx: StepContext) -> CallResult:
     """Check: the service runs the current image, secrets, mounts, endpoint mode; port guard in
     place. Its message ends with the endpoint mode and why (plan shows it)."""
-    checked = _service_current(ctx)
-    return CallResult(checked.ok, f"{checked.message}; {endpoint(ctx).line}")
-
-
-def _service_current(ctx: StepContext) -> CallResult:
     choice = endpoint(ctx)
+    checked = _service_current(ctx, choice)
+    return CallResult(checked.ok, f"{checked.message}; {choice.line}")
+
+
+def _service_current(ctx: StepContext, choice: Choice) -> CallResult:
     if choice.blocked:
         return CallResult(False, choice.refusal())
-    wanted = _wanted(ctx, create=False)
+    wanted = _wanted(ctx, create=False, mode=choice.mode)
     if wanted is None:
         return CallResult(False, f"{ctx.site.images.hub} is not on the hub: run the hub-image step")
     if api_token(ctx, create=False) is None:
@@ -385,7 +385,7 @@ def hub_service(ctx: StepContext) -> CallResult:
     choice = endpoint(ctx)
     if choice.blocked:  # before anything changes
         return CallResult(False, choice.refusal())
-    wanted = _wanted(ctx, create=True)
+    wanted = _wanted(ctx, create=True, mode=choice.mode)
     if wanted is None:
         return CallResult(False, f"{ctx.site.images.hub} is not on the hub: run the hub-image step first")
     args, secrets = wanted

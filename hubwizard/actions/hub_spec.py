@@ -76,7 +76,7 @@ def _current(ctx: StepContext) -> str:
 @spec_view("hub_service", "Swarm service jupyterhub (spec)")
 def hub_service_spec(ctx: StepContext) -> SpecView:
     """The hub service now and as apply would create it."""
-    wanted = hub_service._wanted(ctx, create=False)
+    wanted = hub_service._wanted(ctx, create=False, mode=hub_service.endpoint(ctx).mode)
     if wanted is None:
         return SpecView(note=f"(not shown: {ctx.site.images.hub} is not on the hub yet; the hub-image step builds it)")
     return SpecView(_current(ctx), "".join(f"{line}\n" for line in lines_from_args(wanted[0])))

@@ -252,7 +252,7 @@ def _endpoint_note(site, engine) -> None:
     facts this run probed; none when no host answered)."""
     from hubwizard.core.endpoint import choose
 
-    facts = getattr(engine, "_facts", None)
+    facts = engine.gathered_facts
     if site.site.track == "swarm-mode" and facts is not None:
         print(f"\n{choose(site, facts.ipvs).line}")
 

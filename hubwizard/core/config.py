@@ -23,6 +23,7 @@ from pydantic import (
     model_validator,
 )
 
+from hubwizard.core.endpoint import MODES
 from hubwizard.core.errors import ConfigError
 
 # Every pattern is applied with ``fullmatch`` and ends in ``\Z``: ``$`` also matches before a
@@ -402,7 +403,7 @@ class SwarmSection(_Strict):
     @field_validator("endpoint_mode")
     @classmethod
     def _endpoint_mode(cls, value: str) -> str:
-        if value not in ("auto", "vip", "dnsrr"):
+        if value not in MODES:
             raise ValueError('must be "auto" (vip where every swarm host has IPVS, else dnsrr), "vip" (a virtual '
                              'IP per service, needs IPVS in every host\'s kernel) or "dnsrr" (DNS round robin)')
         return value

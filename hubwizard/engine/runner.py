@@ -126,6 +126,11 @@ class Engine:
             self._facts = facts.gather(self.site, self.conns)
         return self._facts
 
+    @property
+    def gathered_facts(self) -> Facts | None:
+        """The facts this run probed, or None: for reports after a run, which must not probe."""
+        return self._facts
+
     def context(self, host: Host) -> dict[str, Any]:
         from hubwizard.core.render import template_context
 
