@@ -96,6 +96,20 @@ def ssh_env(tmp_path_factory):
         s.stop()
 
 
+@pytest.fixture
+def ssh_transport(ssh_env, tmp_path):
+    """Our SSH transport, as root, to the first of ssh_env's servers; closed afterwards."""
+    from hubwizard.remote.transport import HostKeyPolicy, SshTarget, SshTransport
+    from tests.sshd import known_hosts_line
+
+    s = ssh_env["servers"][0]
+    kh = tmp_path / "kh"
+    kh.write_text(known_hosts_line(s))
+    t = SshTransport(SshTarget("h", "127.0.0.1", s.port, "root", (str(ssh_env["key"]),)), HostKeyPolicy(kh))
+    yield t
+    t.close()
+
+
 # test sites log in with the open dummy login, which the site file accepts only when it says so
 LAB_LOGIN = '[oauth]\nprovider = "dummy"\ni_understand_anyone_can_log_in = true\n\n'
 

@@ -21,6 +21,8 @@ import urllib3
 import urllib3.connection
 import urllib3.connectionpool
 from docker.transport.basehttpadapter import BaseHTTPAdapter
+from urllib3.exceptions import ProtocolError
+from urllib3.util.retry import Retry
 
 from hubwizard.remote.transport import LocalTransport, SshTransport, Transport, _sudo_refused, _sudo_wrap
 
@@ -83,11 +85,32 @@ class _ChannelPool(urllib3.connectionpool.HTTPConnectionPool):
         return conn or self._new_conn()
 
 
+class _RetryUnanswered(Retry):
+    """A read-only request whose channel closed before any answer is sent again on a new channel.
+
+    A channel can end without relaying a byte: dial-stdio exited, or the SSH connection under it
+    was lost and is made again (seen in CI as "Remote end closed connection without response"
+    on verify's first checks; that drop's own cause is fixed in remote/channel_io.py). Only
+    GET/HEAD are repeated, and only for that error: a timeout or a refused channel is reported at
+    once, a POST never runs twice."""
+
+    def increment(self, method=None, url=None, response=None, error=None, _pool=None, _stacktrace=None):
+        if error is not None and not isinstance(error, ProtocolError):
+            raise error.with_traceback(_stacktrace)
+        return super().increment(method, url, response, error, _pool, _stacktrace)
+
+
+UNANSWERED_RETRIES = 2
+
+
 class _ChannelAdapter(BaseHTTPAdapter):
     __attrs__ = [*requests.adapters.HTTPAdapter.__attrs__, "pool"]
 
     def __init__(self, ssh: SshTransport, command: str, timeout: float, password: str | None = None) -> None:
         super().__init__()
+        self.max_retries = _RetryUnanswered(total=UNANSWERED_RETRIES, connect=0, read=UNANSWERED_RETRIES,
+                                            redirect=False, status=0, other=0,
+                                            allowed_methods=frozenset({"GET", "HEAD"}), backoff_factor=0.5)
         self.pool = _ChannelPool(ssh, command, timeout, 10, password)
 
     def get_connection(self, url, proxies=None):
@@ -125,6 +148,11 @@ def client_for(transport: Transport, *, sudo: bool = True, timeout: float = 120)
         if refused is not None:
             raise docker.errors.DockerException(f"{transport.name}: sudo refused: {refused.output}")
         command = _sudo_wrap(command, transport.user, True, password)[0]
+    return _channel_client(transport, command, timeout, password)
+
+
+def _channel_client(transport: SshTransport, command: str, timeout: float, password: str | None) -> Client:
+    """A client whose HTTP connections are channels running ``command`` (dial-stdio)."""
     client = Client(base_url="ssh://unused", version=API_VERSION, use_ssh_client=True, timeout=timeout)
     adapter = _ChannelAdapter(transport, command, timeout, password)
     client.api._custom_adapter = adapter

@@ -25,9 +25,10 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 from hubwizard.core.errors import HostKeyError, UnreachableError
+from hubwizard.remote import channel_io
 from hubwizard.remote.channels import DEFAULT_BUDGET, ChannelBudget
 from hubwizard.remote.clientkeys import KeyRing, LoginAgain, authenticate
 from hubwizard.remote.proxycommand import ProxyProcess
@@ -404,6 +405,20 @@ def _host_id(hostname: str, port: int) -> str:
     return hostname if port == 22 else f"[{hostname}]:{port}"
 
 
+def _send_stdin(chan: Any, data: str, timeout: float | None) -> bool:
+    """The command's input, then its end (in order with sshd's close: remote/channel_io.py).
+    False when the command took none of its input in time (treated as a timeout)."""
+    try:
+        if data:
+            channel_io.send_input(chan, data.encode(), timeout or channel_io.STALL_S)
+    except channel_io.InputClosed:
+        pass  # the command ended before reading it all: its exit status says how
+    except TimeoutError:
+        return False
+    channel_io.send_eof(chan)
+    return True
+
+
 class SshTransport:
     """A paramiko connection to one host, reused for everything.
 
@@ -654,13 +669,9 @@ class SshTransport:
                 fix="check the host is up and the network, then run again: finished steps are kept",
             ) from None
         chan.settimeout(1.0)
-        data = (prefix or "") + (stdin or "")
-        if data:
-            chan.sendall(data.encode())
-        chan.shutdown_write()
-        out, err = _LineSplitter("out", on_line), _LineSplitter("err", on_line)
         deadline = None if timeout is None else time.monotonic() + timeout
-        timed_out = False
+        timed_out = not _send_stdin(chan, (prefix or "") + (stdin or ""), timeout)
+        out, err = _LineSplitter("out", on_line), _LineSplitter("err", on_line)
         exited_at = 0.0
         while True:
             got = False
@@ -678,7 +689,7 @@ class SshTransport:
                     break
             if chan.closed and not got:
                 break
-            if deadline is not None and time.monotonic() > deadline:
+            if timed_out or (deadline is not None and time.monotonic() > deadline):
                 timed_out = True
                 break
             if not got:

@@ -5,22 +5,14 @@ from __future__ import annotations
 import pytest
 
 from hubwizard.core.templating import render_command
-from hubwizard.remote.transport import HostKeyPolicy, SshTarget, SshTransport
 
 HOSTILE = ["a;touch {m}", "$(touch {m})", "`touch {m}`", "a'b;touch {m}", 'a"b;touch {m}', "a\ntouch {m}",
            "a && touch {m}", "| touch {m}", "> {m}"]
 
 
 @pytest.fixture
-def transport(ssh_env, tmp_path):
-    from tests.sshd import known_hosts_line
-
-    s = ssh_env["servers"][0]
-    kh = tmp_path / "kh"
-    kh.write_text(known_hosts_line(s))
-    t = SshTransport(SshTarget("h", "127.0.0.1", s.port, "root", (str(ssh_env["key"]),)), HostKeyPolicy(kh))
-    yield t
-    t.close()
+def transport(ssh_transport):
+    return ssh_transport
 
 
 @pytest.mark.parametrize("pattern", HOSTILE)

@@ -60,6 +60,16 @@ def _no_secret_in(lab, *texts: str) -> None:
         assert value not in everything
 
 
+def _failed_checks(res: subprocess.CompletedProcess) -> str:
+    """What a failed `verify --json` says went wrong: its failed checks, not the JSON's tail."""
+    try:
+        checks = json.loads(res.stdout)["checks"]
+    except (ValueError, KeyError):
+        return res.stdout[-4000:] + res.stderr
+    failed = [f"{c['step']} {c['host']}: {c['name']}: {c['detail']}" for c in checks if not c["ok"]]
+    return "\n".join(failed or ["(no failed check; exit " + str(res.returncode) + ")"]) + "\n" + res.stderr[-2000:]
+
+
 def test_full_apply_to_the_end_to_end_check(lab):
     res = timed("full apply from fresh machines", "apply", "-c", str(lab["site"]), "--yes")
     assert res.returncode == 0, res.stdout[-4000:] + res.stderr
@@ -119,7 +129,7 @@ def test_oauth_redirect_with_github_and_a_fake_client_id(lab):
         assert res.returncode == 0, res.stdout[-4000:] + res.stderr
         assert "fake-secret" not in res.stdout + res.stderr
         res = hubwizard("verify", "-c", str(site), "--json")
-        assert res.returncode == 0, res.stdout[-4000:] + res.stderr
+        assert res.returncode == 0, _failed_checks(res)
         oauth = [c for c in json.loads(res.stdout)["checks"] if c["step"] == "oauth"]
         assert oauth and all(c["ok"] and not c["skipped"] for c in oauth), oauth
         assert any("login redirects to https://github.com/login/oauth/authorize with client_id Iv1.hubwizardfake"
