@@ -4,7 +4,10 @@
 # preflight..hub-service applied for real (kernel nfsd, XFS project quotas, per-user NFS volumes),
 # verify, the persistence proofs (an NFS volume; a Jupyter server writing a file, stopped, its
 # node drained, started on the other node, reading it back), then `lab down`; and, on a 1+1 VM
-# lab of its own, the classic track's /home: kernel NFS export, autofs on the node (test_vm_classic).
+# lab of its own, the classic track's /home: kernel NFS export, autofs on the node (test_vm_classic);
+# and, on a 1+1 VM lab with a dedicated NFS host (`lab up --vm --nfs-host`), the same track with
+# storage.server = the VM "nfs": the spawn makes the user's folder there, the file a user's server
+# writes on the node lands there with the user's uid, the quota reads back there (test_vm_nfs_host).
 # Not part of scripts/test.sh: TCG emulation on 2 cores takes too long for the main CI run
 # (figures in RELIABILITY.md, "VM lab"). Installs what it needs from Debian first.
 set -euo pipefail

@@ -162,9 +162,6 @@ def _up(args: argparse.Namespace) -> int:
         students=args.students,
     )
     site = Path(args.output or f"{args.name}.toml")
-    if args.vm and args.nfs_host:
-        raise ConfigError("lab up --vm --nfs-host: a dedicated NFS host is not built for the VM lab yet; "
-                          "use --nfs-host without --vm (container lab)")
     if args.track != "swarm-mode" and not args.vm:
         raise ConfigError(f"lab up --track {args.track} is built for the VM lab: add --vm (the container lab "
                           "writes a swarm-mode site; its kernel has no NFS for the classic /home)")

@@ -6,8 +6,9 @@ kernel nfsd, NFS volumes, `xfs_quota` and IPVS run as in production. Emulation i
 (nested KVM hangs here, shared/LAB.md), hence few machines and a pre-built image (vmimage).
 
 What a VM lab is: per VM a qcow2 overlay on the shared root disk, a config disk (identity:
-hostname, address, keys, user, data disk) and, for the hub, a raw data disk that becomes XFS
-mounted with pquota at the storage path; a qemu process whose PID is recorded; a tap on the
+hostname, address, keys, user, data disk) and, for the storage host (the hub, or the VM "nfs"
+of `--nfs-host`: storage.server), a raw data disk that becomes XFS mounted with pquota at the
+storage path; a qemu process whose PID is recorded; a tap on the
 lab's bridge (vmnet); the images come from a registry container on this machine (vmregistry).
 `down` kills exactly the recorded PIDs (checked against their command
 line) and removes taps, bridge, rule, the registry and files; nothing else is touched.
@@ -26,6 +27,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+from hubwizard.core.errors import ConfigError
 from hubwizard.core.secrets import write_secrets
 from hubwizard.lab import vmnet, vmregistry
 from hubwizard.lab.dockerguard import hold
@@ -37,7 +39,7 @@ from hubwizard.lab.vmsite import write_vm_site
 
 STORAGE_PATH = "/var/nfs"
 DATA_SIZE = "4G"  # sparse; preflight asks 2 GiB free at the storage path
-MEMORY = {"hub": 2048, "node": 1536, "spare": 1536}
+MEMORY = {"hub": 2048, "node": 1536, "spare": 1536, "nfs": 1024}  # the NFS host runs no users' servers
 BOOT_TIMEOUT = 900.0  # TCG on a busy 2-core host: systemd + dockerd take minutes, not seconds
 
 
@@ -55,15 +57,24 @@ def shape(spec: LabSpec) -> str:
     return spec.shape() + " vm"
 
 
-def check_spec(spec: LabSpec) -> None:
+def storage_role(spec: LabSpec) -> str:
+    """The role of the VM whose data disk holds users' folders: the dedicated NFS host of
+    `--nfs-host` (the site's storage.server), else the hub."""
+    return "nfs" if spec.nfs_host else "hub"
+
+
+def check_spec(spec: LabSpec, track: str = "swarm-mode") -> None:
     if spec.jump or spec.base_image:
         raise LabError("lab up --vm does not take --jump or --base-image (yet)", fix="omit them")
+    if spec.nfs_host and track != "swarm-mode":  # the classic track exports the hub's /home
+        raise ConfigError(f"lab up --vm --nfs-host --track {track}: the {track} track's homes are the hub's /home; "
+                          "a dedicated NFS host is for the swarm-mode track (omit --track or --nfs-host)")
 
 
 def up(spec: LabSpec, site_path: Path, progress: Progress = print, track: str = "swarm-mode") -> dict[str, Any]:
     """Bring a VM lab up (or reuse a whole one of the same shape); return its record. ``track``
     is the site file's (vmsite.TRACKS); a reused lab's site is rewritten for the one asked now."""
-    check_spec(spec)
+    check_spec(spec, track)
     check_tools()
     kernel = find_kernel()
     with _name_lock(spec.name):
@@ -152,7 +163,7 @@ def _mac(lab: str, index: int) -> str:
 
 def _prepare(spec: LabSpec, host: str, role: str, index: int, ips: dict[str, str], public: str,
              secret: dict[str, str], bridge: str, gateway: str, image: Path) -> dict[str, Any]:
-    """The VM's disks (overlay, config, data for the hub) and tap; qemu is not started yet."""
+    """The VM's disks (overlay, config, data for the storage host) and tap; qemu is not started yet."""
     folder = vm_dir(spec.name) / host
     folder.mkdir(parents=True, mode=0o700)
     overlay = folder / "root.qcow2"
@@ -161,7 +172,7 @@ def _prepare(spec: LabSpec, host: str, role: str, index: int, ips: dict[str, str
     host_public = ssh_keypair(host_key).rsplit(" ", 1)[0]
     mac = _mac(spec.name, index)
     data = None
-    if role == "hub":
+    if role == storage_role(spec):
         data = folder / "data.img"
         run(["truncate", "-s", DATA_SIZE, str(data)], f"data disk for {host}")
     config = _config_disk(folder, _setup_script(spec, host, ips, mac, gateway, public, secret, data is not None), host_key)

@@ -1,9 +1,10 @@
 """The site file of a VM lab: the container lab's host entries, with kernel NFS and quotas on.
 
-Why its own renderer: a VM lab has a real kernel (kernel nfsd, XFS project quotas on the hub's
-data disk) and no ACME server, so HTTPS is off; its registry is a container on this machine
-(vmregistry) holding the container lab's stand-in images, named as a site names any plain-HTTP
-registry; hosts are written by the container lab's own writer (site._host).
+Why its own renderer: a VM lab has a real kernel (kernel nfsd, XFS project quotas on the
+storage host's data disk: the hub's, or with `--nfs-host` the VM "nfs", named storage.server)
+and no ACME server, so HTTPS is off; its registry is a container on this machine (vmregistry)
+holding the container lab's stand-in images, named as a site names any plain-HTTP registry;
+hosts are written by the container lab's own writer (site._host).
 
 The classic (2016) track (`lab up --vm --track classic`): the hub's /home exported by kernel
 nfsd and mounted by autofs on the nodes, for real; only Consul and the standalone Swarm
@@ -18,14 +19,14 @@ from typing import Any
 
 from hubwizard.lab.site import _q, registry_and_images, site_and_hosts
 
-QUOTA_DEFAULT = "100M"  # small: the hub's data disk is 4G, and a test fills a user's quota
+QUOTA_DEFAULT = "100M"  # small: the storage host's data disk is 4G, and a test fills a user's quota
 TRACKS = ("swarm-mode", "classic")
 CLASSIC_USERS = ("student1", "student2")  # the tutorial's accounts: same uid on every VM (classic-uids)
 
 
 def render_vm_site(record: dict[str, Any]) -> str:
     track = record.get("track", "swarm-mode")
-    flag = "" if track == "swarm-mode" else f" --track {track}"
+    flag = ("" if track == "swarm-mode" else f" --track {track}") + (" --nfs-host" if record["spec"].get("nfs_host") else "")
     out = site_and_hosts(record, f"hubwizard lab up --vm{flag} --name {record['name']}",
                          "qemu VMs with Debian's kernel", "sudo passwords", track=track)
     registry = record["registry"]["url"]
@@ -69,10 +70,13 @@ def _classic() -> list[str]:
 
 
 def _swarm_mode_storage(record: dict[str, Any]) -> list[str]:
+    dedicated = bool(record["spec"].get("nfs_host"))
+    host = "the NFS host" if dedicated else "the hub"
     return [
         "[storage]",
         'kind = "nfs"',
-        f"path = {_q(record['storage_path'])}  # an XFS disk of the hub, mounted with pquota",
+        *(['server = "nfs"  # a dedicated NFS host (lab up --vm --nfs-host), not the hub'] if dedicated else []),
+        f"path = {_q(record['storage_path'])}  # an XFS disk of {host}, mounted with pquota",
         'implementation = "kernel"  # a real kernel: kernel nfsd',
         "",
         "[quotas]",

@@ -73,3 +73,55 @@ def test_qemu_runs_tcg_with_root_config_and_data_disks_in_order() -> None:
     drives = [args[i + 1] for i, a in enumerate(args) if a == "-drive"]
     assert [d.split(",")[0] for d in drives] == ["file=/s/hub/root.qcow2", "file=/s/hub/config.img", "file=/s/hub/data.img"]
     assert "apparmor=0" in args[args.index("-append") + 1]
+
+
+def _nfs_host_record(tmp_path: Path) -> dict:
+    record = _record(tmp_path)
+    record["spec"] = LabSpec(name="vmx", nodes=1, nfs_host=True).__dict__
+    record["machines"]["nfs"] = {"ip": "10.213.0.12", "role": "nfs"}
+    return record
+
+
+def test_with_a_dedicated_nfs_host_the_nfs_vm_gets_the_data_disk_not_the_hub() -> None:
+    """Issue 13 item 4: users' folders are on the NFS host's XFS, so only it gets the raw disk."""
+    spec = LabSpec(name="vmx", nodes=1, nfs_host=True)
+    assert spec.hosts() == [("hub", "hub"), ("node1", "node"), ("nfs", "nfs")]
+    assert [h for h, role in spec.hosts() if role == vm.storage_role(spec)] == ["nfs"]
+    plain = LabSpec(name="vmx", nodes=1)
+    assert [h for h, role in plain.hosts() if role == vm.storage_role(plain)] == ["hub"]
+    assert vm.MEMORY["nfs"] > 0  # every role has its memory size (_prepare reads it)
+
+
+def test_nfs_vm_site_names_the_nfs_host_as_storage_server_with_kernel_nfs_and_quotas(tmp_path: Path) -> None:
+    site = tmp_path / "vmx.toml"
+    (tmp_path / "id").write_text("key")
+    write_vm_site(site, _nfs_host_record(tmp_path))
+    text = site.read_text()
+    assert 'server = "nfs"' in text and "--nfs-host" in text.splitlines()[0]
+    loaded = load_site(site)
+    assert loaded.storage.server == "nfs" and loaded.nfs_host.name == "nfs" and loaded.nfs_host.role == "nfs"
+    assert [h.name for h in loaded.targets("nfs")] == ["nfs"]  # storage and quotas run there, not on the hub
+    assert loaded.storage.implementation == "kernel" and loaded.quotas.enabled
+    assert not loaded.storage.lab_without_nfs_client
+    plain = tmp_path / "plain.toml"
+    write_vm_site(plain, _record(tmp_path))
+    assert "server =" not in plain.read_text() and load_site(plain).nfs_host.name == "hub"
+
+
+def test_a_dedicated_nfs_host_is_refused_with_the_classic_track() -> None:
+    import pytest
+
+    from hubwizard.core.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="swarm-mode"):
+        vm.check_spec(LabSpec(name="vmx", nfs_host=True), "classic")
+    vm.check_spec(LabSpec(name="vmx", nfs_host=True), "swarm-mode")
+
+
+def test_the_nfs_vms_setup_script_mounts_its_xfs_with_pquota() -> None:
+    ips = {"hub": "10.213.0.10", "node1": "10.213.0.11", "nfs": "10.213.0.12"}
+    spec = LabSpec(name="vmx", nodes=1, nfs_host=True)
+    script = vm._setup_script(spec, "nfs", ips, "m", "10.213.0.1", "k", {}, True)
+    assert "hostname nfs" in script and "Address=10.213.0.12/24" in script
+    assert "mount -t xfs -o pquota /dev/vdc /var/nfs" in script
+    assert "10.213.0.12 nfs" in script  # every VM resolves the NFS host's name

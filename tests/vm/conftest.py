@@ -36,18 +36,24 @@ def vm_enabled() -> None:
 def vm_lab(vm_enabled: None, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
     """A fresh 1+2 VM lab, always brought down; or, with $HUBWIZARD_VM_LAB=NAME, that running VM
     lab (its own site file), left up: to rerun some tests (-k) without minutes of boot."""
+    yield from vm_lab_up(tmp_path_factory, "vm", ["--nodes", "2"], "HUBWIZARD_VM_LAB")
+
+
+def vm_lab_up(tmp_path_factory: pytest.TempPathFactory, prefix: str, up_args: list[str], reuse_env: str) -> Iterator[dict]:
+    """`lab up --vm UP_ARGS` under a fresh name (PREFIX-...), yielded as {name, site, record,
+    up_output}, always brought down; with $REUSE_ENV=NAME, that running VM lab, left up."""
     from hubwizard.lab.spec import load_record
 
-    reuse = os.environ.get("HUBWIZARD_VM_LAB")
+    reuse = os.environ.get(reuse_env)
     if reuse:
         record = load_record(reuse)
         assert record is not None and record.get("kind") == "vm", f"no VM lab named {reuse!r}"
         yield {"name": reuse, "site": Path(record["site_path"]), "record": record, "up_output": ""}
         return
-    name = unique_name("vm")
-    site = tmp_path_factory.mktemp("vm") / f"{name}.toml"
+    name = unique_name(prefix)
+    site = tmp_path_factory.mktemp(prefix) / f"{name}.toml"
     try:
-        up = hubwizard("lab", "up", "--vm", "--name", name, "--nodes", "2", "-o", str(site))
+        up = hubwizard("lab", "up", "--vm", "--name", name, *up_args, "-o", str(site))
         assert up.returncode == 0, f"lab up --vm failed:\n{up.stdout}\n{up.stderr}"
         record = load_record(name)
         assert record is not None

@@ -8,12 +8,9 @@ down by the last test (and by the fixture whatever happens), which proves nothin
 from __future__ import annotations
 
 import json
-import shlex
 import signal
 import subprocess
 import time
-import tomllib
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -21,16 +18,9 @@ import pytest
 from hubwizard.lab import vm, vmnet
 from tests.integration.lab_fixture import unique_name
 from tests.vm.conftest import hubwizard
+from tests.vm.labtools import CHECK_USER, STEPS, apply_step, assert_down, hub_api, on, start_server, stop_server
 
 pytestmark = [pytest.mark.vm, pytest.mark.timeout(3600)]
-# The swarm-mode track in the order of recipes/, up to the hub service: the images come from the
-# lab's registry container on this machine (vmregistry); the hub builds only its own thin layers.
-STEPS = ("preflight", "docker", "swarm-init", "swarm-join", "network", "storage", "nfs-guard", "storage-clients", "quotas",
-         "registry", "hub-image", "prepull", "hub-service")
-
-
-def on(lab: dict, host: str, command: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
-    return vm.ssh(lab["record"], host, command, timeout=timeout)
 
 
 def test_ssh_to_hub_and_node_with_the_labs_key(vm_lab: dict) -> None:
@@ -78,12 +68,6 @@ def _hub_service(lab: dict) -> list[str]:
     return done.stdout.split()
 
 
-def _apply(lab: dict, step: str) -> str:
-    done = hubwizard("apply", "-c", str(lab["site"]), "--yes", "--only", step, timeout=1800)
-    assert done.returncode == 0, f"apply --only {step}:\n{done.stdout[-3000:]}\n{done.stderr[-2000:]}"
-    return done.stdout
-
-
 def test_the_hub_service_has_a_virtual_ip_where_every_kernel_has_ipvs(vm_lab: dict) -> None:
     """Issue 13 item 6: the VM lab's kernel has IPVS on every host, so [swarm] endpoint_mode
     "auto" gives the hub (and users' servers) a virtual IP; plan says so in one line."""
@@ -100,16 +84,16 @@ def test_a_dnsrr_hub_converges_to_vip_in_place_and_then_stays(vm_lab: dict) -> N
     try:
         site.write_text(text + '\n[swarm]\nendpoint_mode = "dnsrr"\n')
         for step in ("hub-image", "hub-service"):
-            _apply(vm_lab, step)
+            apply_step(vm_lab, step)
         assert _hub_endpoint_mode(vm_lab) == "dnsrr"
     finally:
         site.write_text(text)
     _, dnsrr_id, _ = _hub_service(vm_lab)
-    _apply(vm_lab, "hub-image")
-    _apply(vm_lab, "hub-service")
+    apply_step(vm_lab, "hub-image")
+    apply_step(vm_lab, "hub-service")
     mode, vip_id, version = _hub_service(vm_lab)
     assert (mode, vip_id) == ("vip", dnsrr_id)  # the same service, updated in place
-    again = _apply(vm_lab, "hub-service")
+    again = apply_step(vm_lab, "hub-service")
     assert "unchanged  hub" in again, again[-2000:]
     assert _hub_service(vm_lab) == ["vip", vip_id, version]
 
@@ -172,82 +156,6 @@ def test_a_write_beyond_the_users_quota_fails_and_the_readback_shows_the_limit(v
     on(vm_lab, "hub", f"rm -f /var/nfs/{USER}/big")
 
 
-HUB_API = """
-import json, sys, urllib.error, urllib.request
-given = json.load(sys.stdin)
-body = None if given["body"] is None else json.dumps(given["body"]).encode()
-req = urllib.request.Request("http://127.0.0.1:8000" + sys.argv[2], data=body, method=sys.argv[1],
-                             headers={"Authorization": "token " + given["token"], "Content-Type": "application/json"})
-try:
-    with urllib.request.urlopen(req, timeout=60) as resp:
-        print(json.dumps({"status": resp.status, "body": resp.read().decode()}))
-except urllib.error.HTTPError as exc:
-    print(json.dumps({"status": exc.code, "body": exc.read().decode(errors="replace")}))
-"""
-CHECK_USER = "hubwizardcheck"  # the one user the check's API token may create, start, reach and stop
-
-
-def hub_api(lab: dict, method: str, path: str, body: object = None) -> tuple[int, str]:
-    """One request to the hub (its port 8000 on the hub VM, through the proxy) with the check's
-    token; token and body go over ssh's stdin, never on a command line."""
-    token = tomllib.loads(Path(lab["site"]).with_suffix(".secrets.toml").read_text())["hub_api_token"]
-    for _ in range(40):  # the proxy answers 503 or resets while the hub (re)starts
-        command = f"python3 -c {shlex.quote(HUB_API)} {method} {shlex.quote(path)}"
-        done = subprocess.run([*vm.ssh_args(lab["record"], "hub"), command],
-                              input=json.dumps({"token": token, "body": body}), capture_output=True, text=True, timeout=180)
-        if done.returncode == 0 and done.stdout.strip():
-            reply = json.loads(done.stdout)
-            if reply["status"] not in (502, 503):
-                return reply["status"], reply["body"]
-        time.sleep(5)
-    raise AssertionError(f"hub API {method} {path}: {done.stdout[-500:]} {done.stderr[-500:]}")
-
-
-def _wait(what: str, probe: Callable[[], str | None], timeout: float = 900) -> str:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        found = probe()
-        if found:
-            return found
-        time.sleep(5)
-    raise AssertionError(f"{what}: not after {timeout:.0f} s")
-
-
-def _node_of_server(lab: dict) -> str | None:
-    """The node running the check user's server task (Swarm's view on the hub), once running."""
-    ps = on(lab, "hub", f"for s in $(docker service ls -q --filter name=jupyter-{CHECK_USER}); do "
-                        "docker service ps --filter desired-state=running --format '{{.Node}} {{.CurrentState}}' $s; done")
-    for line in ps.stdout.splitlines():
-        if line.split()[1:2] == ["Running"]:
-            return line.split()[0]
-    return None
-
-
-def _start_server(lab: dict) -> str:
-    """Start the check user's server, wait until the hub says ready; return the node it runs on."""
-    status, body = hub_api(lab, "POST", f"/hub/api/users/{CHECK_USER}/server")
-    assert status in (201, 202), f"{status} {body[:500]}"
-
-    def ready() -> str | None:
-        status, body = hub_api(lab, "GET", f"/hub/api/users/{CHECK_USER}")
-        server = json.loads(body).get("servers", {}).get("") if status == 200 else None
-        return "ready" if server and server.get("ready") else None
-
-    _wait("the check user's server ready", ready)
-    node = _wait("its Swarm task running", lambda: _node_of_server(lab), timeout=120)
-    print(f"{time.strftime('%T')} {CHECK_USER}'s server runs on {node}")
-    return node
-
-
-def _stop_server(lab: dict) -> None:
-    hub_api(lab, "DELETE", f"/hub/api/users/{CHECK_USER}/server")
-
-    def stopped() -> str | None:
-        status, body = hub_api(lab, "GET", f"/hub/api/users/{CHECK_USER}")
-        return "stopped" if status == 200 and not json.loads(body).get("servers") else None
-
-    _wait("the check user's server stopped", stopped, timeout=300)
-
 
 def test_a_notebook_file_follows_its_user_to_the_other_node(vm_lab: dict) -> None:
     """Issue 13's acceptance through Jupyter: write through the contents API, stop, drain that
@@ -255,21 +163,21 @@ def test_a_notebook_file_follows_its_user_to_the_other_node(vm_lab: dict) -> Non
     and the quota the first spawn set reads back."""
     status, body = hub_api(vm_lab, "POST", f"/hub/api/users/{CHECK_USER}")
     assert status in (201, 409), f"{status} {body[:300]}"
-    _stop_server(vm_lab)  # a server left by an earlier run would not move
-    first = _start_server(vm_lab)
+    stop_server(vm_lab)  # a server left by an earlier run would not move
+    first = start_server(vm_lab)
     text = f"persisted from {first}"
     status, body = hub_api(vm_lab, "PUT", f"/user/{CHECK_USER}/api/contents/acceptance.txt",
                            {"type": "file", "format": "text", "content": text})
     assert status in (200, 201), f"{status} {body[:500]}"
-    _stop_server(vm_lab)
+    stop_server(vm_lab)
     drained = on(vm_lab, "hub", f"docker node update --availability drain {first}")
     assert drained.returncode == 0, drained.stderr
     try:
-        second = _start_server(vm_lab)
+        second = start_server(vm_lab)
         assert second != first, f"the server came back on {second}, the drained node"
         status, body = hub_api(vm_lab, "GET", f"/user/{CHECK_USER}/api/contents/acceptance.txt?type=file&format=text")
         assert status == 200 and json.loads(body)["content"] == text, f"{status} {body[:500]}"
-        _stop_server(vm_lab)
+        stop_server(vm_lab)
     finally:
         on(vm_lab, "hub", f"docker node update --availability active {first}")
     owner = on(vm_lab, "hub", f"stat -c %u:%g /var/nfs/{CHECK_USER}/acceptance.txt && cat /var/nfs/{CHECK_USER}/acceptance.txt")
@@ -280,18 +188,7 @@ def test_a_notebook_file_follows_its_user_to_the_other_node(vm_lab: dict) -> Non
 
 
 def test_down_leaves_no_qemu_tap_or_bridge(vm_lab: dict) -> None:
-    pids = [m["pid"] for m in vm_lab["record"]["machines"].values()]
-    done = hubwizard("lab", "down", "--name", vm_lab["name"], timeout=300)
-    assert done.returncode == 0, done.stderr
-    for pid in pids:
-        assert not Path(f"/proc/{pid}").exists() or b"qemu" not in Path(f"/proc/{pid}/cmdline").read_bytes()
-    assert vmnet.taps_of(vm_lab["name"]) == []
-    assert not vmnet.exists(vmnet.bridge_name(vm_lab["name"]))
-    assert not vm.present(vm_lab["name"])
-    import docker
-
-    left = docker.from_env().containers.list(all=True, filters={"label": f"io.hubwizard.lab={vm_lab['name']}"})
-    assert left == [], "the VM lab's registry container is left"
+    assert_down(vm_lab["name"], [m["pid"] for m in vm_lab["record"]["machines"].values()])
 
 
 def test_an_interrupted_lab_up_removes_its_vm_tap_and_bridge(vm_enabled: None, tmp_path: Path) -> None:
