@@ -39,7 +39,8 @@ from hubwizard.lab.vmsite import write_vm_site
 
 STORAGE_PATH = "/var/nfs"
 DATA_SIZE = "4G"  # sparse; preflight asks 2 GiB free at the storage path
-MEMORY = {"hub": 2048, "node": 1536, "spare": 1536, "nfs": 1024}  # the NFS host runs no users' servers
+# MiB per role: preflight asks 1 GiB of MemTotal, and a 1024 MiB guest shows ~972 (the kernel keeps the rest)
+MEMORY = {"hub": 2048, "node": 1536, "spare": 1536, "nfs": 1536}
 BOOT_TIMEOUT = 900.0  # TCG on a busy 2-core host: systemd + dockerd take minutes, not seconds
 
 
