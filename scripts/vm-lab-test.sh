@@ -24,5 +24,6 @@ if [ ${#need[@]} -gt 0 ]; then
         { apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${need[@]}"; }
 fi
 export HUBWIZARD_VM_TESTS=1
-# The fixture brings its lab down whatever happens; timeout -k leaves time for that.
-exec timeout -k 120 100m python3 -m pytest -q -p no:cacheprovider -s -m vm tests/vm "$@"
+# The fixture brings its lab down whatever happens; timeout -k leaves time for that. Three labs one
+# after the other (1+2, classic 1+1, 1+1+nfs); the two swarm-mode ones each pull the hub base under TCG.
+exec timeout -k 120 170m python3 -m pytest -q -p no:cacheprovider -s -m vm tests/vm "$@"
