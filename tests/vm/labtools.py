@@ -111,6 +111,18 @@ def stop_server(lab: dict) -> None:
     wait("the check user's server stopped", stopped, timeout=300)
 
 
+def quota_hard_kib(lab: dict, host: str, user: str) -> int | None:
+    """The hard limit (KiB) of USER's project on HOST's storage path, as the product reads it back
+    (the command and parser of verify's quota check: actions/swarm.py, actions/quota.py); None
+    when USER has no project there."""
+    from hubwizard.actions.quota import parse_report, project_name
+
+    report = on(lab, host, f"xfs_quota -x -c 'report -p' {vm.STORAGE_PATH}")
+    assert report.returncode == 0, report.stdout + report.stderr
+    row = parse_report(report.stdout).get(project_name(user))
+    return None if row is None else row.hard // 1024
+
+
 def assert_down(name: str, pids: list[int]) -> None:
     """`lab down NAME` leaves no qemu of its PIDS, tap, bridge, VM files or registry container."""
     done = hubwizard("lab", "down", "--name", name, timeout=300)

@@ -18,7 +18,7 @@ import pytest
 from hubwizard.lab import vm, vmnet
 from tests.integration.lab_fixture import unique_name
 from tests.vm.conftest import hubwizard
-from tests.vm.labtools import CHECK_USER, STEPS, apply_step, assert_down, hub_api, on, start_server, stop_server
+from tests.vm.labtools import CHECK_USER, STEPS, apply_step, assert_down, hub_api, on, quota_hard_kib, start_server, stop_server
 
 pytestmark = [pytest.mark.vm, pytest.mark.timeout(3600)]
 
@@ -150,9 +150,7 @@ def test_a_write_beyond_the_users_quota_fails_and_the_readback_shows_the_limit(v
     over = _in_container(vm_lab, "node1", "dd if=/dev/zero of=/home/jovyan/work/big bs=1M count=40 2>&1")
     assert over.returncode != 0, over.stdout
     assert "quota exceeded" in over.stdout.lower() or "no space left" in over.stdout.lower(), over.stdout
-    report = on(vm_lab, "hub", "xfs_quota -x -c 'report -p -b -N' /var/nfs")
-    line = next(ln for ln in report.stdout.splitlines() if ln.startswith(f"hubwizard-{USER} "))
-    assert line.split()[3] == str(20 * 1024), line  # hard limit, KiB
+    assert quota_hard_kib(vm_lab, "hub", USER) == 20 * 1024  # hard limit, KiB
     on(vm_lab, "hub", f"rm -f /var/nfs/{USER}/big")
 
 
@@ -182,9 +180,7 @@ def test_a_notebook_file_follows_its_user_to_the_other_node(vm_lab: dict) -> Non
         on(vm_lab, "hub", f"docker node update --availability active {first}")
     owner = on(vm_lab, "hub", f"stat -c %u:%g /var/nfs/{CHECK_USER}/acceptance.txt && cat /var/nfs/{CHECK_USER}/acceptance.txt")
     assert owner.stdout.split("\n", 1) == ["1000:100", text], owner.stdout + owner.stderr
-    report = on(vm_lab, "hub", "xfs_quota -x -c 'report -p -b -N' /var/nfs")
-    line = next((ln for ln in report.stdout.splitlines() if ln.startswith(f"hubwizard-{CHECK_USER} ")), None)
-    assert line and line.split()[3] == str(100 * 1024), report.stdout  # the site's default, 100M, in KiB
+    assert quota_hard_kib(vm_lab, "hub", CHECK_USER) == 100 * 1024  # the site's default, 100M, in KiB
 
 
 def test_down_leaves_no_qemu_tap_or_bridge(vm_lab: dict) -> None:

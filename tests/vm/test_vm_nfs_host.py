@@ -24,7 +24,7 @@ import pytest
 from hubwizard.lab.vm import STORAGE_PATH
 from hubwizard.lab.vmsite import QUOTA_DEFAULT
 from tests.vm.conftest import hubwizard, vm_lab_up
-from tests.vm.labtools import CHECK_USER, STEPS, apply_step, assert_down, hub_api, on, start_server, stop_server
+from tests.vm.labtools import CHECK_USER, STEPS, apply_step, assert_down, hub_api, on, quota_hard_kib, start_server, stop_server
 
 pytestmark = [pytest.mark.vm, pytest.mark.timeout(3600)]
 NFS = "nfs"  # the VM `--nfs-host` adds, storage.server in the site
@@ -70,13 +70,6 @@ def test_kernel_nfsd_exports_the_storage_path_from_the_nfs_vm_not_the_hub(nfs_la
     assert hub.returncode == 0 and STORAGE_PATH not in hub.stdout, hub.stdout + hub.stderr
 
 
-def _quota_kib(lab: dict, user: str) -> int | None:
-    """The hard limit (KiB) of USER's project in the NFS host's quota report, if it has one."""
-    report = on(lab, NFS, f"xfs_quota -x -c 'report -p -b -N' {STORAGE_PATH}")
-    line = next((ln for ln in report.stdout.splitlines() if ln.startswith(f"hubwizard-{user} ")), None)
-    return int(line.split()[3]) if line else None
-
-
 def test_a_users_server_on_the_node_writes_its_file_to_the_nfs_vm(nfs_lab: dict) -> None:
     """As a user: the server starts on the node, a file written through Jupyter lands in
     STORAGE/USER on the NFS host with jovyan's uid; the spawn made that folder there (not on
@@ -100,7 +93,8 @@ def test_a_users_server_on_the_node_writes_its_file_to_the_nfs_vm(nfs_lab: dict)
                                 f"cat {folder}/acceptance.txt")
         assert made.stdout.split("\n", 2) == ["1000:100:755", "1000:100", text], made.stdout + made.stderr
         assert on(nfs_lab, "hub", f"test ! -e {folder}").returncode == 0, "the user's folder was made on the hub"
-        assert _quota_kib(nfs_lab, CHECK_USER) == int(QUOTA_DEFAULT.removesuffix("M")) * 1024, f"no {QUOTA_DEFAULT} quota"
+        assert quota_hard_kib(nfs_lab, NFS, CHECK_USER) == int(QUOTA_DEFAULT.removesuffix("M")) * 1024, \
+            f"no {QUOTA_DEFAULT} quota"
         log = on(nfs_lab, "hub", "docker service logs --raw jupyterhub 2>&1 | grep -F 'hubwizard' | tail -5")
         print(f"hub log:\n{log.stdout}")
     finally:
