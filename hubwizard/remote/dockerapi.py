@@ -108,8 +108,8 @@ class _ChannelAdapter(BaseHTTPAdapter):
 
     def __init__(self, ssh: SshTransport, command: str, timeout: float, password: str | None = None) -> None:
         super().__init__()
-        self.max_retries = _RetryUnanswered(total=UNANSWERED_RETRIES, connect=0, read=UNANSWERED_RETRIES,
-                                            redirect=False, status=0, other=0,
+        # increment() lets only ProtocolError through, so read is the one count that applies
+        self.max_retries = _RetryUnanswered(total=UNANSWERED_RETRIES, read=UNANSWERED_RETRIES,
                                             allowed_methods=frozenset({"GET", "HEAD"}), backoff_factor=0.5)
         self.pool = _ChannelPool(ssh, command, timeout, 10, password)
 
