@@ -172,23 +172,25 @@ def stop_server(driver: Any, tries: int = 4) -> None:
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait
 
-    def reacted(d: Any) -> bool:
+    def hidden(d: Any) -> bool:
         stop = d.find_elements(By.CSS_SELECTOR, "#stop")
-        start = d.find_elements(By.CSS_SELECTOR, "#start")
-        return (not stop or not stop[0].is_displayed()) or bool(start and start[0].get_attribute("disabled"))
+        return not stop or not stop[0].is_displayed()
 
-    for attempt in range(tries):
-        stop = driver.find_elements(By.CSS_SELECTOR, "#stop")
-        if not stop or not stop[0].is_displayed():
+    def reacted(d: Any) -> bool:
+        start = d.find_elements(By.CSS_SELECTOR, "#start")
+        return hidden(d) or bool(start and start[0].get_attribute("disabled"))
+
+    for attempt in range(1, tries + 1):
+        if hidden(driver):
             break
-        stop[0].click()
+        driver.find_element(By.CSS_SELECTOR, "#stop").click()
         try:
             WebDriverWait(driver, 15).until(reacted)
             break
         except TimeoutException:
-            print(f"\n[browser] Stop My Server: no reaction to click {attempt + 1} in 15 s, clicking again")
-            if attempt == tries - 1:
+            if attempt == tries:
                 raise AssertionError(f"the hub's page did not react to {tries} clicks on Stop My Server") from None
+            print(f"\n[browser] Stop My Server: no reaction to click {attempt} in 15 s, clicking again")
     wait_gone(driver, "#stop", 180)
 
 
